@@ -1,0 +1,1 @@
+"""Stage 7: attack statistics, plots and the HTML report."""

@@ -1,0 +1,1 @@
+"""PostgreSQL: embedded server, connections, synthetic MIMIC-III, PhysioNet CSV loader, query stage."""

@@ -1,0 +1,70 @@
+"""`icurt db ...` subcommands: the embedded server, synth and load-csv."""
+
+from __future__ import annotations
+
+from icurt.config import Config
+from icurt.db.dsn import redact_dsn
+
+
+def add_commands(sub, common) -> None:
+    db = sub.add_parser("db", help="the PostgreSQL database: embedded server, synthetic cohort, CSV loader")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    for name, handler, text in [
+        ("start", _start, "start the embedded server (reused when it is already up)"),
+        ("status", _status, "say whether the database is reachable"),
+        ("stop", _stop, "stop the embedded server"),
+        ("url", _url, "print the database URL (password redacted)"),
+    ]:
+        db_sub.add_parser(name, parents=[common], help=text).set_defaults(handler=handler)
+
+
+def _start(args, cfg: Config) -> int:
+    from icurt.db.connection import resolve_dsn
+
+    if cfg.db.dsn:
+        print(f"a DSN is configured ({redact_dsn(cfg.db.dsn)}); the embedded server is not used")
+        return _status(args, cfg)
+    print(f"embedded PostgreSQL running at {resolve_dsn(cfg)}")
+    return 0
+
+
+def _status(args, cfg: Config) -> int:
+    from icurt.db.connection import connect
+    from icurt.db.server import embedded_server
+
+    if cfg.db.dsn:
+        conn = connect(cfg.db.dsn, timeout_s=cfg.db.connect_timeout_s)
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            version = cur.fetchone()[0]
+        conn.close()
+        print(f"reachable: PostgreSQL {version} at {redact_dsn(cfg.db.dsn)}")
+        return 0
+    status = embedded_server(cfg.paths.data, cfg.db.embedded_port).status()
+    if status.running:
+        print(f"embedded PostgreSQL running (pid {status.pid}) at {status.url}, data in {status.pgdata}")
+        return 0
+    print(f"embedded PostgreSQL not running (data in {status.pgdata}); `icurt db start` starts it")
+    return 1
+
+
+def _stop(args, cfg: Config) -> int:
+    from icurt.db.server import embedded_server
+
+    stopped = embedded_server(cfg.paths.data, cfg.db.embedded_port).stop()
+    print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+def _url(args, cfg: Config) -> int:
+    from icurt.db.server import embedded_server
+
+    if cfg.db.dsn:
+        print(redact_dsn(cfg.db.dsn))
+        return 0
+    status = embedded_server(cfg.paths.data, cfg.db.embedded_port).status()
+    if not status.running:
+        print(f"embedded PostgreSQL not running; its URL once started: {status.url or '(port chosen at start)'}")
+        return 1
+    print(status.url)
+    return 0

@@ -1,0 +1,45 @@
+"""One place that hands out psycopg2 connections: to the DSN in config, or to the embedded server."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from icurt.config import Config
+from icurt.db.dsn import redact_dsn
+from icurt.db.server import embedded_server
+from icurt.errors import IcurtError
+
+
+def resolve_dsn(cfg: Config) -> str:
+    """The configured DSN, or the embedded server's URL (starting the server if it is down)."""
+    if cfg.db.dsn:
+        return cfg.db.dsn
+    return embedded_server(cfg.paths.data, cfg.db.embedded_port).start()
+
+
+def connect(dsn: str, *, readonly: bool = False, timeout_s: int = 5):
+    """A psycopg2 connection; an unreachable or malformed DSN is an IcurtError (password redacted)."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=timeout_s, application_name="icurt")
+    except psycopg2.Error as exc:
+        reason = redact_dsn(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise IcurtError(f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {reason}; check the DSN "
+                         "(ICURT_DSN or [db].dsn) and that the server is up, or leave the DSN empty "
+                         "to use the embedded server") from None
+    if readonly:
+        conn.set_session(readonly=True)
+    return conn
+
+
+@contextmanager
+def connection(cfg: Config, *, readonly: bool = False) -> Iterator:
+    """A connection for the configured database, committed on success and always closed."""
+    conn = connect(resolve_dsn(cfg), readonly=readonly, timeout_s=cfg.db.connect_timeout_s)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""Stage 2: query output → (N, 48, 19) features and mortality labels."""

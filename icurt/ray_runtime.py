@@ -1,0 +1,59 @@
+"""Starting or joining Ray from config, in one place."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from icurt.config import Config
+from icurt.errors import IcurtError
+
+log = logging.getLogger("icurt")
+
+
+def init_ray(cfg: Config):
+    """ray.init() for this config, unless Ray is already initialised; returns the ray module."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    kwargs: dict = {"include_dashboard": cfg.ray.include_dashboard, "log_to_driver": True,
+                    "configure_logging": False}
+    if cfg.ray.include_dashboard:
+        kwargs.update(dashboard_host=cfg.ray.dashboard_host, dashboard_port=cfg.ray.dashboard_port)
+    if cfg.ray.address:
+        kwargs["address"] = cfg.ray.address
+    else:
+        if cfg.ray.num_cpus:
+            kwargs["num_cpus"] = cfg.ray.num_cpus
+        if cfg.ray.num_gpus >= 0:
+            kwargs["num_gpus"] = cfg.ray.num_gpus
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise IcurtError(f"cannot reach the Ray cluster at '{cfg.ray.address}': {exc}; "
+                         "check [ray].address (\"\" starts a local Ray)") from None
+    log.info("Ray resources: %s", ray.cluster_resources())
+    return ray
+
+
+def cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def resolve_device(cfg: Config) -> str:
+    """'cuda' or 'cpu' for work in this process, from [ray].device."""
+    import torch
+
+    if cfg.ray.device == "cuda":
+        if not torch.cuda.is_available():
+            raise IcurtError("[ray].device is 'cuda' but this process sees no GPU; "
+                             "set --set ray.device=auto or cpu")
+        return "cuda"
+    if cfg.ray.device == "cpu":
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,244 @@
+"""Run store: one folder per stage, one per run, finalized atomically by a rename.
+
+    <data>/<stage>/<run_id>/            a completed run
+    <data>/<stage>/.tmp-<run_id>/       a run in progress (never listed, never an input)
+    <data>/<stage>/.failed-<run_id>/    a run whose stage raised or was interrupted (kept for its log)
+
+Each run holds run.json (stage, id, status, times, input run ids), config.toml (the effective
+config, passwords redacted) and run.log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from icurt import __version__
+from icurt.config import Config, config_to_toml
+from icurt.db.dsn import RedactingFilter
+from icurt.errors import IcurtError
+
+STAGES = ("query", "preprocess", "tune-model", "train", "tune-attack", "attack", "analyze")
+INPUT_STAGE = {stage: STAGES[i - 1] if i else None for i, stage in enumerate(STAGES)}
+TMP_PREFIX, FAILED_PREFIX = ".tmp-", ".failed-"
+log = logging.getLogger("icurt")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A completed run: its folder and its run.json."""
+
+    stage: str
+    run_id: str
+    path: Path
+    meta: dict
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        return dict(self.meta.get("inputs", {}))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+@dataclass
+class RunWriter:
+    """A run being written: write files under `path`; it becomes a Run when the stage succeeds."""
+
+    stage: str
+    run_id: str
+    path: Path
+    meta: dict
+    run: Run | None = None  # set once finalized
+
+    def update_meta(self, **values) -> None:
+        self.meta.update(values)
+        _write_json(self.path / "run.json", self.meta)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable id: UTC time to the microsecond, then a random suffix."""
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(2)
+
+
+class RunStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "RunStore":
+        return cls(cfg.paths.data)
+
+    def stage_dir(self, stage: str) -> Path:
+        _check_stage(stage)
+        return self.root / stage
+
+    def list(self, stage: str | None = None) -> list[Run]:
+        """Completed runs, newest first (all stages when `stage` is None)."""
+        stages = [stage] if stage else list(STAGES)
+        runs = []
+        for name in stages:
+            folder = self.stage_dir(name)
+            if folder.is_dir():
+                for child in folder.iterdir():
+                    if child.is_dir() and not child.name.startswith(".") and (child / "run.json").exists():
+                        runs.append(self._load(name, child))
+        return sorted(runs, key=lambda r: r.run_id, reverse=True)
+
+    def get(self, stage: str, run_id: str) -> Run:
+        path = self.stage_dir(stage) / run_id
+        if "/" in run_id or run_id.startswith(".") or not (path / "run.json").is_file():
+            hint = f"`icurt runs {stage}` lists them"
+            if (self.stage_dir(stage) / f"{FAILED_PREFIX}{run_id}").exists():
+                raise IcurtError(f"{stage} run '{run_id}' failed and has no results; see its run.log "
+                                 f"under {self.stage_dir(stage) / (FAILED_PREFIX + run_id)}")
+            raise IcurtError(f"no completed {stage} run '{run_id}' under {self.root}; {hint}")
+        return self._load(stage, path)
+
+    def latest(self, stage: str) -> Run:
+        runs = self.list(stage)
+        if not runs:
+            raise IcurtError(f"no completed {stage} run under {self.root}; run `icurt {stage}` first "
+                             "(or point ICURT_DATA / --set paths.data=... at the right data root)")
+        return runs[0]
+
+    def resolve(self, stage: str, run_id: str | None) -> Run:
+        """The run `run_id` of `stage`, or its newest completed run when `run_id` is None."""
+        return self.latest(stage) if run_id is None else self.get(stage, run_id)
+
+    def find(self, run_id: str) -> Run:
+        """The completed run with this id, whatever its stage."""
+        for stage in STAGES:
+            if (self.stage_dir(stage) / run_id / "run.json").is_file():
+                return self.get(stage, run_id)
+        raise IcurtError(f"no completed run '{run_id}' under {self.root}; `icurt runs` lists them")
+
+    def lineage(self, run: Run) -> list[Run]:
+        """The run and every run it was built from, nearest first."""
+        chain, current = [run], run
+        while True:
+            parent_stage = INPUT_STAGE.get(current.stage)
+            parent_id = current.inputs.get(parent_stage) if parent_stage else None
+            if not parent_id:
+                return chain
+            try:
+                current = self.get(parent_stage, parent_id)
+            except IcurtError:
+                return chain
+            chain.append(current)
+
+    @contextmanager
+    def create(self, stage: str, cfg: Config, inputs: list[Run] | tuple[Run, ...] = (),
+               resume_id: str | None = None, extra_meta: dict | None = None) -> Iterator[RunWriter]:
+        """Write a new run (or continue a failed one with `resume_id`); finalize on success.
+
+        On an exception (KeyboardInterrupt included) the folder is renamed .failed-<id> with its
+        log, the exception propagates, and no completed run appears.
+        """
+        folder = self.stage_dir(stage)
+        folder.mkdir(parents=True, exist_ok=True)
+        run_id = resume_id or new_run_id()
+        tmp = folder / f"{TMP_PREFIX}{run_id}"
+        if resume_id:
+            self._reopen(stage, resume_id, tmp)
+        else:
+            tmp.mkdir()
+        meta = _read_json(tmp / "run.json") if resume_id else {}
+        meta.update({
+            "stage": stage, "run_id": run_id, "status": "running", "icurt_version": __version__,
+            "created": meta.get("created", _now()), "inputs": {r.stage: r.run_id for r in inputs},
+            **(extra_meta or {}),
+        })
+        if resume_id:
+            meta["resumed"] = meta.get("resumed", 0) + 1
+        writer = RunWriter(stage, run_id, tmp, meta)
+        (tmp / "config.toml").write_text(config_to_toml(cfg, redact=True))
+        writer.update_meta()
+        handler = _attach_log(tmp / "run.log")
+        log.info("%s run %s started (inputs: %s)", stage, run_id,
+                 ", ".join(f"{r.stage} {r.run_id}" for r in inputs) or "none")
+        try:
+            yield writer
+        except BaseException as exc:
+            log.error("%s run %s failed: %s", stage, run_id, exc)
+            writer.update_meta(status="failed", finished=_now(), error=str(exc)[:2000])
+            _detach_log(handler)
+            failed = folder / f"{FAILED_PREFIX}{run_id}"
+            if failed.exists():
+                shutil.rmtree(failed)
+            os.replace(tmp, failed)
+            raise
+        log.info("%s run %s completed", stage, run_id)
+        writer.update_meta(status="completed", finished=_now())
+        _detach_log(handler)
+        final = folder / run_id
+        os.replace(tmp, final)
+        writer.path = final
+        writer.run = self._load(stage, final)
+
+    def _reopen(self, stage: str, run_id: str, tmp: Path) -> None:
+        folder = self.stage_dir(stage)
+        for candidate in (folder / f"{FAILED_PREFIX}{run_id}", tmp):
+            if candidate.is_dir():
+                if candidate != tmp:
+                    os.replace(candidate, tmp)
+                return
+        if (folder / run_id).is_dir():
+            raise IcurtError(f"{stage} run '{run_id}' already completed; start a new run instead of --resume")
+        raise IcurtError(f"no interrupted {stage} run '{run_id}' to resume under {self.root}; "
+                         f"`icurt runs {stage} --all` lists failed runs")
+
+    def failed(self, stage: str) -> list[str]:
+        folder = self.stage_dir(stage)
+        if not folder.is_dir():
+            return []
+        names = [p.name for p in folder.iterdir() if p.name.startswith((FAILED_PREFIX, TMP_PREFIX))]
+        return sorted((n.split("-", 1)[1] if n.startswith(FAILED_PREFIX) else n[len(TMP_PREFIX):]
+                       for n in names), reverse=True)
+
+    @staticmethod
+    def _load(stage: str, path: Path) -> Run:
+        return Run(stage=stage, run_id=path.name, path=path, meta=_read_json(path / "run.json"))
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise IcurtError(f"unknown stage '{stage}'; stages are: {', '.join(STAGES)}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _attach_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
+
+
+def _detach_log(handler: logging.Handler) -> None:
+    log.removeHandler(handler)
+    handler.close()
