@@ -44,6 +44,7 @@ class PathsConfig:
 @dataclass(frozen=True)
 class DbConfig:
     dsn: str = setting()
+    optuna_dsn: str = setting()
     schema: str = setting()
     embedded_port: int = setting(min=0, max=65535)
     connect_timeout_s: int = setting(min=1, max=600)
@@ -181,7 +182,8 @@ class Config:
     analyze: AnalyzeConfig
 
 
-ENV_OVERRIDES = {"ICURT_DATA": ("paths", "data"), "ICURT_DSN": ("db", "dsn")}
+ENV_OVERRIDES = {"ICURT_DATA": ("paths", "data"), "ICURT_DSN": ("db", "dsn"),
+                 "ICURT_OPTUNA_DSN": ("db", "optuna_dsn")}
 
 
 def default_config_path() -> Path:
@@ -228,6 +230,7 @@ def config_to_dict(cfg: Config, redact: bool = True) -> dict[str, Any]:
     if redact:
         from icurt.db.dsn import redact_dsn
         out["db"]["dsn"] = redact_dsn(out["db"]["dsn"])
+        out["db"]["optuna_dsn"] = redact_dsn(out["db"]["optuna_dsn"])
     return out
 
 

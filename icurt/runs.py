@@ -136,6 +136,14 @@ class RunStore:
                 return chain
             chain.append(current)
 
+    def ancestor(self, run: Run, stage: str) -> Run:
+        """The run of `stage` that `run` was built from (the run itself if it is of that stage)."""
+        for candidate in self.lineage(run):
+            if candidate.stage == stage:
+                return candidate
+        raise IcurtError(f"{run.stage} run '{run.run_id}' was not built from a {stage} run "
+                         "(or that run was deleted)")
+
     @contextmanager
     def create(self, stage: str, cfg: Config, inputs: list[Run] | tuple[Run, ...] = (),
                resume_id: str | None = None, extra_meta: dict | None = None) -> Iterator[RunWriter]:

@@ -16,6 +16,43 @@ def add_commands(sub, common) -> None:
         ("url", _url, "print the database URL (password redacted)"),
     ]:
         db_sub.add_parser(name, parents=[common], help=text).set_defaults(handler=handler)
+    synth = db_sub.add_parser("synth", parents=[common], help="fill the schema with a synthetic "
+                              "MIMIC-III-shaped cohort (replaces the schema)")
+    synth.add_argument("--stays", type=int, help="number of ICU stays (default [synth].stays)")
+    synth.add_argument("--seed", type=int, help="random seed (default [synth].seed)")
+    synth.set_defaults(handler=_synth)
+    load = db_sub.add_parser("load-csv", parents=[common], help="build the schema from PhysioNet's "
+                             "MIMIC-III CSV files (.csv or .csv.gz)")
+    load.add_argument("folder", help="folder holding ADMISSIONS.csv(.gz), PATIENTS..., ICUSTAYS..., "
+                      "CHARTEVENTS..., LABEVENTS..., D_ITEMS..., D_LABITEMS...")
+    load.set_defaults(handler=_load_csv)
+    query = sub.add_parser("query", parents=[common], help="stage 1: run the four MIMIC-III queries "
+                           "into Parquet files of a new query run")
+    query.add_argument("--csv", action="store_true", help="also write CSV files")
+    query.set_defaults(handler=_query)
+
+
+def _synth(args, cfg: Config) -> int:
+    from icurt.db.synth import run_synth
+
+    run_synth(cfg, stays=args.stays or cfg.synth.stays,
+              seed=cfg.synth.seed if args.seed is None else args.seed)
+    return 0
+
+
+def _load_csv(args, cfg: Config) -> int:
+    from icurt.db.load_csv import load_csv
+
+    load_csv(cfg, args.folder)
+    return 0
+
+
+def _query(args, cfg: Config) -> int:
+    from icurt.db.query import run
+
+    result = run(cfg, csv=args.csv or cfg.query.csv)
+    print(f"query run {result.run_id} written to {result.path}")
+    return 0
 
 
 def _start(args, cfg: Config) -> int:

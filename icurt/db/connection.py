@@ -43,3 +43,36 @@ def connection(cfg: Config, *, readonly: bool = False) -> Iterator:
             yield conn
     finally:
         conn.close()
+
+
+OPTUNA_DATABASE = "optuna"
+
+
+def optuna_storage_url(cfg: Config) -> str:
+    """SQLAlchemy URL of the PostgreSQL database that keeps Optuna studies.
+
+    [db].optuna_dsn if set; else [db].dsn; else an "optuna" database on the embedded server,
+    so a read-only MIMIC-III copy never receives Optuna's tables unless asked.
+    """
+    dsn = cfg.db.optuna_dsn or cfg.db.dsn
+    if not dsn:
+        server_url = resolve_dsn(cfg)
+        _ensure_database(server_url, OPTUNA_DATABASE)
+        dsn = server_url.rsplit("/", 1)[0] + "/" + OPTUNA_DATABASE
+    if "://" not in dsn:
+        raise IcurtError("the Optuna storage needs a URL-style DSN (postgresql://user:pass@host/db); "
+                         "set [db].optuna_dsn")
+    connect(dsn, timeout_s=cfg.db.connect_timeout_s).close()
+    return "postgresql+psycopg2://" + dsn.split("://", 1)[1]
+
+
+def _ensure_database(server_url: str, name: str) -> None:
+    conn = connect(server_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()

@@ -49,3 +49,31 @@ class LSTMClassifier(nn.Module):
         h = torch.cat([h_n[0], h_n[1]], dim=1)         # forward final, backward final
         h = self.dropout(self.lstm_activation(h))
         return self.out(self.fc_activation(self.fc(h)))
+
+
+MODEL_FILE = "model.json"
+
+
+def save_checkpoint(folder, model: LSTMClassifier, hp: ModelHparams, num_features: int,
+                    name: str = "best.pt") -> None:
+    """state_dict as `name` (loadable with weights_only=True) plus model.json with the hparams."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / name)
+    (folder / MODEL_FILE).write_text(json.dumps({"hparams": hp.to_dict(), "num_features": num_features}))
+
+
+def load_checkpoint(folder, name: str = "best.pt", device: str = "cpu") -> LSTMClassifier:
+    """The model saved by save_checkpoint, in eval mode on `device`."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    spec = json.loads((folder / MODEL_FILE).read_text())
+    model = LSTMClassifier(spec["num_features"], ModelHparams.from_dict(spec["hparams"]))
+    state = torch.load(folder / name, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval()
