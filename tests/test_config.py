@@ -1,0 +1,124 @@
+"""Config: defaults, file layering, typed overrides, environment, and one-line errors naming the key."""
+
+import tomllib
+
+import pytest
+
+from icurt.config import (config_to_toml, config_value, load_config, named_config_path,
+                          with_overrides)
+from icurt.errors import IcurtError
+
+
+def test_defaults_match_the_reference_study():
+    cfg = load_config(env={})
+    assert cfg.preprocess.min_age == 18.0
+    assert cfg.preprocess.winsorize_percentiles == [5.0, 95.0]
+    assert cfg.preprocess.observation_window_hours == 48
+    assert len(cfg.preprocess.features) == 19
+    assert cfg.tune_model.num_trials == 60 and cfg.tune_model.fold_seed == 1234
+    assert cfg.tune_model.learning_rate == [1e-5, 1e-1]
+    assert cfg.train.fold_seed == 20240807 and cfg.train.epochs == 1000
+    assert cfg.tune_attack.num_trials == 75 and cfg.tune_attack.sample_selection_seed == 2023
+    assert cfg.tune_attack.objective == "sparse_small"
+    assert cfg.attack.max_num_samples == 40000
+
+
+def test_every_default_key_is_a_typed_field():
+    with open(named_config_path("default"), "rb") as fh:
+        raw = tomllib.load(fh)
+    cfg = load_config(env={})
+    for section, values in raw.items():
+        for key, value in values.items():
+            assert config_value(cfg, f"{section}.{key}") == value
+
+
+def test_config_file_layers_over_defaults(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("[train]\nepochs = 7\n")
+    cfg = load_config(path, env={})
+    assert cfg.train.epochs == 7
+    assert cfg.train.num_folds == 5  # untouched keys keep their defaults
+
+
+def test_demo_config_only_shrinks_the_run():
+    demo = load_config(named_config_path("demo"), env={})
+    default = load_config(env={})
+    assert demo.train.epochs < default.train.epochs
+    assert demo.tune_model.num_trials < default.tune_model.num_trials
+    assert demo.preprocess == default.preprocess
+
+
+def test_overrides_are_typed_by_the_schema():
+    cfg = load_config(overrides=["train.epochs=3", "tune_model.dropout=[0.1, 0.2]",
+                                 "train.cpus_per_worker=2", "ray.include_dashboard=true",
+                                 "db.schema=other"], env={})
+    assert cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
+    assert cfg.tune_model.dropout == [0.1, 0.2]
+    assert cfg.train.cpus_per_worker == 2.0 and isinstance(cfg.train.cpus_per_worker, float)
+    assert cfg.ray.include_dashboard is True
+    assert cfg.db.schema == "other"
+
+
+def test_environment_overrides_data_root_and_dsn():
+    cfg = load_config(env={"ICURT_DATA": "/tmp/x", "ICURT_DSN": "postgresql://a@b/c"})
+    assert cfg.paths.data == "/tmp/x" and cfg.db.dsn == "postgresql://a@b/c"
+
+
+@pytest.mark.parametrize("override, named", [
+    ("train.nope=1", "train.nope"),
+    ("nosection.key=1", "nosection.key"),
+    ("train.epochs=ten", "train.epochs"),
+    ("train.epochs=1.5", "train.epochs"),
+    ("train.epochs=0", "train.epochs"),
+    ("ray.include_dashboard=1", "ray.include_dashboard"),
+    ("preprocess.engine=spark", "preprocess.engine"),
+    ("tune_model.dropout=[0.5, 0.1]", "tune_model.dropout"),
+    ("tune_model.dropout=[0.1]", "tune_model.dropout"),
+    ("tune_model.optimizers=[]", "tune_model.optimizers"),
+    ("tune_model.optimizers=[\"adam\", \"lbfgs\"]", "tune_model.optimizers"),
+    ("preprocess.winsorize_percentiles=[5, 101]", "preprocess.winsorize_percentiles"),
+    ("train.fold_seed=-1", "train.fold_seed"),
+    ("tune_model.learning_rate=nan", "tune_model.learning_rate"),
+])
+def test_bad_values_are_rejected_naming_the_key(override, named):
+    with pytest.raises(IcurtError) as err:
+        load_config(overrides=[override], env={})
+    message = str(err.value)
+    assert named in message and "\n" not in message
+
+
+def test_unknown_key_in_file_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train]\nepoch = 7\n")
+    with pytest.raises(IcurtError, match=r"train\.epoch"):
+        load_config(path, env={})
+
+
+def test_missing_or_broken_file_is_a_clear_error(tmp_path):
+    with pytest.raises(IcurtError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", env={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[train\n")
+    with pytest.raises(IcurtError, match="not valid TOML"):
+        load_config(broken, env={})
+
+
+def test_override_syntax_error():
+    with pytest.raises(IcurtError, match="section.key=value"):
+        load_config(overrides=["epochs"], env={})
+
+
+def test_toml_dump_round_trips_and_redacts_password(tmp_path):
+    cfg = load_config(overrides=["db.dsn=postgresql://alice:s3cret@db.example/mimic"], env={})
+    text = config_to_toml(cfg)
+    assert "s3cret" not in text and "alice:***@" in text
+    path = tmp_path / "dump.toml"
+    path.write_text(config_to_toml(cfg, redact=False))
+    assert load_config(path, env={}) == cfg
+
+
+def test_with_overrides_validates():
+    cfg = load_config(env={})
+    assert with_overrides(cfg, ["attack.seed=7"]).attack.seed == 7
+    with pytest.raises(IcurtError, match="attack.seed"):
+        with_overrides(cfg, ["attack.seed=x"])

@@ -1,0 +1,114 @@
+"""Run store: atomic finalize, failed runs never look complete, lineage, newest, unknown ids."""
+
+import json
+import time
+
+import pytest
+
+from icurt.config import load_config
+from icurt.errors import IcurtError
+from icurt.runs import RunStore
+
+
+@pytest.fixture
+def cfg():
+    return load_config(overrides=["db.dsn=postgresql://bob:hunter2@localhost/mimic"], env={})
+
+
+def make_run(store, stage, cfg, inputs=(), payload="x"):
+    with store.create(stage, cfg, inputs=list(inputs)) as w:
+        (w.path / "out.txt").write_text(payload)
+    return w.run
+
+
+def test_completed_run_has_snapshot_meta_and_log(tmp_path, cfg):
+    store = RunStore(tmp_path)
+    run = make_run(store, "query", cfg)
+    assert run.path == tmp_path / "query" / run.run_id
+    assert run.meta["status"] == "completed" and run.meta["stage"] == "query"
+    assert (run.path / "out.txt").read_text() == "x"
+    snapshot = (run.path / "config.toml").read_text()
+    assert "[train]" in snapshot and "hunter2" not in snapshot and "bob:***@" in snapshot
+    assert "query run" in (run.path / "run.log").read_text()
+    assert not [p for p in (tmp_path / "query").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_stage_that_raises_leaves_no_completed_run(tmp_path, cfg):
+    store = RunStore(tmp_path)
+    with pytest.raises(RuntimeError):
+        with store.create("preprocess", cfg) as w:
+            (w.path / "partial.npz").write_text("half")
+            raise RuntimeError("boom")
+    assert store.list("preprocess") == []
+    with pytest.raises(IcurtError, match="no completed preprocess run"):
+        store.latest("preprocess")
+    failed = store.failed("preprocess")
+    assert failed == [w.run_id]
+    meta = json.loads((tmp_path / "preprocess" / f".failed-{w.run_id}" / "run.json").read_text())
+    assert meta["status"] == "failed" and "boom" in meta["error"]
+    with pytest.raises(IcurtError, match="failed"):
+        store.get("preprocess", w.run_id)
+
+
+def test_keyboard_interrupt_also_marks_failed(tmp_path, cfg):
+    store = RunStore(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        with store.create("train", cfg):
+            raise KeyboardInterrupt
+    assert store.list("train") == [] and len(store.failed("train")) == 1
+
+
+def test_newest_and_lineage(tmp_path, cfg):
+    store = RunStore(tmp_path)
+    q1 = make_run(store, "query", cfg)
+    time.sleep(0.01)
+    q2 = make_run(store, "query", cfg)
+    assert store.latest("query").run_id == q2.run_id
+    assert [r.run_id for r in store.list("query")] == [q2.run_id, q1.run_id]
+    p = make_run(store, "preprocess", cfg, inputs=[q1])
+    t = make_run(store, "tune-model", cfg, inputs=[p])
+    assert [r.run_id for r in store.lineage(t)] == [t.run_id, p.run_id, q1.run_id]
+    assert store.ancestor(t, "query").run_id == q1.run_id
+    assert store.resolve("query", None).run_id == q2.run_id
+    assert store.resolve("query", q1.run_id).run_id == q1.run_id
+    assert store.find(p.run_id).stage == "preprocess"
+
+
+def test_run_ids_sort_by_time(tmp_path, cfg):
+    store = RunStore(tmp_path)
+    ids = []
+    for _ in range(3):
+        ids.append(make_run(store, "query", cfg).run_id)
+    assert ids == sorted(ids)
+
+
+@pytest.mark.parametrize("bad_id", ["nope", "../query", ".tmp-x"])
+def test_unknown_run_id_is_a_one_line_error(tmp_path, cfg, bad_id):
+    store = RunStore(tmp_path)
+    make_run(store, "query", cfg)
+    with pytest.raises(IcurtError) as err:
+        store.get("query", bad_id)
+    assert "\n" not in str(err.value) and "icurt runs query" in str(err.value)
+
+
+def test_unknown_stage(tmp_path):
+    with pytest.raises(IcurtError, match="unknown stage"):
+        RunStore(tmp_path).list("bogus")
+
+
+def test_resume_reopens_a_failed_run(tmp_path, cfg):
+    store = RunStore(tmp_path)
+    with pytest.raises(RuntimeError):
+        with store.create("tune-model", cfg) as w:
+            (w.path / "trial_0.json").write_text("{}")
+            raise RuntimeError("interrupted")
+    with store.create("tune-model", cfg, resume_id=w.run_id) as again:
+        assert (again.path / "trial_0.json").exists()
+    run = store.get("tune-model", w.run_id)
+    assert run.meta["resumed"] == 1 and run.meta["status"] == "completed"
+    with pytest.raises(IcurtError, match="already completed"):
+        with store.create("tune-model", cfg, resume_id=w.run_id):
+            pass
+    with pytest.raises(IcurtError, match="no interrupted"):
+        with store.create("tune-model", cfg, resume_id="20990101T000000000000-abcd"):
+            pass
