@@ -13,11 +13,11 @@ import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from icurt.errors import IcurtError
+from icurt.shipped import shipped_path
 
 FEATURE_COLUMNS = (
     "potassium", "calcium", "ph", "pco2", "lactate",
@@ -187,12 +187,12 @@ ENV_OVERRIDES = {"ICURT_DATA": ("paths", "data"), "ICURT_DSN": ("db", "dsn"),
 
 
 def default_config_path() -> Path:
-    return Path(str(resources.files("icurt.configs") / "default.toml"))
+    return shipped_path("icurt.configs", "default.toml")
 
 
 def named_config_path(name: str) -> Path:
     """configs/<name>.toml shipped with icurt (e.g. 'demo')."""
-    return Path(str(resources.files("icurt.configs") / f"{name}.toml"))
+    return shipped_path("icurt.configs", f"{name}.toml")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),

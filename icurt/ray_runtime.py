@@ -25,7 +25,7 @@ def init_ray(cfg: Config):
         kwargs.update(dashboard_host=cfg.ray.dashboard_host, dashboard_port=cfg.ray.dashboard_port)
     if cfg.ray.address:
         kwargs["address"] = cfg.ray.address
-    else:
+    elif not os.environ.get("RAY_ADDRESS"):  # inside `ray job submit` Ray joins its own cluster
         if cfg.ray.num_cpus:
             kwargs["num_cpus"] = cfg.ray.num_cpus
         if cfg.ray.num_gpus >= 0:
