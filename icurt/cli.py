@@ -17,7 +17,7 @@ from icurt.config import Config, config_to_toml, config_value, dict_to_toml, loa
 from icurt.db.dsn import RedactingFilter, redact_dsn
 from icurt.errors import IcurtError
 
-COMMAND_MODULES = ["icurt.db.commands", "icurt.pipeline_commands"]
+COMMAND_MODULES = ["icurt.db.commands", "icurt.pipeline_commands", "icurt.analysis.commands"]
 log = logging.getLogger("icurt")
 
 

@@ -1,0 +1,157 @@
+"""PNG plots of an attack analysis (matplotlib, Agg canvas, no pyplot global state).
+
+Every plot is drawn even when its group has no successful sample: it then says so in the
+figure, so the report and the run folder always hold the same set of images.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from icurt.analysis.stats import (DIRECTIONS, GROUP_TITLE, KINDS, METRIC_TITLE, METRICS, Analysis,
+                                  histogram_edges, successful_rows)
+
+COLORS = {"0to1": "#1f77b4", "1to0": "#d62728"}
+EMPTY_TEXT = "no successful samples"
+
+
+@dataclass(frozen=True)
+class Plot:
+    name: str      # file name, e.g. hist_l1.png
+    section: str   # distributions | features | hours | maps
+    caption: str
+    png: bytes
+
+
+def _new_figure(width: float, height: float, rows: int = 1, cols: int = 1):
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes.ravel()
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _say_empty(ax) -> None:
+    ax.text(0.5, 0.5, EMPTY_TEXT, ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def histogram_plot(analysis: Analysis, metric: str) -> Plot:
+    """First and best example side by side; one outline per direction on shared bins."""
+    fig, axes = _new_figure(10, 3.6, 1, 2)
+    for ax, kind in zip(axes, KINDS):
+        column = f"{metric}_{kind}"
+        values = {d: successful_rows(analysis.results, d)[column].to_numpy(dtype=float) for d in DIRECTIONS}
+        pooled = np.concatenate(list(values.values()))
+        ax.set_title(f"{kind} example")
+        if not np.isfinite(pooled).any():
+            _say_empty(ax)
+            continue
+        edges = histogram_edges(pooled, integer=metric == "n_nonzero")
+        for direction, v in values.items():
+            if len(v):
+                counts, _ = np.histogram(v[np.isfinite(v)], bins=edges)
+                ax.stairs(counts, edges, color=COLORS[direction], linewidth=1.8,
+                          label=f"{GROUP_TITLE[direction]} (n={len(v)})")
+        ax.set_xlabel(METRIC_TITLE[metric] + ("" if metric == "n_nonzero" else " (scaled units)"))
+        ax.set_ylabel("samples")
+        ax.legend(frameon=False)
+    return Plot(f"hist_{metric}.png", "distributions",
+                f"Distribution of {METRIC_TITLE[metric]} over successful samples, by direction.", _png(fig))
+
+
+def feature_plot(analysis: Analysis, kind: str) -> Plot:
+    """Per feature: fraction of samples perturbed there, and S_j, one bar per direction."""
+    names = analysis.feature_names
+    x = np.arange(len(names))
+    fig, axes = _new_figure(11, 6, 2, 1)
+    panels = (("sample_frequency", "fraction of samples perturbed"), ("susceptibility", "S_j = Σ_t S_tj"))
+    table = analysis.feature_stats
+    for ax, (column, label) in zip(axes, panels):
+        drawn = False
+        for offset, direction in zip((-0.2, 0.2), DIRECTIONS):
+            rows = table[(table["kind"] == kind) & (table["direction"] == direction)] if len(table) else table
+            if len(rows):
+                ax.bar(x + offset, rows[column].to_numpy(), width=0.4, color=COLORS[direction],
+                       label=GROUP_TITLE[direction])
+                drawn = True
+        if not drawn:
+            _say_empty(ax)
+            continue
+        ax.set_ylabel(label)
+        ax.set_xticks(x, names, rotation=45, ha="right")
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # room for the legend above the bars
+        ax.legend(frameon=False, ncols=2, loc="upper right")
+    axes[0].set_title(f"{kind} example: where perturbations fall, by feature")
+    return Plot(f"features_{kind}.png", "features",
+                f"By feature ({kind} example): fraction of successful samples with a non-zero "
+                "perturbation of the feature (top) and its susceptibility score S_j (bottom).", _png(fig))
+
+
+def hour_plot(analysis: Analysis, kind: str) -> Plot:
+    """Per hour: fraction of samples perturbed then, and H_t = Σ_j S_tj, one curve per direction."""
+    fig, axes = _new_figure(10, 5.6, 2, 1)
+    panels = (("sample_frequency", "fraction of samples perturbed"), ("susceptibility", "H_t = Σ_j S_tj"))
+    table = analysis.hour_stats
+    for ax, (column, label) in zip(axes, panels):
+        drawn = False
+        for direction in DIRECTIONS:
+            rows = table[(table["kind"] == kind) & (table["direction"] == direction)] if len(table) else table
+            if len(rows):
+                ax.plot(rows["hour"], rows[column], marker="o", markersize=3, color=COLORS[direction],
+                        label=GROUP_TITLE[direction])
+                drawn = True
+        if not drawn:
+            _say_empty(ax)
+            continue
+        ax.set_ylabel(label)
+        ax.set_xlabel("hour of the observation window")
+        ax.legend(frameon=False)
+    axes[0].set_title(f"{kind} example: where perturbations fall, by hour")
+    return Plot(f"hours_{kind}.png", "hours",
+                f"By hour ({kind} example): fraction of successful samples perturbed at that hour "
+                "(top) and the hour's susceptibility H_t (bottom).", _png(fig))
+
+
+def map_plot(analysis: Analysis, direction: str, kind: str) -> Plot:
+    """Feature × hour heat maps of PP_tj and S_tj for one direction."""
+    st = analysis.locations[kind, direction]
+    names = analysis.feature_names
+    fig, axes = _new_figure(12, 8, 2, 1)
+    title = f"{GROUP_TITLE[direction]}, {kind} example"
+    if not st.n_samples:
+        for ax in axes:
+            _say_empty(ax)
+        axes[0].set_title(title)
+    else:
+        panels = ((st.frequency, "PP_tj: fraction of samples perturbed", "Blues"),
+                  (st.susceptibility, "S_tj = MP_tj · PP_tj", "Reds"))
+        for ax, (grid, label, cmap) in zip(axes, panels):
+            image = ax.imshow(grid.T, aspect="auto", cmap=cmap, vmin=0, interpolation="nearest")
+            ax.set_yticks(np.arange(len(names)), names, fontsize=8)
+            ax.set_xlabel("hour of the observation window")
+            ax.set_title(f"{title}: {label} (n={st.n_samples})")
+            fig.colorbar(image, ax=ax)
+    return Plot(f"map_{direction}_{kind}.png", "maps",
+                f"Feature × hour maps for {title}: perturbation frequency PP_tj and "
+                "susceptibility S_tj.", _png(fig))
+
+
+def all_plots(analysis: Analysis) -> list[Plot]:
+    """Every plot of the report, in report order."""
+    plots = [histogram_plot(analysis, metric) for metric in METRICS]
+    plots += [feature_plot(analysis, kind) for kind in KINDS]
+    plots += [hour_plot(analysis, kind) for kind in KINDS]
+    plots += [map_plot(analysis, d, kind) for d in DIRECTIONS for kind in KINDS]
+    return plots

@@ -1,0 +1,262 @@
+"""One self-contained HTML report: inline CSS, tables, plots as base64 PNG data URIs, no links out."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from icurt.analysis.plots import Plot
+from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE, KINDS, METRIC_TITLE, Analysis
+
+COLUMN_TITLES = {
+    "success_rate": "success rate", "median_n_nonzero_best": "best: median n_nonzero",
+    "median_l1_best": "best: median L1", "median_maxabs_best": "best: median max |P|",
+    "score": "S_j", "susceptibility": "H_t", "nonzero_elements": "non-zero elements",
+    "sample_frequency": "fraction of samples", "max_abs": "max |P|", "peak_hour": "peak hour",
+    "median_abs_p": "median |P| (scaled)", "scale_min": "scale min", "scale_max": "scale max",
+    "median_change": "typical change", "max_change": "largest change",
+}
+CV_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")
+MISSING = "–"
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1100px;color:#222;line-height:1.45;padding:0 1em}
+h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #bbb}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f0f0f0}td.text,th.text{text-align:left}
+.note{color:#8a5a00;background:#fff7e0;padding:.4em .7em;border-left:3px solid #e0a000}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:.85em;color:#555}
+"""
+
+
+@dataclass
+class ReportContext:
+    """What the report shows beyond the statistics: lineage and the other stages' summaries."""
+
+    analyze_run_id: str
+    lineage: list[tuple[str, str]]                # (stage, run_id), analyze first
+    cohort: dict | None = None
+    imputation: dict | None = None
+    cv_summary: dict | None = None
+    attack_config: dict | None = None
+    missing: dict[str, str] = field(default_factory=dict)  # piece -> why it is not shown
+    top_features: int = 10
+
+
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _fmt(value) -> str:
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalar -> Python
+    if _is_missing(value):
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return html.escape(json.dumps(value))
+    return html.escape(str(value))
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    def cell(tag, value):
+        text_class = ' class="text"' if isinstance(value, str) and tag == "td" else ""
+        return f"<{tag}{text_class}>{_fmt(value)}</{tag}>"
+
+    head = "".join(cell("th", COLUMN_TITLES.get(h, h)) for h in headers)
+    body = "".join("<tr>" + "".join(cell("td", v) for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _frame(df: pd.DataFrame, columns: list[str] | None = None) -> str:
+    columns = columns or list(df.columns)
+    rows = [list(row) for row in df[columns].itertuples(index=False)]
+    return _table(columns, rows)
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _figure(plot: Plot) -> str:
+    data = base64.b64encode(plot.png).decode("ascii")
+    return (f'<figure><img alt="{html.escape(plot.name)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(plot.caption)}</figcaption></figure>")
+
+
+HOW_TO_READ = """
+<p>Each correctly classified sample (48 hours × the features, scaled to [0, 1]) was attacked: the
+attack searched for a sparse perturbation P that flips the model's prediction. The <b>first</b>
+example is the first flip found, the <b>best</b> the lowest-loss one. A <b>direction</b> is the
+original label: <b>0 → 1</b> pushes a survivor to "died", <b>1 → 0</b> the reverse. Sizes of P are in
+scaled units (1 = the feature's whole scaling range) unless a table says it is in clinical units.</p>
+<p>For hour t and feature j, over the successful samples of a direction: PP<sub>tj</sub> is the
+fraction of samples with P<sub>tj</sub> ≠ 0, MP<sub>tj</sub> the largest |P<sub>tj</sub>|,
+S<sub>tj</sub> = MP<sub>tj</sub> · PP<sub>tj</sub> the susceptibility of that location (Sun et al.,
+KDD 2018); S<sub>j</sub> = Σ<sub>t</sub> S<sub>tj</sub> ranks the features and
+H<sub>t</sub> = Σ<sub>j</sub> S<sub>tj</sub> the hours. A high score means the model's decision is
+often and strongly changed by editing that measurement. “–” marks a value that does not exist
+(a rate with no attacked sample, a mean size where nothing was perturbed); the note column says
+why. Success rates count attacked samples only; misclassified samples are skipped, not failed.</p>
+"""
+
+
+def _cohort_section(ctx: ReportContext) -> str:
+    parts = ["<h2>Cohort</h2>"]
+    if ctx.cohort:
+        n, died = ctx.cohort.get("n_samples"), ctx.cohort.get("n_died")
+        rate = (f"{100 * died / n:.1f} %" if isinstance(n, (int, float)) and n
+                and isinstance(died, (int, float)) else None)
+        parts.append(_table(["samples", "died", "survived", "death rate"],
+                            [[n, died, ctx.cohort.get("n_survived"), rate]]))
+        filters = ctx.cohort.get("filters") or {}
+        if filters:
+            parts.append(_table(["filter", "rows left"], [[k, v] for k, v in filters.items()]))
+    else:
+        parts.append(_note(f"Cohort summary not available: {ctx.missing.get('cohort', 'not found')}."))
+    if ctx.imputation:
+        parts.append("<p>Features never measured during a stay (filled by imputation):</p>")
+        parts.append(_table(["feature", "stays never measured"],
+                            [[k, f"{100 * float(v):.1f} %"] for k, v in ctx.imputation.items()]))
+    else:
+        parts.append(_note(f"Imputation summary not available: {ctx.missing.get('imputation', 'not found')}."))
+    return "".join(parts)
+
+
+def _cv_section(ctx: ReportContext) -> str:
+    parts = ["<h2>Model: cross-validation</h2>"]
+    summary = ctx.cv_summary
+    if not summary or not summary.get("folds"):
+        return "".join(parts) + _note(f"Cross-validation summary not available: "
+                                      f"{ctx.missing.get('cv_summary', 'summary.json has no folds')}.")
+    found = {k for fold in summary["folds"] for k in (fold.get("metrics") or {})}
+    metrics = [m for m in CV_METRICS if m in found] + sorted(found - set(CV_METRICS))
+    rows = [[f"fold {fold.get('fold')}", fold.get("best_epoch"),
+             *[(fold.get("metrics") or {}).get(m) for m in metrics]] for fold in summary["folds"]]
+    mean, sd = summary.get("mean") or {}, summary.get("sd") or {}
+    rows.append(["mean ± sd", None, *[f"{_fmt(mean.get(m))} ± {_fmt(sd.get(m))}" for m in metrics]])
+    parts.append(_table(["fold", "best epoch", *metrics], rows))
+    parts.append("<p>Metrics on each fold's held-out samples at the natural class distribution.</p>")
+    return "".join(parts)
+
+
+def _attack_section(ctx: ReportContext) -> str:
+    if not ctx.attack_config:
+        return "<h2>Attack settings</h2>" + _note(
+            f"Attack settings not available: {ctx.missing.get('attack_config', 'not found')}.")
+    return "<h2>Attack settings</h2>" + _table(["setting", "value"], [[k, v] for k, v in ctx.attack_config.items()])
+
+
+def _headline_section(analysis: Analysis) -> str:
+    shown = analysis.headline.copy()
+    shown["success_rate"] = [None if _is_missing(v) else f"{100 * v:.1f} %" for v in shown["success_rate"]]
+    return "<h2>Attack success</h2>" + _frame(shown)
+
+
+def _distribution_section(analysis: Analysis, plots: list[Plot]) -> str:
+    parts = ["<h2>Perturbation sizes</h2>"]
+    if analysis.distributions.empty:
+        parts.append(_note("No successful sample: there are no adversarial examples to measure."))
+    else:
+        shown = analysis.distributions.copy()
+        shown["metric"] = shown["metric"].map(METRIC_TITLE)
+        parts.append(_frame(shown))
+    parts += [_figure(p) for p in plots if p.section == "distributions"]
+    return "".join(parts)
+
+
+def _where_section(analysis: Analysis, plots: list[Plot]) -> str:
+    parts = ["<h2>Where perturbations fall</h2>"]
+    for group in DIRECTIONS:
+        if not analysis.locations["best", group].n_samples:
+            parts.append(_note(f"No successful {GROUP_TITLE[group]} sample: its plots are empty."))
+    parts += [_figure(p) for p in plots if p.section in ("features", "hours", "maps")]
+    return "".join(parts)
+
+
+def _susceptibility_section(analysis: Analysis) -> str:
+    parts = ["<h2>Susceptibility by feature and hour</h2>"]
+    hours = analysis.hour_stats
+    for direction in DIRECTIONS:
+        for kind in KINDS:
+            title = f"{GROUP_TITLE[direction]}, {kind} example"
+            parts.append(f"<h3>{html.escape(title)}</h3>")
+            ranked = analysis.susceptibility[direction, kind]
+            if ranked.empty:
+                parts.append(_note(f"No successful {GROUP_TITLE[direction]} sample: no susceptibility."))
+                continue
+            parts.append(_frame(ranked))
+            top = hours[(hours["kind"] == kind) & (hours["direction"] == direction)]
+            top = top.sort_values("susceptibility", ascending=False, kind="stable").head(5)
+            parts.append("<p>Most susceptible hours (H<sub>t</sub>):</p>")
+            parts.append(_frame(top, ["hour", "susceptibility", "sample_frequency", "nonzero_elements"]))
+    parts.append("<p>S_j: the feature's susceptibility score; peak hour: the hour of its largest "
+                 "S<sub>tj</sub> (– when never perturbed); H_t: the hour's score.</p>")
+    return "".join(parts)
+
+
+def _clinical_section(analysis: Analysis, ctx: ReportContext) -> str:
+    parts = [f"<h2>Most susceptible measurements in clinical units (top {ctx.top_features})</h2>",
+             "<p>median |P| (scaled) is the typical size of a non-zero perturbation of the feature; "
+             "typical change and largest change are the median and the largest |P| in the feature's "
+             "clinical unit: |P| × (scale max − scale min), the range that scaling maps onto [0, 1].</p>"]
+    if "normalisation" in ctx.missing:
+        parts.append(_note(f"No scaling statistics ({ctx.missing['normalisation']}): sizes stay in "
+                           "scaled units."))
+    for direction in DIRECTIONS:
+        for kind in KINDS:
+            table = analysis.clinical[direction, kind]
+            parts.append(f"<h3>{html.escape(GROUP_TITLE[direction])}, {kind} example</h3>")
+            parts.append(_frame(table) if len(table) else
+                         _note(f"No perturbed feature for {GROUP_TITLE[direction]} ({kind} example)."))
+    return "".join(parts)
+
+
+def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> str:
+    """The whole report as one HTML document."""
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lineage = _table(["stage", "run id"], [list(item) for item in ctx.lineage])
+    body = "".join([
+        "<h1>icurt: adversarial attack analysis</h1>",
+        f"<p>Analyze run {html.escape(ctx.analyze_run_id)}, written {created}.</p>",
+        "<h2>How to read this</h2>", HOW_TO_READ,
+        "<h2>Lineage</h2>", lineage,
+        _cohort_section(ctx), _cv_section(ctx), _attack_section(ctx),
+        _headline_section(analysis), _distribution_section(analysis, plots),
+        _where_section(analysis, plots), _susceptibility_section(analysis),
+        _clinical_section(analysis, ctx),
+    ])
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>icurt attack analysis {html.escape(ctx.analyze_run_id)}</title>"
+            f"<style>{CSS}</style></head><body>{body}</body></html>\n")
+
+
+def headline_text(headline: pd.DataFrame) -> str:
+    """The headline table as fixed-width text for the terminal."""
+    columns = ["direction", "attacked", "skipped", "successful", "success_rate",
+               "median_n_nonzero_best", "median_l1_best", "median_maxabs_best", "note"]
+    titles = ["direction", "attacked", "skipped", "successful", "success", "best: median n_nonzero",
+              "median L1", "median max|P|", "note"]
+    rows = []
+    for record in headline[columns].itertuples(index=False):
+        values = list(record)
+        values[4] = MISSING if _is_missing(values[4]) else f"{100 * values[4]:.1f}%"
+        rows.append([MISSING if _is_missing(v) else (f"{v:.4g}" if isinstance(v, float) else str(v))
+                     for v in values])
+    widths = [max(len(t), *(len(r[i]) for r in rows)) for i, t in enumerate(titles)]
+    lines = ["  ".join(t.ljust(w) for t, w in zip(titles, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,339 @@
+"""Attack statistics (pure numpy/pandas): success rates, perturbation sizes, where P falls.
+
+A *direction* is named by the original label: "0to1" = label-0 samples pushed to 1, "1to0" the
+reverse; the group "all" pools both. P is in scaled [0, 1] units; n = successful samples of a group.
+- success rate = successful / attacked samples; samples not attacked (misclassified, skipped)
+  are counted apart and never enter a rate.
+- distributions (first and best example) are over successful samples: n_nonzero (elements with
+  P ≠ 0), L1 = ‖P‖₁ and max |P| from results.parquet; count, mean, population sd, quantiles.
+- location statistics, hour t and feature j: PP_tj = (samples with P_tj ≠ 0) / n;
+  MP_tj = max |P_tj| (0 where never perturbed); mean |P| is over non-zero elements only. Per
+  feature: sample_frequency = fraction of samples with P_tj ≠ 0 at some hour, cell_frequency =
+  mean_t PP_tj; per hour the same over features.
+- susceptibility (Sun et al., KDD 2018) over the successful samples of one direction (here of
+  any group): S_tj = MP_tj · PP_tj, feature score S_j = Σ_t S_tj, hour score H_t = Σ_j S_tj.
+- clinical size: Δclinical = median |P| over the feature's non-zero elements × (max − min) of
+  normalisation.json, since scaled = (v − min) / (max − min).
+A group without successful samples gets no location rows (the report says so), not NaN rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from icurt.errors import IcurtError
+
+KINDS = ("first", "best")
+DIRECTIONS = ("0to1", "1to0")
+GROUPS = ("all", *DIRECTIONS)
+ORIGINAL_LABEL = {"0to1": 0, "1to0": 1}
+GROUP_TITLE = {"all": "all", "0to1": "0 → 1", "1to0": "1 → 0"}
+METRICS = ("n_nonzero", "l1", "maxabs")
+METRIC_TITLE = {"n_nonzero": "perturbed elements", "l1": "L1 = Σ|P|", "maxabs": "max |P|"}
+QUANTILES = {"q10": 0.10, "q25": 0.25, "median": 0.50, "q75": 0.75, "q90": 0.90}
+REQUIRED_COLUMNS = ("sample_index", "label", "attacked", "success",
+                    *(f"{m}_{k}" for m in METRICS for k in KINDS))
+CLINICAL_UNITS = {
+    "heartrate": "bpm", "sysbp": "mmHg", "diasbp": "mmHg", "tempc": "°C", "resprate": "breaths/min",
+    "spo2": "%", "glucose": "mg/dL", "potassium": "mmol/L", "calcium": "mmol/L", "ph": "",
+    "pco2": "mmHg", "lactate": "mmol/L", "albumin": "g/dL", "bun": "mg/dL", "creatinine": "mg/dL",
+    "sodium": "mEq/L", "bicarbonate": "mEq/L", "platelet": "K/uL", "magnesium": "mg/dL",
+}
+
+
+@dataclass(frozen=True)
+class Perturbations:
+    """The non-zero elements of P for one kind (first or best example), as COO arrays."""
+
+    sample: np.ndarray  # int64 sample_index
+    t: np.ndarray       # hour
+    f: np.ndarray       # feature
+    value: np.ndarray   # P in scaled units
+
+
+@dataclass(frozen=True)
+class LocationStats:
+    """Where the perturbations of one group's n successful samples fall, on the (T, F) grid."""
+
+    n_samples: int
+    count: np.ndarray               # (T, F) samples with P_tj != 0
+    max_abs: np.ndarray             # (T, F) MP_tj
+    sum_abs: np.ndarray             # (T, F) Σ |P_tj|
+    samples_by_feature: np.ndarray  # (F,) samples with some P_tj != 0
+    samples_by_hour: np.ndarray     # (T,) samples with some P_tj != 0
+    median_abs_by_feature: np.ndarray  # (F,) NaN where never perturbed
+
+    @property
+    def frequency(self) -> np.ndarray:
+        """PP_tj (needs n_samples > 0)."""
+        return self.count / self.n_samples
+
+    @property
+    def susceptibility(self) -> np.ndarray:
+        """S_tj = MP_tj · PP_tj."""
+        return self.max_abs * self.frequency
+
+
+@dataclass
+class Analysis:
+    """Every statistic of one attack run, ready for tables, plots and the report."""
+
+    feature_names: list[str]
+    shape: tuple[int, int, int]
+    results: pd.DataFrame
+    headline: pd.DataFrame
+    distributions: pd.DataFrame
+    locations: dict = field(default_factory=dict)       # (kind, group) -> LocationStats
+    feature_stats: pd.DataFrame | None = None
+    hour_stats: pd.DataFrame | None = None
+    susceptibility: dict = field(default_factory=dict)  # (direction, kind) -> ranked S_j table
+    clinical: dict = field(default_factory=dict)        # (direction, kind) -> top features table
+
+
+def perturbations_from_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Perturbations], tuple]:
+    """Check and unpack perturbations.npz: ({kind: Perturbations}, shape (N, T, F))."""
+    if "shape" not in arrays or np.asarray(arrays["shape"]).size != 3:
+        raise IcurtError("perturbations.npz has no 3-value 'shape'; rerun `icurt attack`")
+    shape = tuple(int(v) for v in np.asarray(arrays["shape"]).ravel())
+    found = {}
+    for kind in KINDS:
+        keys = [f"{kind}_{part}" for part in ("sample", "t", "f", "value")]
+        missing = [k for k in keys if k not in arrays]
+        if missing:
+            raise IcurtError(f"perturbations.npz lacks {', '.join(missing)}; rerun `icurt attack`")
+        sample, t, f = (np.asarray(arrays[k]).astype(np.int64).ravel() for k in keys[:3])
+        value = np.asarray(arrays[keys[3]], dtype=np.float64).ravel()
+        if not len(sample) == len(t) == len(f) == len(value):
+            raise IcurtError(f"perturbations.npz: the {kind}_* arrays differ in length; rerun `icurt attack`")
+        if ((t < 0) | (t >= shape[1]) | (f < 0) | (f >= shape[2])).any():
+            raise IcurtError(f"perturbations.npz: {kind} hours or features fall outside shape {shape}; "
+                             "rerun `icurt attack`")
+        found[kind] = Perturbations(sample, t, f, value)
+    return found, shape
+
+
+def check_results(results: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in results.columns]
+    if missing:
+        raise IcurtError(f"results.parquet lacks column(s) {', '.join(missing)}; it does not follow "
+                         "the attack contract — rerun `icurt attack`")
+
+
+def group_rows(results: pd.DataFrame, group: str) -> pd.DataFrame:
+    return results if group == "all" else results[results["label"] == ORIGINAL_LABEL[group]]
+
+
+def successful_rows(results: pd.DataFrame, group: str) -> pd.DataFrame:
+    rows = group_rows(results, group)
+    return rows[rows["attacked"].astype(bool) & rows["success"].astype(bool)]
+
+
+def success_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The headline: per group, attacked / skipped / successful counts, success rate, best medians."""
+    rows = []
+    for group in GROUPS:
+        part = group_rows(results, group)
+        attacked = int(part["attacked"].astype(bool).sum())
+        won = successful_rows(results, group)
+        note = ("no samples with this label" if part.empty else "no attacked samples" if not attacked
+                else "no successful sample" if won.empty else "")
+        rows.append({
+            "direction": GROUP_TITLE[group], "samples": len(part), "attacked": attacked,
+            "skipped": len(part) - attacked, "successful": len(won),
+            "success_rate": len(won) / attacked if attacked else np.nan,
+            **{f"median_{m}_best": float(won[f"{m}_best"].median()) if len(won) else np.nan
+               for m in METRICS},
+            "note": note,
+        })
+    return pd.DataFrame(rows)
+
+
+def distribution_table(results: pd.DataFrame) -> pd.DataFrame:
+    """count, mean, sd, min, quantiles, max of n_nonzero / L1 / max|P| per kind and group."""
+    rows = []
+    for kind in KINDS:
+        for metric in METRICS:
+            for group in GROUPS:
+                values = successful_rows(results, group)[f"{metric}_{kind}"].to_numpy(dtype=float)
+                values = values[np.isfinite(values)]
+                if not len(values):
+                    continue
+                rows.append({"kind": kind, "metric": metric, "direction": GROUP_TITLE[group],
+                             "count": len(values), "mean": values.mean(), "sd": values.std(),
+                             "min": values.min(),
+                             **{name: float(np.quantile(values, q)) for name, q in QUANTILES.items()},
+                             "max": values.max()})
+    columns = ["kind", "metric", "direction", "count", "mean", "sd", "min", *QUANTILES, "max"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def histogram_edges(values: np.ndarray, integer: bool = False, bins: int = 30) -> np.ndarray:
+    """Shared bin edges for `values`: one bin per integer when that is at most `bins` bins."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return np.array([0.0, 1.0])
+    low, high = values.min(), values.max()
+    if integer and high - low + 1 <= bins:
+        return np.arange(np.floor(low), np.floor(high) + 2) - 0.5
+    if high == low:
+        return np.array([low - 0.5, high + 0.5])
+    return np.histogram_bin_edges(values, bins=bins)
+
+
+def location_stats(pert: Perturbations, samples: np.ndarray, shape: tuple) -> LocationStats:
+    """Counts, MP, Σ|P| and per-feature median |P| over the given samples' non-zero elements."""
+    _, hours, features = shape
+    cells = hours * features
+    keep = np.isin(pert.sample, np.asarray(samples, dtype=np.int64)) & (pert.value != 0)
+    sample, cell = pert.sample[keep], pert.t[keep] * features + pert.f[keep]
+    # one element per (sample, cell), whatever the writer did
+    _, first = np.unique(sample * cells + cell, return_index=True)
+    sample, cell, size = sample[first], cell[first], np.abs(pert.value[keep][first])
+    max_abs = np.zeros(cells)
+    np.maximum.at(max_abs, cell, size)
+    feature, hour = cell % features, cell // features
+    medians = np.array([np.median(size[feature == j]) if (feature == j).any() else np.nan
+                        for j in range(features)])
+    return LocationStats(
+        n_samples=len(np.unique(samples)),
+        count=np.bincount(cell, minlength=cells).reshape(hours, features),
+        max_abs=max_abs.reshape(hours, features),
+        sum_abs=np.bincount(cell, weights=size, minlength=cells).reshape(hours, features),
+        samples_by_feature=np.bincount(np.unique(sample * features + feature) % features,
+                                       minlength=features),
+        samples_by_hour=np.bincount(np.unique(sample * hours + hour) % hours, minlength=hours),
+        median_abs_by_feature=medians,
+    )
+
+
+def _mean_where_nonzero(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    return np.divide(total, count, out=np.full(np.shape(total), np.nan, dtype=float), where=count > 0)
+
+
+LOCATION_COLUMNS = ["successful_samples", "nonzero_elements", "sample_frequency", "cell_frequency",
+                    "mean_abs_nonzero", "max_abs", "susceptibility"]
+
+
+def feature_table(locations: dict, names: list[str]) -> pd.DataFrame:
+    """Per kind, group and feature: frequencies, mean |P| where non-zero, max |P|, S_j."""
+    rows = []
+    for (kind, group), st in locations.items():
+        if not st.n_samples:
+            continue
+        hours = st.count.shape[0]
+        count, total = st.count.sum(axis=0), st.sum_abs.sum(axis=0)
+        mean = _mean_where_nonzero(total, count)
+        score = st.susceptibility.sum(axis=0)
+        for j, name in enumerate(names):
+            rows.append({"kind": kind, "direction": group, "feature": name,
+                         "successful_samples": st.n_samples, "nonzero_elements": int(count[j]),
+                         "sample_frequency": st.samples_by_feature[j] / st.n_samples,
+                         "cell_frequency": count[j] / (st.n_samples * hours),
+                         "mean_abs_nonzero": mean[j], "max_abs": st.max_abs[:, j].max(),
+                         "susceptibility": score[j]})
+    return pd.DataFrame(rows, columns=["kind", "direction", "feature", *LOCATION_COLUMNS])
+
+
+def hour_table(locations: dict) -> pd.DataFrame:
+    """Per kind, group and hour: frequencies, mean |P| where non-zero, max |P|, H_t = Σ_j S_tj."""
+    rows = []
+    for (kind, group), st in locations.items():
+        if not st.n_samples:
+            continue
+        features = st.count.shape[1]
+        count, total = st.count.sum(axis=1), st.sum_abs.sum(axis=1)
+        mean = _mean_where_nonzero(total, count)
+        score = st.susceptibility.sum(axis=1)
+        for t in range(st.count.shape[0]):
+            rows.append({"kind": kind, "direction": group, "hour": t,
+                         "successful_samples": st.n_samples, "nonzero_elements": int(count[t]),
+                         "sample_frequency": st.samples_by_hour[t] / st.n_samples,
+                         "cell_frequency": count[t] / (st.n_samples * features),
+                         "mean_abs_nonzero": mean[t], "max_abs": st.max_abs[t].max(),
+                         "susceptibility": score[t]})
+    return pd.DataFrame(rows, columns=["kind", "direction", "hour", *LOCATION_COLUMNS])
+
+
+SUSCEPTIBILITY_COLUMNS = ["rank", "feature", "score", "nonzero_elements", "sample_frequency",
+                          "max_abs", "peak_hour"]
+
+
+def susceptibility_table(st: LocationStats, names: list[str]) -> pd.DataFrame:
+    """Features ranked by S_j (ties keep feature order); peak_hour = argmax_t S_tj where S_j > 0."""
+    if not st.n_samples:
+        return pd.DataFrame(columns=SUSCEPTIBILITY_COLUMNS)
+    s_tj = st.susceptibility
+    score = s_tj.sum(axis=0)
+    table = pd.DataFrame({
+        "feature": names, "score": score, "nonzero_elements": st.count.sum(axis=0),
+        "sample_frequency": st.samples_by_feature / st.n_samples, "max_abs": st.max_abs.max(axis=0),
+        "peak_hour": pd.array([int(np.argmax(s_tj[:, j])) if score[j] > 0 else None
+                               for j in range(len(names))], dtype="Int64"),
+    })
+    table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table[SUSCEPTIBILITY_COLUMNS]
+
+
+def scaling_range(normalisation: Mapping, feature: str) -> tuple[float, float] | None:
+    """(min, max) in clinical units that scaled [0, 1] maps onto, when normalisation.json has it."""
+    entry = normalisation.get(feature) or {}
+    for low_key, high_key in (("min", "max"), ("p_low", "p_high"), ("lower", "upper")):
+        try:
+            low, high = float(entry[low_key]), float(entry[high_key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if np.isfinite(low) and np.isfinite(high) and high > low:
+            return low, high
+    return None
+
+
+CLINICAL_COLUMNS = ["rank", "feature", "score", "median_abs_p", "scale_min", "scale_max",
+                    "median_change", "max_change", "unit", "note"]
+
+
+def clinical_table(ranked: pd.DataFrame, st: LocationStats, names: list[str],
+                   normalisation: Mapping, top: int) -> pd.DataFrame:
+    """The `top` most susceptible features (S_j > 0): typical and largest |P| in clinical units."""
+    rows = []
+    for item in ranked[ranked["score"] > 0].head(top).itertuples():
+        j = names.index(item.feature)
+        median_p, max_p = float(st.median_abs_by_feature[j]), float(st.max_abs[:, j].max())
+        scale = scaling_range(normalisation, item.feature)
+        span = scale[1] - scale[0] if scale else np.nan
+        rows.append({"rank": item.rank, "feature": item.feature, "score": item.score,
+                     "median_abs_p": median_p,
+                     "scale_min": scale[0] if scale else np.nan, "scale_max": scale[1] if scale else np.nan,
+                     "median_change": median_p * span, "max_change": max_p * span,
+                     "unit": CLINICAL_UNITS.get(item.feature, ""),
+                     "note": "" if scale else "no scaling statistics for this feature"})
+    return pd.DataFrame(rows, columns=CLINICAL_COLUMNS)
+
+
+def analyse(results: pd.DataFrame, perturbations: dict[str, Perturbations], shape: tuple,
+            names: list[str], normalisation: Mapping, top_features: int) -> Analysis:
+    """All statistics of one attack run."""
+    check_results(results)
+    if len(names) != shape[2]:
+        raise IcurtError(f"{len(names)} feature names for {shape[2]} features in perturbations.npz; "
+                         "the attack run's feature_names.json does not match — rerun `icurt attack`")
+    analysis = Analysis(list(names), shape, results, success_table(results), distribution_table(results))
+    for kind in KINDS:
+        for group in GROUPS:
+            samples = successful_rows(results, group)["sample_index"].to_numpy(dtype=np.int64)
+            analysis.locations[kind, group] = location_stats(perturbations[kind], samples, shape)
+    analysis.feature_stats = feature_table(analysis.locations, names)
+    analysis.hour_stats = hour_table(analysis.locations)
+    for direction in DIRECTIONS:
+        for kind in KINDS:
+            st = analysis.locations[kind, direction]
+            ranked = susceptibility_table(st, names)
+            analysis.susceptibility[direction, kind] = ranked
+            analysis.clinical[direction, kind] = clinical_table(ranked, st, names, normalisation,
+                                                                top_features)
+    return analysis

@@ -1,0 +1,171 @@
+"""The HTML report: well-formed, every image an embedded PNG, nothing fetched from outside."""
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from icurt.analysis.plots import all_plots
+from icurt.analysis.report import ReportContext, build_report, headline_text
+from icurt.analysis.stats import analyse, perturbations_from_arrays
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+VOID = {"meta", "img", "br", "hr", "link", "input", "source", "col", "wbr"}
+NAMES = ["potassium", "sodium", "heartrate"]
+
+
+class StrictParser(HTMLParser):
+    """Records tag nesting errors, images and every src/href."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.errors, self.images, self.links, self.doctype, self.text = [], [], [], [], None, []
+
+    def handle_decl(self, decl):
+        self.doctype = decl
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        self.links += [v for k, v in attrs.items() if k in ("src", "href") and v is not None]
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if self.stack and self.stack[-1] != "style":
+            self.text.append(data)
+
+
+def parse(document: str) -> StrictParser:
+    parser = StrictParser()
+    parser.feed(document)
+    parser.close()
+    return parser
+
+
+def random_attack(rng, n=24, hours=6, success_rate=0.7):
+    labels = rng.integers(0, 2, n)
+    attacked = rng.random(n) > 0.1
+    success = attacked & (rng.random(n) < success_rate)
+    rows, elements = [], {"sample": [], "t": [], "f": [], "value": []}
+    for s in range(n):
+        k = rng.integers(1, 5) if success[s] else 0
+        cells = rng.choice(hours * 3, size=k, replace=False)
+        values = rng.uniform(-.5, .5, size=k)
+        for c, v in zip(cells, values):
+            elements["sample"].append(s), elements["t"].append(c // 3)
+            elements["f"].append(c % 3), elements["value"].append(v)
+        size = (k, np.abs(values).sum(), np.abs(values).max()) if k else (0, np.nan, np.nan)
+        rows.append({"sample_index": s, "label": labels[s], "attacked": attacked[s], "success": success[s],
+                     **{f"{m}_{kind}": x for kind in ("first", "best")
+                        for m, x in zip(("n_nonzero", "l1", "maxabs"), size)}})
+    arrays = {"shape": np.array([n, hours, 3])}
+    for kind in ("first", "best"):
+        arrays.update({f"{kind}_{key}": np.array(v) for key, v in elements.items()})
+    return pd.DataFrame(rows), arrays
+
+
+def full_context() -> ReportContext:
+    folds = [{"fold": k, "best_epoch": 10 * (k + 1),
+              "metrics": {"auroc": .8 + k / 100, "auprc": .4, "f1": .5, "precision": .6, "recall": .45,
+                          "accuracy": .9, "val_loss": .3}} for k in range(3)]
+    return ReportContext(
+        analyze_run_id="20250101T000000000000-abcd",
+        lineage=[("analyze", "A-1"), ("attack", "B-2"), ("tune-attack", "C-3"), ("train", "D-4"),
+                 ("tune-model", "E-5"), ("preprocess", "F-6"), ("query", "G-7")],
+        cohort={"n_samples": 200, "n_died": 20, "n_survived": 180,
+                "filters": {"adults": 400, "los_hospital >= 1": 300, "48 h observed": 200}},
+        imputation={"potassium": .25, "sodium": 0.0, "heartrate": .015},
+        cv_summary={"folds": folds, "mean": {"auroc": .81, "auprc": .4, "f1": .5, "precision": .6,
+                                             "recall": .45, "accuracy": .9, "val_loss": .3},
+                    "sd": {"auroc": .00816, "auprc": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0,
+                           "accuracy": 0.0, "val_loss": 0.0}},
+        attack_config={"kappa": .5, "lambda_1": 1e-3, "learning_rate": .02, "optimizer": "adam",
+                       "batch_size": 64},
+        top_features=2)
+
+
+@pytest.fixture(scope="module")
+def report():
+    results, arrays = random_attack(np.random.default_rng(7))
+    perturbations, shape = perturbations_from_arrays(arrays)
+    norm = {"potassium": {"min": 3.0, "max": 5.5}, "sodium": {"min": 130.0, "max": 150.0}}
+    analysis = analyse(results, perturbations, shape, NAMES, norm, top_features=2)
+    plots = all_plots(analysis)
+    return analysis, plots, build_report(analysis, full_context(), plots)
+
+
+def test_report_is_well_formed_html(report):
+    _, _, document = report
+    parser = parse(document)
+    assert parser.doctype.lower() == "doctype html"
+    assert parser.errors == [] and parser.stack == []
+    for tag in ("<html", "<head>", "<body>", "<table>", "<h2>"):
+        assert tag in document
+
+
+def test_every_image_is_an_embedded_png(report):
+    _, plots, document = report
+    parser = parse(document)
+    assert len(parser.images) == len(plots) == 3 + 2 + 2 + 4
+    for src in parser.images:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        assert base64.b64decode(src[len(prefix):], validate=True).startswith(PNG_SIGNATURE)
+
+
+def test_nothing_is_fetched_from_outside(report):
+    _, _, document = report
+    parser = parse(document)
+    assert all(link.startswith("data:") for link in parser.links)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", document, re.I)
+    assert "url(" not in document and "<script" not in document and "<link" not in document
+
+
+def test_report_carries_cohort_model_attack_and_lineage(report):
+    analysis, _, document = report
+    text = " ".join(parse(document).text)
+    for needle in ("How to read this", "48 h observed", "25.0 %", "1.5 %", "mean ± sd", "0.81 ± 0.008",
+                   "lambda_1", "adam", "G-7", "F-6", "D-4", "B-2", "Susceptibility", "clinical units"):
+        assert needle in text, needle
+    # every successful direction's ranking appears
+    best = analysis.susceptibility["0to1", "best"]
+    assert best["feature"].iloc[0] in text
+
+
+def test_degenerate_input_report_says_so():
+    results, arrays = random_attack(np.random.default_rng(3), success_rate=0.0)
+    results = results[results["label"] == 0]
+    perturbations, shape = perturbations_from_arrays(arrays)
+    analysis = analyse(results, perturbations, shape, NAMES, {}, top_features=3)
+    ctx = ReportContext(analyze_run_id="X", lineage=[("analyze", "X"), ("attack", "Y")],
+                        missing={"cohort": "no preprocess run in the attack run's lineage",
+                                 "cv_summary": "summary.json is missing from train run Z"})
+    document = build_report(analysis, ctx, all_plots(analysis))
+    parser = parse(document)
+    assert parser.errors == [] and parser.stack == []
+    text = " ".join(parser.text)
+    assert "Cohort summary not available: no preprocess run" in text
+    assert "Cross-validation summary not available: summary.json is missing" in text
+    assert "Attack settings not available" in text
+    assert "No successful 0 → 1 sample" in text and "no samples with this label" in text
+    assert not re.search(r"\bnan\b", text, re.I)
+
+
+def test_headline_text_lists_each_direction(report):
+    analysis, _, _ = report
+    lines = headline_text(analysis.headline).splitlines()
+    assert lines[0].startswith("direction") and len(lines) == 4
+    rate = analysis.headline["success_rate"].iloc[0]
+    assert lines[1].startswith("all") and f"{100 * rate:.1f}%" in lines[1]
+    assert lines[2].startswith("0 → 1") and lines[3].startswith("1 → 0")
