@@ -1,0 +1,241 @@
+"""`icurt db load-csv DIR`: build the MIMIC-III schema from PhysioNet's CSV files.
+
+Every file is found (NAME.csv or NAME.csv.gz, any letter case) and its header checked before the
+database is touched. The tables are then loaded into a staging schema `<schema>__loading` with
+COPY, streamed from the (gzipped) file, indexed and analysed; COPY's row count must equal the
+number of CSV records counted while streaming. Only then is the old schema dropped and the staging
+schema renamed in its place, in one transaction: a failed load leaves the old schema as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg2
+from psycopg2 import sql
+
+from icurt.config import Config
+from icurt.db.connection import connection
+from icurt.db.schema import column_names, create_index_sql, create_table_sql, recreate_schema
+from icurt.errors import IcurtError
+
+log = logging.getLogger("icurt")
+
+# Small tables first, so a broken download of a small file fails in seconds.
+LOAD_ORDER = ("patients", "admissions", "icustays", "d_items", "d_labitems", "labevents", "chartevents")
+COPY_CHUNK_BYTES = 1 << 20
+PROGRESS_EVERY_S = 30.0
+_QUOTE, _NEWLINE = ord('"'), ord("\n")
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    table: str
+    rows: int
+    megabytes: float
+    seconds: float
+
+
+def load_csv(cfg: Config, folder: str | Path) -> dict[str, TableLoad]:
+    """Load the seven MIMIC-III tables from `folder` into schema [db].schema, replacing it."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise IcurtError(f"{folder} is not a folder; pass the folder holding PhysioNet's MIMIC-III CSV files")
+    files = {table: find_table_file(folder, table) for table in LOAD_ORDER}
+    for table, path in files.items():
+        check_header(path, table)
+    schema = cfg.db.schema
+    staging = staging_schema(schema)
+    started = time.perf_counter()
+    loads: dict[str, TableLoad] = {}
+    with connection(cfg) as conn:
+        try:
+            with conn.cursor() as cur:
+                recreate_schema(cur, staging)
+            conn.commit()
+            for table in LOAD_ORDER:
+                loads[table] = load_table(conn, staging, table, files[table])
+            _replace_schema(conn, staging, schema)
+        except BaseException:
+            _drop_quietly(conn, staging)
+            raise
+    log.info("schema %s loaded from %s in %.0f s (%s)", schema, folder, time.perf_counter() - started,
+             ", ".join(f"{t.table} {t.rows:,}" for t in loads.values()))
+    return loads
+
+
+def staging_schema(schema: str) -> str:
+    staging = f"{schema}__loading"
+    if len(staging.encode()) > 63:      # PostgreSQL would silently truncate the name
+        raise IcurtError(f"schema name '{schema}' is too long to load into (at most 54 bytes); "
+                         "set a shorter [db].schema")
+    return staging
+
+
+def find_table_file(folder: Path, table: str) -> Path:
+    """NAME.csv or NAME.csv.gz in `folder`, in any letter case (the plain file when both exist)."""
+    found = {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_file()}
+    for name in (f"{table}.csv", f"{table}.csv.gz"):
+        if name in found:
+            return found[name]
+    raise IcurtError(f"{folder} has no {table.upper()}.csv or {table.upper()}.csv.gz; download "
+                     f"{table.upper()}.csv.gz of MIMIC-III v1.4 from PhysioNet into that folder")
+
+
+def check_header(path: Path, table: str) -> None:
+    """The file's header must name the table's columns in order (letter case aside)."""
+    try:
+        with _open(path) as raw:
+            first_line = raw.readline().decode("utf-8-sig", errors="replace")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IcurtError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the file is damaged, "
+                         "download it again") from None
+    if not first_line.strip():
+        raise IcurtError(f"{path} is empty or has no header line; download it again from PhysioNet")
+    header = [name.strip().lower() for name in next(csv.reader([first_line]), [])]
+    expected = column_names(table)
+    if header == expected:
+        return
+    for position, (got, want) in enumerate(zip(header, expected), start=1):
+        if got != want:
+            problem = f"column {position} is '{got}' where '{want}' is expected"
+            break
+    else:
+        problem = (f"column '{expected[len(header)]}' is missing" if len(header) < len(expected)
+                   else f"has an extra column '{header[len(expected)]}'")
+    raise IcurtError(f"{path}: the header {problem}; this is not MIMIC-III v1.4's {table.upper()} "
+                     "table, replace it with PhysioNet's file")
+
+
+def load_table(conn, schema: str, table: str, path: Path) -> TableLoad:
+    """Create `schema.table`, COPY the file into it, check the row count, index and analyse it."""
+    started = time.perf_counter()
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    columns = sql.SQL(", ").join(map(sql.Identifier, column_names(table)))
+    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true, NULL '')").format(target, columns)
+    with conn.cursor() as cur, _open(path) as raw:
+        cur.execute(create_table_sql(schema, table))
+        reader = CountingReader(raw, table)
+        try:
+            cur.copy_expert(copy, reader, size=COPY_CHUNK_BYTES)
+        except psycopg2.Error as exc:
+            raise _copy_error(exc, reader, path) from None
+        copied = cur.rowcount
+        data_rows = reader.counter.records - 1
+        if copied != data_rows:
+            raise IcurtError(f"{path}: PostgreSQL loaded {copied:,} rows but the file holds {data_rows:,} "
+                             "CSV records; the file may be truncated or damaged, replace it")
+        for statement in create_index_sql(schema, table):
+            cur.execute(statement)
+        cur.execute(sql.SQL("ANALYZE {}").format(target))
+    conn.commit()
+    loaded = TableLoad(table, copied, round(reader.bytes_read / 1e6, 1), round(time.perf_counter() - started, 1))
+    log.info("%-11s %12s rows  %9.1f MB  %7.1f s", table, f"{loaded.rows:,}", loaded.megabytes, loaded.seconds)
+    return loaded
+
+
+class CsvRecordCounter:
+    """Counts CSV records in a byte stream fed in chunks: newlines outside quoted fields.
+
+    A doubled quote ("") inside a quoted field toggles the quote state twice, so counting quote
+    characters before each newline tells whether that newline ends a record.
+    """
+
+    def __init__(self):
+        self.newlines = 0
+        self.in_quotes = False
+        self.last_byte = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        newlines = np.flatnonzero(data == _NEWLINE)
+        quotes = np.flatnonzero(data == _QUOTE)
+        if len(quotes) == 0:
+            self.newlines += 0 if self.in_quotes else len(newlines)
+        else:
+            quotes_before = np.searchsorted(quotes, newlines) + int(self.in_quotes)
+            self.newlines += int(np.count_nonzero(quotes_before % 2 == 0))
+            self.in_quotes = (int(self.in_quotes) + len(quotes)) % 2 == 1
+        self.last_byte = chunk[-1:]
+
+    @property
+    def records(self) -> int:
+        """Records seen so far, a last line without its newline included."""
+        unterminated = self.last_byte not in (b"", b"\n")
+        return self.newlines + int(unterminated)
+
+
+class CountingReader:
+    """A binary file wrapper for COPY FROM STDIN that counts records and bytes, logging progress."""
+
+    def __init__(self, raw: io.BufferedIOBase, table: str):
+        self.raw, self.table = raw, table
+        self.counter = CsvRecordCounter()
+        self.bytes_read = 0
+        self.error: BaseException | None = None
+        self.started = self.reported = time.perf_counter()
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            chunk = self.raw.read(size)
+        except BaseException as exc:   # psycopg2 reports it as a cancelled COPY; keep the cause
+            self.error = exc
+            raise
+        self.counter.feed(chunk)
+        self.bytes_read += len(chunk)
+        now = time.perf_counter()
+        if now - self.reported >= PROGRESS_EVERY_S:
+            self.reported = now
+            log.info("%s: %s rows so far (%.0f MB, %.0f s)", self.table, f"{self.counter.records - 1:,}",
+                     self.bytes_read / 1e6, now - self.started)
+        return chunk
+
+
+def _copy_error(exc: psycopg2.Error, reader: CountingReader, path: Path) -> BaseException:
+    """What went wrong in COPY, as the user can fix it; reading errors keep their own type."""
+    if reader.error is not None:
+        if isinstance(reader.error, (OSError, EOFError, zlib.error)):
+            return IcurtError(f"{path} cannot be read ({type(reader.error).__name__}: {reader.error}); "
+                              "the file is damaged or truncated, download it again")
+        return reader.error
+    if isinstance(exc, (psycopg2.DataError, psycopg2.IntegrityError)):
+        context = (exc.diag.context or "").strip().splitlines()
+        where = f" at {context[0]}" if context else ""
+        return IcurtError(f"{path}: {exc.diag.message_primary}{where}; the file is damaged or not "
+                          "PhysioNet's MIMIC-III v1.4, replace it")
+    return exc
+
+
+def _open(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _replace_schema(conn, staging: str, schema: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if cur.fetchone() is not None:
+            log.warning("replacing schema %s with the tables just loaded", schema)
+        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(schema)))
+    conn.commit()
+
+
+def _drop_quietly(conn, staging: str) -> None:
+    """Roll back and drop the staging schema; a dead connection leaves it for the next load to drop."""
+    try:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(staging)))
+        conn.commit()
+    except psycopg2.Error:
+        pass

@@ -1,0 +1,246 @@
+"""Stage 1, query: run the four MIMIC-III queries (sql/*.sql) into Parquet files of a query run.
+
+Each query runs in its own read-only transaction through a server-side cursor, and its rows are
+streamed into Parquet in batches of [query].fetch_size, so memory stays flat at MIMIC-III scale.
+Every output file has an explicit Arrow schema, so an empty result is still a well-typed file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import psycopg2
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from psycopg2 import errors, sql
+
+from icurt.config import Config
+from icurt.db.connection import connection
+from icurt.errors import IcurtError
+from icurt.runs import Run, RunStore
+from icurt.shipped import shipped_path
+
+log = logging.getLogger("icurt")
+
+_ID, _TIME, _VALUE, _TEXT, _FLAG = pa.int64(), pa.timestamp("us"), pa.float64(), pa.string(), pa.bool_()
+
+
+def _values(*names: str) -> list[tuple[str, pa.DataType]]:
+    return [(name, _VALUE) for name in names]
+
+
+OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
+    "icustay_detail": pa.schema([
+        ("subject_id", _ID), ("hadm_id", _ID), ("icustay_id", _ID), ("gender", _TEXT), ("dod", _TIME),
+        ("admittime", _TIME), ("dischtime", _TIME), ("los_hospital", _VALUE), ("admission_age", _VALUE),
+        ("age_years", _VALUE), ("ethnicity", _TEXT), ("ethnicity_grouped", _TEXT),
+        ("hospital_expire_flag", _ID), ("hospstay_seq", _ID), ("first_hosp_stay", _FLAG),
+        ("intime", _TIME), ("outtime", _TIME), ("los_icu", _VALUE), ("icustay_seq", _ID),
+        ("first_icu_stay", _FLAG),
+    ]),
+    "pivoted_vital": pa.schema([
+        ("icustay_id", _ID), ("charttime", _TIME),
+        *_values("heartrate", "sysbp", "diasbp", "meanbp", "resprate", "tempc", "spo2", "glucose"),
+    ]),
+    "pivoted_lab": pa.schema([
+        ("icustay_id", _ID), ("hadm_id", _ID), ("subject_id", _ID), ("charttime", _TIME),
+        *_values("aniongap", "albumin", "bands", "bicarbonate", "bilirubin", "creatinine", "chloride",
+                 "glucose", "hematocrit", "hemoglobin", "lactate", "platelet", "potassium", "ptt", "inr",
+                 "pt", "sodium", "bun", "wbc", "magnesium"),
+    ]),
+    "pivoted_bg": pa.schema([
+        ("icustay_id", _ID), ("hadm_id", _ID), ("charttime", _TIME), ("specimen", _TEXT),
+        *_values("aado2", "baseexcess", "bicarbonate", "totalco2", "carboxyhemoglobin", "chloride",
+                 "calcium", "glucose", "hematocrit", "hemoglobin", "intubated", "lactate",
+                 "methemoglobin", "o2flow", "fio2", "so2", "pco2", "peep", "ph", "po2", "potassium",
+                 "requiredo2", "sodium", "temperature", "tidalvolume", "ventilationrate", "ventilator"),
+    ]),
+}
+QUERIES = tuple(OUTPUT_SCHEMAS)
+_FIX = ("build it with `icurt db synth` or `icurt db load-csv DIR`, or set [db].schema to the schema "
+        "that holds MIMIC-III v1.4")
+
+
+@dataclass(frozen=True)
+class QueryStats:
+    rows: int
+    query_s: float
+    write_s: float
+
+
+def query_text(name: str) -> str:
+    """The SQL of one of the four queries, as shipped in sql/<name>.sql."""
+    return shipped_path("icurt.sql", f"{name}.sql").read_text()
+
+
+def run(cfg: Config, csv: bool = False, store: RunStore | None = None) -> Run:
+    """Run the four queries into a new query run and return it (completed)."""
+    store = store or RunStore.from_config(cfg)
+    with store.create("query", cfg) as writer:
+        stats: dict[str, QueryStats] = {}
+        with connection(cfg, readonly=True) as conn:
+            _check_schema(conn, cfg.db.schema)
+            _check_queries_plan(conn, cfg.db.schema)
+            for number, name in enumerate(QUERIES, start=1):
+                log.info("query %s: running", name)
+                stats[name] = export_query(conn, cfg, name, writer.path, csv=csv)
+                print(f"[{number}/{len(QUERIES)}] {name:<15}{stats[name].rows:>11,} rows  "
+                      f"query {stats[name].query_s:.1f} s  write {stats[name].write_s:.1f} s", flush=True)
+        (writer.path / "query_stats.json").write_text(json.dumps(
+            {name: vars(s) for name, s in stats.items()}, indent=2))
+    return writer.run
+
+
+def export_query(conn, cfg: Config, name: str, folder: Path, csv: bool = False) -> QueryStats:
+    """Stream one query into <folder>/<name>.parquet (and .csv); the files appear only when complete."""
+    schema = OUTPUT_SCHEMAS[name]
+    targets = [folder / f"{name}.parquet"] + ([folder / f"{name}.csv"] if csv else [])
+    partials = [path.with_name(path.name + ".partial") for path in targets]
+    timer = _Timer()
+    rows = 0
+    try:
+        _begin(conn, cfg.db.schema)
+        with conn.cursor(name=f"icurt_{name}") as cur, _BatchWriters(schema, partials) as writers:
+            cur.itersize = cfg.query.fetch_size
+            with timer.lap("query"):
+                cur.execute(query_text(name))
+                fetched = cur.fetchmany(cfg.query.fetch_size)
+            _check_columns(name, [column.name for column in cur.description], schema)
+            while fetched:
+                with timer.lap("write"):
+                    writers.write(_record_batch(fetched, schema))
+                rows += len(fetched)
+                with timer.lap("query"):
+                    fetched = cur.fetchmany(cfg.query.fetch_size)
+        conn.commit()
+    except BaseException as exc:
+        _rollback_quietly(conn)
+        _remove(partials)
+        mapped = _user_error(exc, name, cfg.db.schema) if isinstance(exc, psycopg2.Error) else None
+        if mapped is None:
+            raise
+        raise mapped from None
+    for partial, target in zip(partials, targets):
+        os.replace(partial, target)
+    return QueryStats(rows=rows, query_s=round(timer.total["query"], 3),
+                      write_s=round(timer.total["write"], 3))
+
+
+class _Timer:
+    """Seconds spent per kind of work, summed over laps."""
+
+    def __init__(self):
+        self.total = {"query": 0.0, "write": 0.0}
+
+    @contextmanager
+    def lap(self, kind: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.total[kind] += time.perf_counter() - started
+
+
+def _record_batch(rows: list[tuple], schema: pa.Schema) -> pa.RecordBatch:
+    columns = list(zip(*rows))
+    return pa.record_batch([pa.array(values, type=field.type) for values, field in zip(columns, schema)],
+                           schema=schema)
+
+
+class _BatchWriters:
+    """A Parquet writer (and a CSV writer) fed the same batches; closed together."""
+
+    def __init__(self, schema: pa.Schema, paths: list[Path]):
+        self.schema, self.paths, self.open = schema, paths, []
+
+    def __enter__(self):
+        try:
+            self.open.append(pq.ParquetWriter(self.paths[0], self.schema))
+            if len(self.paths) > 1:
+                self.open.append(pa_csv.CSVWriter(self.paths[1], self.schema))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        for writer in self.open:
+            writer.write_batch(batch)
+
+    def __exit__(self, *exc_info) -> None:
+        for writer in self.open:
+            writer.close()
+
+
+def _begin(conn, schema: str) -> None:
+    """Start a transaction that reads unqualified table names from `schema`."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        # A cursor's plan is tuned for its first 10% of rows by default; all rows are read here.
+        cur.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+
+
+def _check_queries_plan(conn, schema: str) -> None:
+    """Plan every query first, so a missing table, column or privilege fails in seconds, not hours."""
+    for name in QUERIES:
+        try:
+            _begin(conn, schema)
+            with conn.cursor() as cur:
+                cur.execute("EXPLAIN " + query_text(name))
+            conn.commit()
+        except psycopg2.Error as exc:
+            _rollback_quietly(conn)
+            mapped = _user_error(exc, name, schema)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+
+def _check_schema(conn, schema: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        found = cur.fetchone() is not None
+    conn.commit()
+    if not found:
+        raise IcurtError(f"schema '{schema}' does not exist in the database; {_FIX}")
+
+
+def _check_columns(name: str, got: list[str], schema: pa.Schema) -> None:
+    if got != schema.names:
+        raise RuntimeError(f"sql/{name}.sql returns columns {got}, expected {schema.names}")
+
+
+def _user_error(exc, name: str, schema: str) -> IcurtError | None:
+    """A one-line IcurtError for what a user can fix (missing table/column/schema, no privilege)."""
+    detail = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+    if isinstance(exc, errors.UndefinedTable):
+        return IcurtError(f"query {name}: {detail} in schema '{schema}' (MIMIC-III table missing); {_FIX}")
+    if isinstance(exc, errors.UndefinedColumn):
+        return IcurtError(f"query {name}: {detail} in schema '{schema}' (the tables do not have the "
+                          f"MIMIC-III v1.4 columns); {_FIX}")
+    if isinstance(exc, errors.InvalidSchemaName):
+        return IcurtError(f"query {name}: {detail}; {_FIX}")
+    if isinstance(exc, errors.InsufficientPrivilege):
+        return IcurtError(f"query {name}: {detail}; grant the database user SELECT on the tables of "
+                          f"schema '{schema}' (USAGE on the schema too)")
+    return None
+
+
+def _rollback_quietly(conn) -> None:
+    try:
+        conn.rollback()
+    except psycopg2.Error:  # the connection is gone; the original error is the one to report
+        pass
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
