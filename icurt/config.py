@@ -148,6 +148,7 @@ class TuneAttackConfig:
     max_concurrent_trials: int = setting(min=0)
     cpus_per_trial: float = setting(min=0.01)
     gpus_per_trial: float = setting(min=0, max=8)
+    seed: int = setting(min=0)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,8 @@ class AttackConfig:
     cpus_per_actor: float = setting(min=0.01)
     gpus_per_actor: float = setting(min=0, max=8)
     max_batch_retries: int = setting(min=0)
+    lambda_decay: float = setting(min=1e-6, max=1.0)
+    lambda_decay_every: int = setting(min=1)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,149 @@
+"""The full attack's Ray layer: a pool of AttackWorker actors, batches handed to idle ones, retries.
+
+Each actor builds the model once from a state_dict and model.json content taken from the object
+store (never from the driver's disk) and reads the feature array from the object store. A batch
+whose actor dies is queued again for a live actor (actors restart up to `max_restarts` times) up
+to `max_batch_retries` times; a batch result is accepted once, so every sample appears once.
+The attack is deterministic (P starts at 0; no random draws), so a batch's result does not
+depend on which actor ran it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import numpy as np
+
+from icurt.attack.attacker import AttackHparams, SampleResults
+from icurt.errors import IcurtError
+
+log = logging.getLogger("icurt")
+TASKS_PER_ACTOR = 2  # one running, one queued, so an actor never waits for the driver
+
+
+class AttackWorker:
+    """One actor of the pool (a plain class, made a Ray actor by AttackPool; also usable in-process)."""
+
+    def __init__(self, state_dict, model_spec: dict, hp: dict, iterations: int,
+                 attack_misclassified: bool, device: str = "cpu", threads: int = 1):
+        import torch
+
+        from icurt.model.lstm import LSTMClassifier, ModelHparams
+
+        self.device = device
+        if device == "cpu":
+            torch.set_num_threads(max(1, threads))
+        self.model = LSTMClassifier(int(model_spec["num_features"]), ModelHparams.from_dict(model_spec["hparams"]))
+        self.model.load_state_dict(state_dict)
+        self.model.to(device).eval()
+        self.hp, self.iterations = AttackHparams.from_dict(hp), iterations
+        self.attack_misclassified = attack_misclassified
+
+    def attack(self, batch_index: int, sample_index: np.ndarray, features: np.ndarray,
+               labels: np.ndarray) -> tuple[int, dict]:
+        """(batch_index, SampleResults fields) for the samples `sample_index` of the dataset."""
+        from icurt.attack.attacker import attack_samples
+
+        results = attack_samples(self.model, features[sample_index], labels[sample_index], self.hp,
+                                 self.iterations, device=self.device,
+                                 attack_misclassified=self.attack_misclassified)
+        return batch_index, {f.name: getattr(results, f.name) for f in fields(results)}
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    num_actors: int
+    cpus_per_actor: float
+    gpus_per_actor: float   # 0 where the cluster has no GPU (or the config says cpu)
+    max_restarts: int
+    max_batch_retries: int
+
+
+Progress = Callable[[int, SampleResults], None]
+
+
+class AttackPool:
+    """num_actors AttackWorker actors holding one model; `run` attacks a list of sample batches."""
+
+    def __init__(self, ray, spec: PoolSpec, state_dict, model_spec: dict, hp: AttackHparams,
+                 iterations: int, attack_misclassified: bool, worker_class=AttackWorker):
+        self.ray, self.spec = ray, spec
+        remote_class = ray.remote(worker_class).options(
+            num_cpus=spec.cpus_per_actor, num_gpus=spec.gpus_per_actor, max_restarts=spec.max_restarts)
+        self._state_ref = state_ref = ray.put(state_dict)  # held so restarted actors can rebuild the model
+        # The driver picks the device: with GPUs unassigned, Ray may leave CUDA visible to an actor.
+        device = "cuda" if spec.gpus_per_actor > 0 else "cpu"
+        threads = max(1, int(spec.cpus_per_actor))
+        self.actors = [remote_class.remote(state_ref, model_spec, hp.to_dict(), iterations,
+                                           attack_misclassified, device, threads) for _ in range(spec.num_actors)]
+
+    def run(self, features: np.ndarray, labels: np.ndarray, batches: list[np.ndarray],
+            on_batch: Progress | None = None, keep_results: bool = True) -> dict[int, SampleResults]:
+        """Every batch's SampleResults (by batch index); `on_batch(batch_index, results)` as each lands.
+
+        With keep_results=False only on_batch sees them (the dense perturbations are not all held).
+        """
+        from ray.exceptions import RayActorError
+
+        features_ref, labels_ref = self.ray.put(features), self.ray.put(labels)
+        queue = deque(range(len(batches)))
+        retries = {b: 0 for b in range(len(batches))}
+        deaths = {a: 0 for a in range(len(self.actors))}
+        live = set(deaths)
+        in_flight: dict = {}  # ObjectRef -> (batch index, actor index)
+        self._last_failed_on: dict[int, int] = {}  # batch -> actor it died on
+        self.failures: list[tuple[int, int]] = []  # (batch, actor) of every actor death
+        done: dict[int, SampleResults | None] = {}
+        while queue or in_flight:
+            self._submit(queue, in_flight, live, batches, features_ref, labels_ref)
+            ready, _ = self.ray.wait(list(in_flight), num_returns=1)
+            batch, actor = in_flight.pop(ready[0])
+            try:
+                _, values = self.ray.get(ready[0])
+            except RayActorError as exc:
+                self.failures.append((batch, actor))
+                deaths[actor] += 1
+                if deaths[actor] > self.spec.max_restarts:
+                    live.discard(actor)
+                retries[batch] += 1
+                if retries[batch] > self.spec.max_batch_retries:
+                    raise IcurtError(f"attack batch {batch} failed {retries[batch]} times (its actor died: "
+                                     f"{type(exc).__name__}); raise [attack].max_batch_retries or check "
+                                     "the workers' memory") from None
+                log.warning("attack: actor %d died on batch %d; retrying it (retry %d of %d)", actor, batch,
+                            retries[batch], self.spec.max_batch_retries)
+                self._last_failed_on[batch] = actor
+                queue.appendleft(batch)
+                continue
+            if batch not in done:
+                results = SampleResults(**values)
+                done[batch] = results if keep_results else None
+                if on_batch is not None:
+                    on_batch(batch, results)
+        return done
+
+    def _submit(self, queue, in_flight, live, batches, features_ref, labels_ref) -> None:
+        if not live:
+            raise IcurtError("every attack actor died more often than it may restart; "
+                             "check the workers' logs (memory, GPU) and run `icurt attack` again")
+        load = {a: 0 for a in live}
+        for _, actor in in_flight.values():
+            if actor in load:
+                load[actor] += 1
+        while queue:
+            # A retried batch goes to another actor when one has room: its own may be gone for good.
+            avoid = self._last_failed_on.get(queue[0])
+            actor = min(load, key=lambda a: (a == avoid and len(load) > 1, load[a], a))
+            if load[actor] >= TASKS_PER_ACTOR:
+                return
+            batch = queue.popleft()
+            ref = self.actors[actor].attack.remote(batch, batches[batch], features_ref, labels_ref)
+            in_flight[ref] = (batch, actor)
+            load[actor] += 1
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
