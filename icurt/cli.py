@@ -17,7 +17,10 @@ from icurt.config import Config, config_to_toml, config_value, dict_to_toml, loa
 from icurt.db.dsn import RedactingFilter, redact_dsn
 from icurt.errors import IcurtError
 
-COMMAND_MODULES = ["icurt.db.commands", "icurt.pipeline_commands", "icurt.analysis.commands"]
+COMMAND_MODULES = ["icurt.db.commands", "icurt.pipeline_commands", "icurt.analysis.commands",
+                   "icurt.attack.attack_commands", "icurt.model.train_commands",
+                   "icurt.model.tune_commands", "icurt.attack.tune_commands",
+                   "icurt.preprocess.commands"]
 log = logging.getLogger("icurt")
 
 

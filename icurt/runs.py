@@ -72,7 +72,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 class RunStore:
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # absolute: Ray storage paths and actors need it
 
     @classmethod
     def from_config(cls, cfg: Config) -> "RunStore":

@@ -1,0 +1,169 @@
+"""tune-attack on a tiny LSTM trained here with the real Trainer and saved as a fake train run."""
+
+import json
+import re
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from icurt.attack import tune as tune_attack
+from icurt.attack.attacker import AttackHparams, SampleResults, attack_samples
+from icurt.cli import main
+from icurt.config import load_config, with_overrides
+from icurt.dataset import Dataset, save_dataset
+from icurt.db.connection import optuna_storage_url
+from icurt.errors import IcurtError
+from icurt.model.lstm import ModelHparams, load_checkpoint, save_checkpoint
+from icurt.model.trainer import Trainer
+from icurt.runs import RunStore
+from icurt.tuning import count_finished
+
+TINY = ["tune_attack.epochs_per_batch=20", "tune_attack.report_interval=5", "tune_attack.max_num_samples=24",
+        "tune_attack.sample_selection_seed=7", "tune_attack.batch_size_exponents=[3, 4]",
+        "tune_attack.optuna_startup_trials=2", "tune_attack.asha_grace_period=1",
+        "tune_attack.learning_rate=[0.001, 0.1]", "tune_attack.lambda_1=[1e-5, 1e-2]",
+        "tune_attack.cpus_per_trial=1.0", "tune_attack.fold=1", "ray.device=cpu"]
+
+
+# ---- pure logic ---------------------------------------------------------------------------
+
+def test_search_space_follows_the_config_ranges():
+    cfg = with_overrides(load_config(env={}), ["tune_attack.kappa=[0.5, 1.5]"])
+    assert tune_attack.search_space(cfg.tune_attack) == {
+        "kappa": FloatDistribution(0.5, 1.5), "lambda_1": FloatDistribution(1e-7, 1.0, log=True),
+        "learning_rate": FloatDistribution(1e-5, 1.0, log=True), "log2_batch_size": IntDistribution(5, 7),
+        "optimizer": CategoricalDistribution(("adam", "rmsprop", "sgd"))}
+
+
+@pytest.mark.parametrize("override,key", [("tune_attack.kappa=[2.0, 0.0]", "tune_attack.kappa"),
+                                          ("tune_attack.lambda_1=[1.0, 1e-7]", "tune_attack.lambda_1"),
+                                          ("tune_attack.optimizers=[]", "tune_attack.optimizers")])
+def test_inverted_or_empty_search_space_is_rejected_at_load(override, key):
+    with pytest.raises(IcurtError, match=re.escape(key)):
+        with_overrides(load_config(env={}), [override])
+
+
+def test_asha_rungs_count_reports_and_the_budget_is_the_iterations():
+    cfg = with_overrides(load_config(env={}), ["tune_attack.asha_grace_period=3",
+                                               "tune_attack.report_interval=100",
+                                               "tune_attack.epochs_per_batch=1000"])
+    plan = tune_attack.study_plan(cfg, "r1", {"CPU": 1.0})
+    assert (plan.step_attr, plan.grace_period, plan.max_step, plan.mode) == ("iteration", 300, 1000, "max")
+    assert plan.study_name == "icurt-tune-attack-r1"
+
+
+def test_score_sums_the_successful_samples_best_perturbations():
+    best_p = np.zeros((3, 2, 2), np.float32)
+    best_p[0, 0, 0] = 0.5                     # 1 of 4 non-zero: sparsity .75, L1 .5 → 1.5
+    best_p[1, :, 0] = [0.25, 0.25]            # sparsity .5, L1 .5 → 1.0
+    best_p[2, 1, 1] = 0.1                     # not successful: not counted
+    results = SampleResults(success=np.array([True, True, False]), first_iteration=np.zeros(3, np.int64),
+                            best_iteration=np.zeros(3, np.int64), first_p=best_p, best_p=best_p,
+                            orig_logits=np.zeros((3, 2), np.float32), adv_logits=np.zeros((3, 2), np.float32),
+                            attacked=np.ones(3, bool))
+    assert tune_attack.attack_score("sparse_small", results, 10) == pytest.approx(2.5)
+    assert tune_attack.attack_score("sparsity", results, 10) == pytest.approx(1.25)
+
+
+# ---- the stage ------------------------------------------------------------------------------
+
+def planted_dataset(n=120, seed=1):
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal(n)
+    labels = (s > np.quantile(s, 0.7)).astype(np.int64)
+    x = 0.5 + 0.05 * rng.standard_normal((n, 48, 19))
+    x[:, :, :3] += 0.15 * s[:, None, None] * np.linspace(0, 1, 48)[None, :, None]
+    return Dataset(np.clip(x, 0, 1).astype(np.float32), labels, np.arange(n, dtype=np.int64),
+                   [f"f{i}" for i in range(19)], {})
+
+
+@pytest.fixture
+def train_run(make_config):
+    """preprocess → tune-model → train runs; the train run holds fold_1, a Trainer-trained tiny LSTM."""
+    cfg = make_config(*TINY)
+    store = RunStore.from_config(cfg)
+    dataset = planted_dataset()
+    with store.create("preprocess", cfg) as writer:
+        save_dataset(writer.path, dataset)
+    with store.create("tune-model", cfg, inputs=[writer.run]) as tuned:
+        pass
+    hp = ModelHparams(lstm_hidden=8, fc_size=8, dropout=0.0, learning_rate=1e-2, batch_size=32)
+    trainer = Trainer(hp, dataset.features[:90], dataset.labels[:90], dataset.features[90:],
+                      dataset.labels[90:], seed=0)
+    for _ in range(4):
+        trainer.train_epoch()
+    with store.create("train", cfg, inputs=[tuned.run]) as trained:
+        save_checkpoint(trained.path / "fold_1", trainer.model, hp, num_features=19)
+    return cfg, store, trained.run, dataset
+
+
+def test_missing_fold_and_cuda_without_gpu_are_errors(ray_session, train_run):
+    cfg, store, run, _ = train_run
+    with pytest.raises(IcurtError, match="no fold_0/best.pt; pick one of fold_1"):
+        tune_attack.run(cfg, run, fold=0, store=store)
+    with pytest.raises(IcurtError, match="no GPU"):
+        tune_attack.run(with_overrides(cfg, ["ray.device=cuda"]), run, store=store)
+    assert store.list("tune-attack") == [] and store.failed("tune-attack") == []
+
+
+@pytest.mark.slow
+def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys):
+    cfg, store, train, dataset = train_run
+    cfg = with_overrides(cfg, ["tune_attack.num_trials=3"])
+    run = tune_attack.run(cfg, store=store)
+    assert run.inputs == {"train": train.run_id} and run.meta["fold"] == 1
+
+    storage = optuna_storage_url(cfg)
+    study = optuna.load_study(study_name=f"icurt-tune-attack-{run.run_id}", storage=storage)
+    assert count_finished([t.state.name for t in study.trials]) == 3 == len(study.trials)
+    for trial in study.trials:
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(5, steps[-1] + 1, 5))   # reported every 5 iterations
+        assert (trial.state == TrialState.COMPLETE) == (steps[-1] == 20)
+
+    best = json.loads(run.file("best_attack_hparams.json").read_text())
+    assert best["trial"] == study.best_trial.number and best["fold"] == 1
+    assert best["objective"] == pytest.approx(study.best_trial.value)
+    params = study.best_trial.params
+    assert best["batch_size"] == 2 ** params["log2_batch_size"]
+    assert {k: best[k] for k in ("kappa", "lambda_1", "learning_rate", "optimizer")} == \
+        {k: params[k] for k in ("kappa", "lambda_1", "learning_rate", "optimizer")}
+
+    # the best score, recomputed here: the same 24 samples attacked with the best hyperparameters
+    rows = np.sort(np.random.default_rng(7).choice(120, size=24, replace=False))
+    model = load_checkpoint(train.path / "fold_1")
+    hp = AttackHparams.from_dict(best)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as in the trial, so the float sums run in the same order
+    try:
+        results = attack_samples(model, dataset.features[rows], dataset.labels[rows], hp, iterations=20)
+    finally:
+        torch.set_num_threads(threads)
+    p = results.best_p[results.success].reshape(int(results.success.sum()), -1)
+    expected = sum((1 - (row != 0).mean()) / np.abs(row).sum() for row in p)
+    assert best["objective"] == pytest.approx(expected, rel=1e-4)
+
+    table = pd.read_parquet(run.file("trials.parquet"))
+    assert list(table.columns[:8]) == ["number", "state", "objective", "kappa", "lambda_1", "learning_rate",
+                                       "batch_size", "optimizer"]
+    assert table["state"].tolist() == [t.state.name for t in study.trials]
+
+    assert main(["show-attack-hparams", run.run_id, "--set", f"paths.data={store.root}"]) == 0
+    shown = capsys.readouterr().out
+    assert f"trial {best['trial']} (best): COMPLETE" in shown and f"optimizer = {best['optimizer']}" in shown
+    assert "score (sparse_small)" in shown
+
+    run.path.rename(run.path.parent / f".failed-{run.run_id}")   # as an interrupted run is left
+    more = with_overrides(cfg, ["tune_attack.num_trials=4", "tune_attack.fold=0",   # fold comes from the run
+                                "tune_attack.n_critical=5"])
+    resumed = tune_attack.run(more, resume_id=run.run_id, store=store)
+    assert resumed.run_id == run.run_id and resumed.meta["fold"] == 1
+    assert "resuming with changed [tune_attack] settings (n_critical)" in resumed.file("run.log").read_text()
+    study = optuna.load_study(study_name=f"icurt-tune-attack-{run.run_id}", storage=storage)
+    assert count_finished([t.state.name for t in study.trials]) == 4
+    assert len(pd.read_parquet(resumed.file("trials.parquet"))) == len(study.trials)

@@ -1,0 +1,237 @@
+"""`icurt train` on real Ray: a tiny fake tune-model run, one best checkpoint per fold, mean ± sd."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from icurt.dataset import Dataset, save_dataset
+from icurt.errors import IcurtError
+from icurt.model.lstm import ModelHparams, load_checkpoint
+from icurt.model.summary import format_summary, summarize_folds
+from icurt.runs import RunStore
+
+HP = ModelHparams(lstm_hidden=8, fc_size=8, optimizer="adam", learning_rate=5e-3, batch_size=32)
+FAST = ["train.num_folds=2", "train.epochs=3", "train.eval_interval=2", "train.num_workers=1",
+        "train.cpus_per_worker=1", "ray.device=cpu"]
+
+
+def fake_tune_run(store, cfg, n=60, n_died=12, seed=0):
+    """A preprocess run with a small planted dataset and a tune-model run built from it."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(n_died), np.zeros(n - n_died)].astype(np.int64)
+    features = rng.random((n, 12, 19), dtype=np.float32) * 0.5
+    features[labels == 1, :, :2] += 0.4                      # a signal the model can find
+    ds = Dataset(features=features, labels=labels, stay_ids=np.arange(1000, 1000 + n, dtype=np.int64),
+                 feature_names=[f"f{i}" for i in range(19)], normalisation={})
+    with store.create("preprocess", cfg) as w:
+        save_dataset(w.path, ds)
+    with store.create("tune-model", cfg, inputs=[w.run]) as t:
+        (t.path / "best_hparams.json").write_text(json.dumps({**HP.to_dict(), "objective": 0.5, "trial": 3}))
+        other = ModelHparams(lstm_hidden=16, fc_size=4, optimizer="sgd", learning_rate=0.01, batch_size=16)
+        pd.DataFrame([{"number": 0, "state": "COMPLETE", "objective": 0.6, **other.to_dict()},
+                      {"number": 3, "state": "COMPLETE", "objective": 0.5, **HP.to_dict()}]
+                     ).to_parquet(t.path / "trials.parquet")
+    return t.run, ds
+
+
+def test_summary_mean_and_sample_sd_by_hand():
+    folds = [{"fold": 1, "best_epoch": 20, "metrics": {m: 0.8 for m in
+              ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")}},
+             {"fold": 0, "best_epoch": 10, "metrics": {m: 0.6 for m in
+              ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")}}]
+    summary = summarize_folds(folds)
+    assert [f["fold"] for f in summary["folds"]] == [0, 1]
+    assert summary["mean"]["auroc"] == pytest.approx(0.7)
+    # sample sd of {0.6, 0.8}: sqrt(((0.1)² + (0.1)²) / (2 − 1)) = 0.1414…
+    assert summary["sd"]["auroc"] == pytest.approx(math.sqrt(0.02))
+    text = format_summary(summary)
+    assert "0.7000 ± 0.1414" in text and text.count("\n") > 8
+
+
+@pytest.mark.slow
+def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray_session):
+    from icurt.model.crossval import run
+
+    cfg = make_config(*FAST)
+    store = RunStore.from_config(cfg)
+    tune_run, ds = fake_tune_run(store, cfg)
+    train_run = run(cfg, tune_run, store=store)
+
+    assert train_run.stage == "train" and train_run.inputs == {"tune-model": tune_run.run_id}
+    summary = json.loads(train_run.file("summary.json").read_text())
+    assert [f["fold"] for f in summary["folds"]] == [0, 1]
+    held_out = []
+    for fold in summary["folds"]:
+        folder = train_run.path / f"fold_{fold['fold']}"
+        state = torch.load(folder / "best.pt", weights_only=True)
+        assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+        model = load_checkpoint(folder)
+        assert model.lstm.hidden_size == HP.lstm_hidden
+        assert fold["best_epoch"] in (2, 3)                   # evaluations at epoch 2 and the last
+        val = np.load(folder / "val_indices.npy")
+        held_out.append(val)
+        # the saved checkpoint reproduces the reported AUROC on its held-out samples
+        from icurt.model.metrics import auroc
+        with torch.no_grad():
+            p = torch.softmax(model(torch.from_numpy(ds.features[val])), 1)[:, 1].numpy()
+        assert auroc(ds.labels[val], p) == pytest.approx(fold["metrics"]["auroc"], abs=1e-5)
+    assert sorted(np.concatenate(held_out).tolist()) == list(range(60))
+    for name in ("auroc", "f1", "val_loss"):
+        values = [f["metrics"][name] for f in summary["folds"]]
+        assert summary["mean"][name] == pytest.approx(sum(values) / 2)
+        assert summary["sd"][name] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    for fold in (0, 1):
+        events = EventAccumulator(str(train_run.path / "tensorboard" / f"fold_{fold}"))
+        events.Reload()
+        assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+        assert [e.step for e in events.Scalars("val/auroc")] == [2, 3]
+    assert "mean ± sd" in train_run.file("summary.txt").read_text()
+
+
+def test_trial_option_picks_that_trials_hparams(tmp_path, make_config, ray_session):
+    from icurt.model.crossval import chosen_hparams
+
+    cfg = make_config(*FAST)
+    tune_run, _ = fake_tune_run(RunStore.from_config(cfg), cfg)
+    assert chosen_hparams(tune_run, None)[0] == HP
+    hp, source = chosen_hparams(tune_run, 0)
+    assert (hp.lstm_hidden, hp.optimizer, hp.batch_size, source) == (16, "sgd", 16, "trial 0")
+    with pytest.raises(IcurtError, match="no trial 7"):
+        chosen_hparams(tune_run, 7)
+
+
+def test_too_few_samples_of_a_class_is_a_user_error(tmp_path, make_config):
+    from icurt.model.crossval import run
+
+    cfg = make_config(*FAST, "train.num_folds=5")
+    store = RunStore.from_config(cfg)
+    tune_run, _ = fake_tune_run(store, cfg, n=40, n_died=3)
+    with pytest.raises(IcurtError, match="3 sample.*class 1.*5 folds"):
+        run(cfg, tune_run, store=store)
+    assert store.list("train") == [] and store.failed("train") == []
+
+
+def test_cuda_without_gpu_is_refused_before_starting(tmp_path, make_config, ray_session):
+    from icurt.model.crossval import run
+
+    assert ray_session.cluster_resources().get("GPU", 0) == 0
+    cfg = make_config(*FAST, "ray.device=cuda")
+    store = RunStore.from_config(cfg)
+    tune_run, _ = fake_tune_run(store, cfg)
+    with pytest.raises(IcurtError, match="no GPU"):
+        run(cfg, tune_run, store=store)
+    assert store.list("train") == [] and store.failed("train") == []
+
+
+def test_missing_runs_are_user_errors(tmp_path, make_config):
+    from icurt.model.crossval import run
+
+    cfg = make_config(*FAST)
+    store = RunStore.from_config(cfg)
+    with pytest.raises(IcurtError, match="no completed tune-model run"):
+        run(cfg, None, store=store)
+    tune_run, _ = fake_tune_run(store, cfg)
+    import shutil
+    shutil.rmtree(store.ancestor(tune_run, "preprocess").path)
+    with pytest.raises(IcurtError, match="preprocess"):
+        run(cfg, tune_run.run_id, store=store)
+
+
+@pytest.mark.slow
+def test_a_failing_fold_fails_the_run_with_its_error(tmp_path, make_config, ray_session):
+    from icurt.model.crossval import FoldJob, run_folds
+    from icurt.model.folds import stratified_folds
+
+    cfg = make_config(*FAST)
+    store = RunStore.from_config(cfg)
+    tune_run, ds = fake_tune_run(store, cfg)
+    # dropout 2.0 passes no validation of ours here, so torch raises inside the Ray Train worker
+    job = FoldJob({**HP.to_dict(), "dropout": 2.0}, 2, 1, 0, 1, False, {"CPU": 1.0},
+                  str(tmp_path / "ray_results" / "folds"))
+    with pytest.raises(IcurtError, match="fold 0 failed.*dropout"):
+        with store.create("train", cfg, inputs=[tune_run]) as writer:
+            run_folds(job, ds, stratified_folds(ds.labels, 2, 0), writer.path, 2)
+    assert store.list("train") == [] and len(store.failed("train")) == 1
+
+
+def test_invalid_tuned_hparams_are_refused(tmp_path, make_config):
+    from icurt.model.crossval import chosen_hparams
+
+    cfg = make_config(*FAST)
+    tune_run, _ = fake_tune_run(RunStore.from_config(cfg), cfg)
+    tune_run.file("best_hparams.json").write_text(json.dumps({**HP.to_dict(), "dropout": 1.5}))
+    with pytest.raises(IcurtError, match="invalid"):
+        chosen_hparams(tune_run, None)
+
+
+def test_train_summary_command_prints_and_writes_the_table(tmp_path, make_config, capsys):
+    from icurt.cli import main
+
+    cfg = make_config()
+    store = RunStore.from_config(cfg)
+    metrics = ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")
+    folds = [{"fold": k, "best_epoch": 10 * (k + 1), "metrics": {m: v for m in metrics}}
+             for k, v in enumerate([0.9, 0.7, 0.8])]
+    with store.create("train", cfg) as w:
+        (w.path / "summary.json").write_text(json.dumps(summarize_folds(folds)))
+    assert main(["train-summary", w.run.run_id, "--set", f"paths.data={tmp_path}", "-q"]) == 0
+    out = capsys.readouterr().out
+    # mean of {0.9, 0.7, 0.8} = 0.8; sample sd = sqrt((0.01 + 0.01 + 0) / 2) = 0.1
+    assert "auroc      0.8000 ± 0.1000" in out
+    assert "   2         30    0.8000" in out
+    assert w.run.file("summary.txt").read_text() in out
+
+
+def test_train_command_errors_are_one_line(tmp_path, make_config, capsys):
+    from icurt.cli import main
+
+    assert main(["train", "--from", "nope", "--set", f"paths.data={tmp_path}", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("icurt: error: no completed tune-model run 'nope'") and "\n" not in err
+    assert main(["train-summary", "--set", f"paths.data={tmp_path}", "-q"]) == 2
+    assert "no completed train run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_ddp_workers_match_one_plain_trainer(tmp_path, make_config, ray_session):
+    """Each DDP rank trains on half of every sampled batch; the averaged gradient is the full batch's,
+    so with no dropout the fold's model matches a plain single-process Trainer on the same fold."""
+    from icurt.model.crossval import run
+    from icurt.model.folds import stratified_folds
+    from icurt.model.trainer import Trainer
+
+    cfg = make_config(*FAST, "train.num_workers=2", "train.epochs=2", "train.eval_interval=2")
+    store = RunStore.from_config(cfg)
+    tune_run, ds = fake_tune_run(store, cfg)
+    summary = json.loads(run(cfg, tune_run, store=store).file("summary.json").read_text())
+    for fold, (train, val) in enumerate(stratified_folds(ds.labels, 2, cfg.train.fold_seed)):
+        reference = Trainer(HP, ds.features[train], ds.labels[train], ds.features[val], ds.labels[val],
+                            seed=cfg.train.seed + fold)
+        for _ in range(2):
+            reference.train_epoch()
+        expected = reference.evaluate()
+        got = summary["folds"][fold]["metrics"]
+        assert got["val_loss"] == pytest.approx(expected["val_loss"], abs=1e-4)
+        assert got["auroc"] == pytest.approx(expected["auroc"], abs=1e-6)
+
+
+def test_gpu_choice_and_folds_side_by_side(make_config):
+    from icurt.model.crossval import concurrent_folds, wants_gpu
+
+    assert wants_gpu(make_config("ray.device=auto"), 1.0) is True
+    assert wants_gpu(make_config("ray.device=auto"), 0.0) is False
+    assert wants_gpu(make_config("ray.device=cpu"), 4.0) is False
+    with pytest.raises(IcurtError, match="gpus_per_worker"):
+        wants_gpu(make_config("ray.device=cuda", "train.gpus_per_worker=0"), 1.0)
+    cfg = make_config("train.num_workers=2", "train.cpus_per_worker=1")
+    # 8 CPUs / (2 workers × 1 CPU) = 4 folds at once; 1 GPU / (2 × 0.25) = 2 folds
+    assert concurrent_folds(cfg, {"CPU": 8.0}, {"CPU": 1.0}, 5) == 4
+    assert concurrent_folds(cfg, {"CPU": 8.0, "GPU": 1.0}, {"CPU": 1.0, "GPU": 0.25}, 5) == 2
+    assert concurrent_folds(cfg, {"CPU": 64.0}, {"CPU": 1.0}, 5) == 5
+    with pytest.raises(IcurtError, match="num_workers"):
+        concurrent_folds(cfg, {"CPU": 1.0}, {"CPU": 1.0}, 5)

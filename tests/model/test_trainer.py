@@ -1,0 +1,167 @@
+"""The trainer learns a planted signal, samples balanced batches, evaluates honestly, is seeded."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score, f1_score, log_loss, roc_auc_score
+
+from icurt.errors import IcurtError
+from icurt.model.folds import stratified_folds
+from icurt.model.lstm import ModelHparams
+from icurt.model.trainer import Trainer, predict_logits
+
+HP = ModelHparams(lstm_hidden=16, fc_size=16, dropout=0.1, optimizer="adam", learning_rate=3e-3,
+                  batch_size=64)
+
+
+def planted_dataset(n=600, seed=0, strength=3.0):
+    """A latent s sets P(died) = sigmoid(strength·s − 3) and drifts 3 of 19 features over 48 h."""
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal(n)
+    p_died = 1 / (1 + np.exp(-(strength * s - 3.0)))
+    labels = (rng.random(n) < p_died).astype(np.int64)
+    x = 0.5 + 0.1 * rng.standard_normal((n, 48, 19))
+    ramp = np.linspace(0, 1, 48)
+    x[:, :, :3] += 0.12 * s[:, None, None] * ramp[None, :, None]
+    return np.clip(x, 0, 1).astype(np.float32), labels, p_died
+
+
+def test_learns_a_planted_signal_close_to_the_oracle():
+    x, y, p_died = planted_dataset()
+    train, val = np.arange(400), np.arange(400, 600)
+    oracle = roc_auc_score(y[val], p_died[val])     # the best any model can do on this val set
+    trainer = Trainer(HP, x[train], y[train], x[val], y[val], seed=1)
+    for _ in range(12):
+        trainer.train_epoch()
+    metrics = trainer.evaluate()
+    assert trainer.epoch == 12
+    assert metrics["auroc"] > 0.5 + 0.2, (metrics, oracle)
+    assert metrics["auroc"] >= oracle - 0.1, (metrics, oracle)
+
+
+def test_training_loss_falls():
+    x, y, _ = planted_dataset(seed=3)
+    trainer = Trainer(HP, x[:400], y[:400], x[400:], y[400:], seed=0)
+    losses = [trainer.train_epoch() for _ in range(8)]
+    assert np.mean(losses[-2:]) < losses[0] - 0.1
+
+
+def test_weighted_sampling_draws_balanced_classes():
+    rng = np.random.default_rng(5)
+    y = (rng.random(1000) < 0.1).astype(np.int64)
+    trainer = Trainer(HP, np.zeros((1000, 4, 2), np.float32), y, np.zeros((10, 4, 2), np.float32),
+                      np.r_[np.zeros(5), np.ones(5)].astype(np.int64))
+    drawn = torch.cat([trainer.sample_epoch_indices() for _ in range(10)]).numpy()
+    assert len(drawn) == 10_000
+    share_died = y[drawn].mean()
+    # 10,000 draws at p = 0.5: sd = 0.005; the natural share would be ≈ 0.1
+    assert abs(share_died - 0.5) < 0.025
+    # within a class every sample is equally likely to be drawn: all positives appear
+    assert set(np.flatnonzero(y)) <= set(drawn)
+
+
+def test_evaluation_uses_every_validation_sample_once():
+    x, y, _ = planted_dataset(n=300, seed=7)
+    trainer = Trainer(HP, x[:200], y[:200], x[200:], y[200:], seed=0)
+    trainer.train_epoch()
+    metrics = trainer.evaluate()
+    logits = predict_logits(trainer.model, torch.from_numpy(x[200:]), batch_size=7)
+    p = torch.softmax(logits, 1)[:, 1].numpy()
+    pred = logits.argmax(1).numpy()
+    assert metrics["auroc"] == pytest.approx(roc_auc_score(y[200:], p), abs=1e-6)
+    assert metrics["auprc"] == pytest.approx(average_precision_score(y[200:], p), abs=1e-6)
+    assert metrics["f1"] == pytest.approx(f1_score(y[200:], pred, zero_division=0))
+    assert metrics["accuracy"] == pytest.approx(np.mean(pred == y[200:]))
+    assert metrics["val_loss"] == pytest.approx(log_loss(y[200:], p, labels=[0, 1]), abs=1e-5)
+
+
+def test_same_seed_same_model_other_seed_other_model():
+    x, y, _ = planted_dataset(n=200, seed=2)
+
+    def run(seed):
+        trainer = Trainer(HP, x[:150], y[:150], x[150:], y[150:], seed=seed)
+        losses = [trainer.train_epoch() for _ in range(2)]
+        return losses, trainer.model.state_dict()
+
+    (loss_a, state_a), (loss_b, state_b), (loss_c, state_c) = run(4), run(4), run(5)
+    assert loss_a == loss_b and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert loss_a != loss_c
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam"])
+def test_every_optimizer_trains(optimizer):
+    x, y, _ = planted_dataset(n=100, seed=1)
+    hp = ModelHparams(lstm_hidden=16, fc_size=8, optimizer=optimizer, learning_rate=1e-2, batch_size=32)
+    trainer = Trainer(hp, x[:80], y[:80], x[80:], y[80:])
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert np.isfinite(trainer.train_epoch())
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+
+
+def test_unknown_optimizer_and_single_class_are_user_errors():
+    x = np.zeros((10, 4, 2), np.float32)
+    with pytest.raises(IcurtError, match="optimizer"):
+        Trainer(ModelHparams(optimizer="lbfgs"), x, np.r_[0, 1] .repeat(5), x, np.zeros(10, np.int64))
+    with pytest.raises(IcurtError, match="one class"):
+        Trainer(HP, x, np.zeros(10, np.int64), x, np.zeros(10, np.int64))
+
+
+def test_tensorboard_scalars_per_epoch(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y, _ = planted_dataset(n=120, seed=4)
+    with SummaryWriter(tmp_path) as writer:
+        trainer = Trainer(HP, x[:80], y[:80], x[80:], y[80:], tb_writer=writer)
+        for epoch in range(1, 4):
+            trainer.train_epoch()
+            if epoch % 2 == 0:
+                trainer.evaluate()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+    assert [e.step for e in events.Scalars("val/auroc")] == [2]
+    assert {"val/val_loss", "val/auprc", "val/f1"} <= set(events.Tags()["scalars"])
+
+
+def test_stratified_folds_partition_and_balance():
+    y = np.r_[np.zeros(47), np.ones(13)].astype(np.int64)
+    folds = stratified_folds(y, 5, seed=20240807)
+    vals = np.concatenate([val for _, val in folds])
+    assert sorted(vals.tolist()) == list(range(60))          # each sample held out exactly once
+    for train, val in folds:
+        assert set(train).isdisjoint(val) and len(train) + len(val) == 60
+        assert y[val].sum() in (2, 3)                          # 13 positives over 5 folds
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, stratified_folds(y, 5, 20240807)))
+    with pytest.raises(IcurtError, match="class 1"):
+        stratified_folds(np.r_[np.zeros(20), np.ones(3)].astype(np.int64), 5, 0)
+
+
+class BatchRecorder(torch.nn.Module):
+    """Wraps the model as DDP would, recording each training batch it sees."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.batches = model, []
+
+    def forward(self, x):
+        self.batches.append(x.detach().clone())
+        return self.model(x)
+
+
+def test_data_parallel_ranks_split_each_sampled_batch():
+    x = torch.arange(101, dtype=torch.float32).reshape(101, 1, 1).repeat(1, 3, 2)
+    y = np.r_[np.zeros(80), np.ones(21)].astype(np.int64)
+    hp = ModelHparams(lstm_hidden=4, fc_size=4, batch_size=32)
+    seen = {}
+    for rank, world in [(0, 1), (0, 2), (1, 2)]:
+        recorders = []
+        trainer = Trainer(hp, x, y, x[:4], y[-4:], seed=9, rank=rank, world_size=world,
+                          wrap_model=lambda m: recorders.append(BatchRecorder(m)) or recorders[-1])
+        trainer.train_epoch()
+        seen[rank, world] = [b[:, 0, 0].long() for b in recorders[0].batches]
+    full, even, odd = seen[0, 1], seen[0, 2], seen[1, 2]
+    assert [len(b) for b in full] == [32, 32, 32, 5]
+    assert [len(b) for b in even] == [16, 16, 16, 3] and [len(b) for b in odd] == [16, 16, 16, 2]
+    for whole, a, b in zip(full, even, odd):
+        assert torch.equal(whole[0::2], a) and torch.equal(whole[1::2], b)
