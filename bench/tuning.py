@@ -148,7 +148,7 @@ def main() -> None:
             seq_study, seq_start = sequential_study(cfg, features, labels, storage_url, args.sequential_threads)
             seq = seq_study.trials
             t0 = time.perf_counter()
-            ray.init(num_cpus=args.parallel, include_dashboard=False, log_to_driver=False,
+            ray.init(address="local", num_cpus=args.parallel, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             ray_start_s = time.perf_counter() - t0
             par_study, par_start = ray_study(cfg, features, labels, storage_url, Path(root) / "ray_results")

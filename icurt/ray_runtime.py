@@ -26,6 +26,8 @@ def init_ray(cfg: Config):
     if cfg.ray.address:
         kwargs["address"] = cfg.ray.address
     elif not os.environ.get("RAY_ADDRESS"):  # inside `ray job submit` Ray joins its own cluster
+        # A bare ray.init() joins any Ray already running on this machine; "" means a fresh one.
+        kwargs["address"] = "local"
         if cfg.ray.num_cpus:
             kwargs["num_cpus"] = cfg.ray.num_cpus
         if cfg.ray.num_gpus >= 0:

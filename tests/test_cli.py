@@ -45,7 +45,7 @@ def test_config_show_key_and_section(capsys):
     assert capsys.readouterr().out.strip() == "epochs = 9"
     assert main(["config", "show", "attack", "--config", "demo"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("[attack]") and "max_num_samples = 400" in out
+    assert out.startswith("[attack]") and "max_num_samples = 1000" in out
 
 
 def test_runs_on_an_empty_data_root(tmp_path):

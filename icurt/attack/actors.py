@@ -33,6 +33,11 @@ class AttackWorker:
 
         from icurt.model.lstm import LSTMClassifier, ModelHparams
 
+        if device == "cuda" and not torch.cuda.is_available():
+            # a GPU resource without a usable CUDA device (e.g. a custom resource label): run on CPU
+            logging.getLogger("icurt").warning("attack actor was given a GPU but sees no CUDA device; "
+                                               "attacking on the CPU")
+            device = "cpu"
         self.device = device
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
