@@ -90,8 +90,20 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
-class TuneModelConfig:
+class TuningDriverConfig:
+    """What tune-model and tune-attack share: trial budget, TPE start-up, ASHA, resources, seed."""
     num_trials: int = setting(min=1)
+    optuna_startup_trials: int = setting(min=0)
+    asha_grace_period: int = setting(min=1)
+    asha_reduction_factor: int = setting(min=2)
+    max_concurrent_trials: int = setting(min=0)
+    cpus_per_trial: float = setting(min=0.01)
+    gpus_per_trial: float = setting(min=0, max=8)
+    seed: int = setting(min=0)
+
+
+@dataclass(frozen=True)
+class TuneModelConfig(TuningDriverConfig):
     num_folds: int = setting(min=2, max=20)
     fold_seed: int = setting(min=0)
     cv_epochs: int = setting(min=1)
@@ -104,13 +116,6 @@ class TuneModelConfig:
     fc_activations: list[str] = setting(choices=ACTIVATIONS)
     optimizers: list[str] = setting(choices=OPTIMIZERS)
     learning_rate: list[float] = setting(min=1e-12, max=10, ascending_pair=True)
-    optuna_startup_trials: int = setting(min=0)
-    asha_grace_period: int = setting(min=1)
-    asha_reduction_factor: int = setting(min=2)
-    max_concurrent_trials: int = setting(min=0)
-    cpus_per_trial: float = setting(min=0.01)
-    gpus_per_trial: float = setting(min=0, max=8)
-    seed: int = setting(min=0)
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class TuneAttackConfig:
-    num_trials: int = setting(min=1)
+class TuneAttackConfig(TuningDriverConfig):
     fold: int = setting(min=0)
     epochs_per_batch: int = setting(min=1)
     report_interval: int = setting(min=1)
@@ -142,13 +146,6 @@ class TuneAttackConfig:
     learning_rate: list[float] = setting(min=1e-12, max=10, ascending_pair=True)
     batch_size_exponents: list[int] = setting(min=0, max=16, ascending_pair=True)
     optimizers: list[str] = setting(choices=OPTIMIZERS)
-    optuna_startup_trials: int = setting(min=0)
-    asha_grace_period: int = setting(min=1)
-    asha_reduction_factor: int = setting(min=2)
-    max_concurrent_trials: int = setting(min=0)
-    cpus_per_trial: float = setting(min=0.01)
-    gpus_per_trial: float = setting(min=0, max=8)
-    seed: int = setting(min=0)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Iterator
 
 from icurt.config import Config
 from icurt.db.dsn import redact_dsn
-from icurt.db.server import embedded_server
+from icurt.db.server import create_database_if_missing, embedded_server
 from icurt.errors import IcurtError
 
 
@@ -69,10 +69,6 @@ def optuna_storage_url(cfg: Config) -> str:
 def _ensure_database(server_url: str, name: str) -> None:
     conn = connect(server_url)
     try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{name}"')
+        create_database_if_missing(conn, name)
     finally:
         conn.close()

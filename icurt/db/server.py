@@ -118,11 +118,7 @@ class EmbeddedPostgres:
         conn = psycopg2.connect(host="127.0.0.1", port=self.status().port, user=SUPERUSER,
                                 dbname="postgres", connect_timeout=10)
         try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
-                if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{DATABASE}"')
+            create_database_if_missing(conn, DATABASE)
         finally:
             conn.close()
 
@@ -152,6 +148,17 @@ class EmbeddedPostgres:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def create_database_if_missing(conn, name: str) -> None:
+    """CREATE DATABASE `name` on the server of `conn` unless it exists (switches to autocommit)."""
+    from psycopg2 import sql
+
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def embedded_server(data_root: str | Path, port: int = 0) -> EmbeddedPostgres:

@@ -2,6 +2,7 @@
 `jobs/pipeline.py` through JobSubmissionClient, the job succeeds, and its artifacts are there."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,14 +12,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAD_SCRIPT = """
-import sys, ray
-ctx = ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
-               dashboard_port=int(sys.argv[1]))
-print("DASHBOARD", ctx.dashboard_url, flush=True)
-sys.stdin.read()
-ray.shutdown()
-"""
 
 
 def free_port() -> int:
@@ -29,22 +22,57 @@ def free_port() -> int:
 
 @pytest.fixture
 def ray_head_with_dashboard(tmp_path):
-    """A separate local Ray cluster whose dashboard listens on 127.0.0.1 only."""
+    """A separate Ray head (`ray start --head --block`) with its dashboard on 127.0.0.1 only.
+
+    Every port is chosen free, so it never meets another Ray on the machine (the session's
+    local Ray holds the default dashboard-agent port)."""
+    dashboard = free_port()
+    ray_cli = str(Path(sys.executable).parent / "ray")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    head = subprocess.Popen([sys.executable, "-c", HEAD_SCRIPT, str(free_port())], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--num-cpus=2", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--port={free_port()}",
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--metrics-export-port={free_port()}", f"--ray-client-server-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
     try:
-        for line in head.stdout:
-            if line.startswith("DASHBOARD"):
-                address = line.split()[1]
-                break
-        else:
-            pytest.fail("the Ray head exited before its dashboard came up")
-        assert address.startswith("127.0.0.1:")
-        yield f"http://{address}"
+        address = f"http://127.0.0.1:{dashboard}"
+        deadline = time.monotonic() + 120
+        while not dashboard_answers(address):
+            assert head.poll() is None, "the Ray head exited before its dashboard came up"
+            assert time.monotonic() < deadline, "the Ray dashboard did not come up"
+            time.sleep(1)
+        yield address
     finally:
-        head.stdin.close()
+        head.send_signal(signal.SIGTERM)
         head.wait(timeout=120)
+
+
+def dashboard_answers(address: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(address, timeout=2)
+        return True
+    except urllib.error.HTTPError:
+        return True   # it answered (e.g. 401 before the token)
+    except OSError:
+        return False
+
+
+def submit_when_agent_is_up(client, timeout_s: float = 120, **job) -> str:
+    """submit_job, retried while the head's job agent is still starting (it answers 500 until then)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return client.submit_job(**job)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 @pytest.mark.slow
@@ -64,7 +92,8 @@ def test_pipeline_job_succeeds_with_artifacts(ray_head_with_dashboard, pg_dsn, t
     # Ray 2.60 guards the dashboard with a token that the head wrote to ~/.ray/auth_token
     token = (Path.home() / ".ray" / "auth_token").read_text().strip()
     client = JobSubmissionClient(ray_head_with_dashboard, headers={"Authorization": f"Bearer {token}"})
-    job_id = client.submit_job(
+    job_id = submit_when_agent_is_up(
+        client,
         entrypoint=f"{sys.executable} jobs/pipeline.py --config tests/deploy/tiny.toml "
                    f"--set db.schema={schema}",
         runtime_env={"working_dir": str(ROOT), "excludes": ["data", ".venv", ".git", "bench/out"],
