@@ -17,10 +17,11 @@ from icurt.config import Config, config_to_toml, config_value, dict_to_toml, loa
 from icurt.db.dsn import RedactingFilter, redact_dsn
 from icurt.errors import IcurtError
 
-COMMAND_MODULES = ["icurt.db.commands", "icurt.pipeline_commands", "icurt.analysis.commands",
-                   "icurt.attack.attack_commands", "icurt.model.train_commands",
-                   "icurt.model.tune_commands", "icurt.attack.tune_commands",
-                   "icurt.preprocess.commands"]
+COMMAND_MODULES = [  # in pipeline order, as `icurt --help` lists them
+    "icurt.db.commands", "icurt.preprocess.commands", "icurt.model.tune_commands",
+    "icurt.model.train_commands", "icurt.attack.tune_commands", "icurt.attack.attack_commands",
+    "icurt.analysis.commands", "icurt.pipeline_commands",
+]
 log = logging.getLogger("icurt")
 
 

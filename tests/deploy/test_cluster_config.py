@@ -60,5 +60,4 @@ def test_every_job_entrypoint_names_a_real_command(job):
 
     command = re.search(r'run_command\("([a-z-]+)"\)', (ROOT / "jobs" / job).read_text()).group(1)
     subparsers = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert command in subparsers.choices or command in {
-        "preprocess", "tune-model", "train", "tune-attack", "attack", "analyze"}
+    assert command in subparsers.choices
