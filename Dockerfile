@@ -8,8 +8,9 @@ RUN apt-get update -y && apt-get install -y --no-install-recommends nfs-common \
 USER ray
 WORKDIR /home/ray/icurt
 
-# CUDA build of PyTorch first (the version icurt is tested with), then icurt and its dependencies.
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128
+# CUDA build of PyTorch first (the version icurt is tested with), with its torchvision pair so the
+# bench extra (torchattacks needs torchvision) does not move torch; then icurt and its dependencies.
+RUN pip install --no-cache-dir torch==2.13.0 torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cu128
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users icurt ./icurt
 COPY --chown=ray:users configs ./configs
