@@ -220,43 +220,36 @@ LOCATION_COLUMNS = ["successful_samples", "nonzero_elements", "sample_frequency"
 
 
 def feature_table(locations: dict, names: list[str]) -> pd.DataFrame:
-    """Per kind, group and feature: frequencies, mean |P| where non-zero, max |P|, S_j."""
-    rows = []
-    for (kind, group), st in locations.items():
-        if not st.n_samples:
-            continue
-        hours = st.count.shape[0]
-        count, total = st.count.sum(axis=0), st.sum_abs.sum(axis=0)
-        mean = _mean_where_nonzero(total, count)
-        score = st.susceptibility.sum(axis=0)
-        for j, name in enumerate(names):
-            rows.append({"kind": kind, "direction": group, "feature": name,
-                         "successful_samples": st.n_samples, "nonzero_elements": int(count[j]),
-                         "sample_frequency": st.samples_by_feature[j] / st.n_samples,
-                         "cell_frequency": count[j] / (st.n_samples * hours),
-                         "mean_abs_nonzero": mean[j], "max_abs": st.max_abs[:, j].max(),
-                         "susceptibility": score[j]})
-    return pd.DataFrame(rows, columns=["kind", "direction", "feature", *LOCATION_COLUMNS])
+    """Per kind, group and feature: frequencies, mean |P| where non-zero, max |P|, S_j = Σ_t S_tj."""
+    return _location_table(locations, "feature", names)
 
 
 def hour_table(locations: dict) -> pd.DataFrame:
     """Per kind, group and hour: frequencies, mean |P| where non-zero, max |P|, H_t = Σ_j S_tj."""
+    return _location_table(locations, "hour", None)
+
+
+def _location_table(locations: dict, along: str, names: list[str] | None) -> pd.DataFrame:
+    """The (hour × feature) maps summed over the other axis: one row per feature or per hour."""
+    keep = 1 if along == "feature" else 0       # the axis of the (T, F) maps that stays
     rows = []
     for (kind, group), st in locations.items():
         if not st.n_samples:
             continue
-        features = st.count.shape[1]
-        count, total = st.count.sum(axis=1), st.sum_abs.sum(axis=1)
+        other = st.count.shape[1 - keep]
+        count, total = st.count.sum(axis=1 - keep), st.sum_abs.sum(axis=1 - keep)
         mean = _mean_where_nonzero(total, count)
-        score = st.susceptibility.sum(axis=1)
-        for t in range(st.count.shape[0]):
-            rows.append({"kind": kind, "direction": group, "hour": t,
-                         "successful_samples": st.n_samples, "nonzero_elements": int(count[t]),
-                         "sample_frequency": st.samples_by_hour[t] / st.n_samples,
-                         "cell_frequency": count[t] / (st.n_samples * features),
-                         "mean_abs_nonzero": mean[t], "max_abs": st.max_abs[t].max(),
-                         "susceptibility": score[t]})
-    return pd.DataFrame(rows, columns=["kind", "direction", "hour", *LOCATION_COLUMNS])
+        score = st.susceptibility.sum(axis=1 - keep)
+        max_abs = st.max_abs.max(axis=1 - keep)
+        samples = st.samples_by_feature if along == "feature" else st.samples_by_hour
+        for i in range(st.count.shape[keep]):
+            rows.append({"kind": kind, "direction": group, along: names[i] if names else i,
+                         "successful_samples": st.n_samples, "nonzero_elements": int(count[i]),
+                         "sample_frequency": samples[i] / st.n_samples,
+                         "cell_frequency": count[i] / (st.n_samples * other),
+                         "mean_abs_nonzero": mean[i], "max_abs": max_abs[i],
+                         "susceptibility": score[i]})
+    return pd.DataFrame(rows, columns=["kind", "direction", along, *LOCATION_COLUMNS])
 
 
 SUSCEPTIBILITY_COLUMNS = ["rank", "feature", "score", "nonzero_elements", "sample_frequency",
