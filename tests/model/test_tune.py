@@ -270,7 +270,7 @@ def interrupt_once_finished(proc, stage_dir, storage, finished, timeout_s=300):
     deadline = time.monotonic() + timeout_s
     run_id = None
     while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.5)
+        time.sleep(0.2)
         tmp = [p.name for p in stage_dir.glob(".tmp-*")] if stage_dir.is_dir() else []
         run_id = run_id or (tmp[0][len(".tmp-"):] if tmp else None)
         if run_id:
@@ -293,9 +293,10 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     storage = optuna_storage_url(cfg)
     settings = cli_settings(*TINY, f"paths.data={tmp_path}", f"db.dsn={pg_dsn}", "ray.num_cpus=2")
 
-    # a real interruption: Ctrl-C (SIGINT) to `icurt tune-model` once 2 of its 8 trials finished
+    # a real interruption: Ctrl-C (SIGINT) to `icurt tune-model` once 2 of its trials finished; the
+    # budget is far more than can finish between two polls (tiny trials take ~0.3 s on a quiet machine)
     proc = subprocess.Popen([sys.executable, "-m", "icurt.cli", "tune-model", *settings,
-                             "--set", "tune_model.num_trials=8"], stdout=subprocess.PIPE,
+                             "--set", "tune_model.num_trials=200"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     run_id = interrupt_once_finished(proc, tmp_path / "tune-model", storage, finished=2)
     _, err = proc.communicate(timeout=120)
