@@ -9,10 +9,13 @@ part of their method; torchattacks also keeps its abort_early), initial c 1 and 
 L1 weight beta 1e-3 unless told otherwise. icurt: Adam, kappa 0, lambda_1 0.05, lr 0.1 (picked by
 a small sweep on this cohort), per-sample lambda search (×0.5 every K/10 iterations).
 Reported: success rate, mean non-zero elements and mean L1 of the returned perturbation over
-successful samples, and samples per second (wall time of the attack call, after a tiny warm-up);
-an extra icurt row on a quarter of the budget shows the speed/quality trade-off.
+successful samples, and samples per second (wall time of the attack call, after a tiny warm-up).
+Two extra icurt rows show the speed/quality trade-off: `icurt+stop` has the same budget with early
+stop (`[attack].early_stop_patience` = K/10, EAD's abort_early window, per sample), `icurt@K/4`
+a quarter of the budget.
 
     python bench/attack.py [--device cpu|cuda] [--samples N] [--iterations K] [--batch-size B]
+                           [--early-stop FRACTION]
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from icurt.attack.attacker import AttackHparams, attack_samples
+from icurt.attack.attacker import AttackHparams
+from icurt.attack.samples import attack_samples
 from icurt.model.lstm import LSTMClassifier, ModelHparams
 
 T, F = 48, 19
@@ -92,11 +96,12 @@ def summarise(model, x, y, p, success, seconds: float, device: str) -> dict:
             "rate": len(y) / seconds, "seconds": seconds}
 
 
-def run_icurt(model, x, y, args, iterations: int | None = None) -> dict:
+def run_icurt(model, x, y, args, iterations: int | None = None, early_stop: float = 0.0) -> dict:
     iterations = iterations or args.iterations
     hp = AttackHparams(kappa=0.0, lambda_1=args.lambda_1, learning_rate=args.lr, optimizer="adam",
                        batch_size=args.batch_size, lambda_decay=args.lambda_decay,
-                       lambda_decay_every=max(1, iterations // 10))  # ~10 adjustments, as EAD's ~9 steps
+                       lambda_decay_every=max(1, iterations // 10),  # ~10 adjustments, as EAD's ~9 steps
+                       early_stop_patience=round(early_stop * iterations))
     sync(args.device)
     start = time.perf_counter()
     res = attack_samples(model, x, y, hp, iterations, device=args.device)
@@ -153,6 +158,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1, help="icurt's learning rate (Adam)")
     parser.add_argument("--lambda-decay", type=float, default=0.5,
                         help="icurt's per-sample L1 weight search factor (1: fixed lambda_1)")
+    parser.add_argument("--early-stop", type=float, default=0.1,
+                        help="an extra icurt row with early stop, patience = this fraction of the budget (0: no such row)")
     parser.add_argument("--search-steps", type=int, default=5, help="the peers' binary search steps")
     parser.add_argument("--initial-const", type=float, default=1.0, help="the peers' initial c")
     parser.add_argument("--peer-beta", type=float, default=1e-3, help="the peers' L1 weight (their default 1e-3)")
@@ -176,6 +183,8 @@ def main() -> None:
           f"({y_att.mean():.0%} label 1), {args.iterations} iterations, batch {args.batch_size}, {args.device}")
 
     runners = {"icurt": run_icurt, "torchattacks": run_torchattacks, "art": run_art}
+    if args.early_stop:  # settled samples leave the batch: same budget, fewer model evaluations
+        runners["icurt+stop"] = lambda *a: run_icurt(*a, early_stop=args.early_stop)
     if args.short_budget is None:
         args.short_budget = args.iterations // 4
     if args.short_budget:  # the speed/quality trade-off: icurt on a fraction of the same budget

@@ -160,6 +160,13 @@ class AttackConfig:
     max_batch_retries: int = setting(min=0)
     lambda_decay: float = setting(min=1e-6, max=1.0)
     lambda_decay_every: int = setting(min=1)
+    early_stop_patience: int = setting(min=0)
+
+    def method_settings(self) -> dict:
+        """The attack's own settings that tuning does not search: tune-attack trials use them too,
+        so they score the attack that `icurt attack` runs."""
+        return {"lambda_decay": self.lambda_decay, "lambda_decay_every": self.lambda_decay_every,
+                "early_stop_patience": self.early_stop_patience}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from icurt.attack.attacker import AttackHparams, SampleResults
+from icurt.attack.attacker import AttackHparams
+from icurt.attack.samples import SampleResults
 from icurt.errors import IcurtError
 
 log = logging.getLogger("icurt")
@@ -50,7 +51,7 @@ class AttackWorker:
     def attack(self, batch_index: int, sample_index: np.ndarray, features: np.ndarray,
                labels: np.ndarray) -> tuple[int, dict]:
         """(batch_index, SampleResults fields) for the samples `sample_index` of the dataset."""
-        from icurt.attack.attacker import attack_samples
+        from icurt.attack.samples import attack_samples
 
         results = attack_samples(self.model, features[sample_index], labels[sample_index], self.hp,
                                  self.iterations, device=self.device,

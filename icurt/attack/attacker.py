@@ -19,6 +19,11 @@ schedule, the best example is the one with the lowest f + lambda_1 · ‖P‖₁
 
 Iterate k is the perturbation after k updates; it is checked for adversariality on the forward
 pass that also computes its gradient, so each iteration costs one forward and one backward.
+
+With early_stop_patience > 0 a sample stops once it has an adversarial example and its best loss
+fell by less than EARLY_STOP_TOLERANCE (relative) over the last early_stop_patience iterations
+(EAD's abort_early, per sample). Stopped samples leave the batch, so the model runs on the samples
+still moving only and a batch ends when all have stopped.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +40,7 @@ from icurt.config import OPTIMIZERS
 from icurt.errors import IcurtError
 
 OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
+EARLY_STOP_TOLERANCE = 1e-3   # relative fall of a sample's best loss that still counts as progress
 
 
 @dataclass(frozen=True)
@@ -48,15 +53,17 @@ class AttackHparams:
     max_perts: int = 0
     lambda_decay: float = 1.0      # < 1: per-sample L1 weight search (see the module docstring)
     lambda_decay_every: int = 10   # iterations between its adjustments
+    early_stop_patience: int = 0   # > 0: stop a sample that stalls this long (see the module docstring)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise IcurtError(f"unknown attack optimizer '{self.optimizer}'; choose from {', '.join(OPTIMIZERS)}")
         if (self.batch_size < 1 or self.learning_rate <= 0 or self.lambda_1 < 0 or self.kappa < 0
-                or not 0 < self.lambda_decay <= 1 or self.lambda_decay_every < 1):
+                or not 0 < self.lambda_decay <= 1 or self.lambda_decay_every < 1
+                or self.early_stop_patience < 0):
             raise IcurtError(f"invalid attack hyperparameters {self}; batch_size, learning_rate and "
-                             "lambda_decay_every must be positive, kappa and lambda_1 non-negative, "
-                             "lambda_decay in (0, 1]")
+                             "lambda_decay_every must be positive, kappa, lambda_1 and early_stop_patience "
+                             "non-negative, lambda_decay in (0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,24 +79,50 @@ class AttackHparams:
 
 
 @dataclass
-class AttackState:
-    """One batch mid-attack: the perturbation, its optimizer and the per-sample records so far."""
+class Records:
+    """Per-sample records of an attack: the first adversarial example and the lowest-loss one."""
 
-    x: torch.Tensor               # (B, T, F) inputs in [0, 1]
-    target: torch.Tensor          # (B,) class to move away from
-    p: torch.Tensor               # (B, T, F) the perturbation (leaf, requires grad)
-    lambda_1: torch.Tensor        # (B,) each sample's current L1 weight in the proximal step
+    first_iteration: torch.Tensor  # (B,) -1 until found
+    first_p: torch.Tensor          # (B, T, F)
+    best_iteration: torch.Tensor   # (B,) -1 until found
+    best_loss: torch.Tensor        # (B,) inf until found
+    best_p: torch.Tensor           # (B, T, F)
+    best_logits: torch.Tensor      # (B, C) NaN until found
+
+    @classmethod
+    def empty(cls, x: torch.Tensor, num_classes: int) -> "Records":
+        batch = x.shape[0]
+        never = torch.full((batch,), -1, dtype=torch.int64, device=x.device)
+        return cls(first_iteration=never, first_p=torch.zeros_like(x), best_iteration=never.clone(),
+                   best_loss=torch.full((batch,), math.inf, device=x.device), best_p=torch.zeros_like(x),
+                   best_logits=torch.full((batch, num_classes), math.nan, device=x.device))
+
+    def take(self, index: torch.Tensor) -> "Records":
+        return Records(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def put(self, index: torch.Tensor, part: "Records") -> None:
+        for f in fields(self):
+            getattr(self, f.name)[index] = getattr(part, f.name)
+
+
+@dataclass
+class AttackState:
+    """One batch mid-attack. The working tensors hold only the samples still being optimised
+    (`rows` maps them to the batch); `stopped` holds the final records of the others."""
+
+    rows: torch.Tensor            # (A,) batch positions of the active samples
+    x: torch.Tensor               # (A, T, F) inputs in [0, 1]
+    target: torch.Tensor          # (A,) class to move away from
+    p: torch.Tensor               # (A, T, F) the perturbation (leaf, requires grad)
+    lambda_1: torch.Tensor        # (A,) each sample's current L1 weight in the proximal step
     lower: torch.Tensor           # -x
     upper: torch.Tensor           # 1 - x
     optimizer: torch.optim.Optimizer
+    records: Records              # of the active samples
+    stopped: Records              # batch-sized; rows of stopped samples are final
     orig_logits: torch.Tensor     # (B, C)
-    first_iteration: torch.Tensor  # (B,) -1 until found
-    first_p: torch.Tensor
-    best_iteration: torch.Tensor
-    best_loss: torch.Tensor       # (B,) inf until found
-    best_p: torch.Tensor
-    best_logits: torch.Tensor     # (B, C) NaN until found
-    adversarial: torch.Tensor | None = None  # (B,) whether the newest checked iterate is adversarial
+    window_best_loss: torch.Tensor  # (A,) best loss at the last early-stop check
+    adversarial: torch.Tensor | None = None  # (A,) whether the newest checked iterate is adversarial
     iteration: int = 0            # updates applied so far
     checked: int = 0              # newest iterate whose logits are recorded
 
@@ -105,20 +138,6 @@ class BatchResult:
     best_p: np.ndarray            # (B, T, F) float32
     orig_logits: np.ndarray       # (B, C) float32
     adv_logits: np.ndarray        # (B, C) float32, of the best example
-
-
-@dataclass
-class SampleResults(BatchResult):
-    """BatchResult for every sample given to attack_samples, plus whether it was attacked."""
-
-    attacked: np.ndarray = None   # (N,) bool
-
-    def select(self, index) -> "SampleResults":
-        return SampleResults(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    @classmethod
-    def concat(cls, parts: list["SampleResults"]) -> "SampleResults":
-        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
 
 def attack_model(model: nn.Module, device: str) -> nn.Module:
@@ -156,17 +175,22 @@ class SparseAttack:
         orig_logits = self.logits(x)
         batch = x.shape[0]
         p = torch.zeros_like(x, requires_grad=True)
-        optimizer = OPTIMIZER_CLASSES[self.hp.optimizer]([p], lr=self.hp.learning_rate)
-        never = torch.full((batch,), -1, dtype=torch.int64, device=self.device)
         return AttackState(
-            x=x, target=target, p=p, lambda_1=torch.full((batch,), self.hp.lambda_1, device=self.device), lower=-x, upper=1.0 - x, optimizer=optimizer, orig_logits=orig_logits,
-            first_iteration=never.clone(), first_p=torch.zeros_like(x), best_iteration=never.clone(),
-            best_loss=torch.full((batch,), math.inf, device=self.device), best_p=torch.zeros_like(x),
-            best_logits=torch.full_like(orig_logits, math.nan))
+            rows=torch.arange(batch, device=self.device), x=x, target=target, p=p,
+            lambda_1=torch.full((batch,), self.hp.lambda_1, device=self.device), lower=-x, upper=1.0 - x,
+            optimizer=OPTIMIZER_CLASSES[self.hp.optimizer]([p], lr=self.hp.learning_rate),
+            records=Records.empty(x, orig_logits.shape[1]), stopped=Records.empty(x, orig_logits.shape[1]),
+            orig_logits=orig_logits, window_best_loss=torch.full((batch,), math.inf, device=self.device))
 
     def step(self, state: AttackState, iterations: int) -> AttackState:
         """Advance the batch by `iterations` updates (callable repeatedly)."""
+        patience = self.hp.early_stop_patience
         for _ in range(iterations):
+            if patience and state.iteration and state.iteration % patience == 0:
+                self._stop_stalled(state)
+            if not len(state.rows):
+                state.iteration += 1
+                continue
             logits = self.model(state.x + state.p).float()
             margin_loss = torch.clamp(self._margin(logits, state.target) + self.hp.kappa, min=0.0)
             if state.checked < state.iteration:
@@ -183,15 +207,16 @@ class SparseAttack:
 
     def result(self, state: AttackState) -> BatchResult:
         """The per-sample records so far (the newest iterate included)."""
-        if state.checked < state.iteration:
+        if state.checked < state.iteration and len(state.rows):
             with torch.no_grad():
                 logits = self.model(state.x + state.p).float()
                 self._record(state, logits, torch.clamp(self._margin(logits, state.target) + self.hp.kappa, min=0.0))
-        found = state.first_iteration >= 0
+        records = state.stopped.take(slice(None))
+        records.put(state.rows, state.records)
         return BatchResult(
-            success=_np(found), first_iteration=_np(state.first_iteration),
-            best_iteration=_np(state.best_iteration), first_p=_np(state.first_p),
-            best_p=_np(state.best_p), orig_logits=_np(state.orig_logits), adv_logits=_np(state.best_logits))
+            success=to_numpy(records.first_iteration >= 0), first_iteration=to_numpy(records.first_iteration),
+            best_iteration=to_numpy(records.best_iteration), first_p=to_numpy(records.first_p),
+            best_p=to_numpy(records.best_p), orig_logits=to_numpy(state.orig_logits), adv_logits=to_numpy(records.best_logits))
 
     @staticmethod
     def _margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -202,19 +227,39 @@ class SparseAttack:
 
     def _record(self, state: AttackState, logits: torch.Tensor, margin_loss: torch.Tensor) -> None:
         # Masked updates with torch.where keep every sample's bookkeeping in parallel, with no sync.
-        p = state.p.detach()
+        p, rec = state.p.detach(), state.records
         adversarial = logits.argmax(dim=1) != state.target
         loss = margin_loss + self.hp.lambda_1 * p.abs().sum(dim=(1, 2))
-        new_first = adversarial & (state.first_iteration < 0)
-        better = adversarial & (loss < state.best_loss)
-        state.first_iteration = torch.where(new_first, state.iteration, state.first_iteration)
-        state.first_p = torch.where(new_first[:, None, None], p, state.first_p)
-        state.best_iteration = torch.where(better, state.iteration, state.best_iteration)
-        state.best_loss = torch.where(better, loss, state.best_loss)
-        state.best_p = torch.where(better[:, None, None], p, state.best_p)
-        state.best_logits = torch.where(better[:, None], logits, state.best_logits)
+        new_first = adversarial & (rec.first_iteration < 0)
+        better = adversarial & (loss < rec.best_loss)
+        rec.first_iteration = torch.where(new_first, state.iteration, rec.first_iteration)
+        rec.first_p = torch.where(new_first[:, None, None], p, rec.first_p)
+        rec.best_iteration = torch.where(better, state.iteration, rec.best_iteration)
+        rec.best_loss = torch.where(better, loss, rec.best_loss)
+        rec.best_p = torch.where(better[:, None, None], p, rec.best_p)
+        rec.best_logits = torch.where(better[:, None], logits, rec.best_logits)
         state.adversarial = adversarial
         state.checked = state.iteration
+
+    @torch.no_grad()
+    def _stop_stalled(self, state: AttackState) -> None:
+        """Move samples that have an adversarial example and whose best loss stalled over the last
+        window out of the working set (one host sync per window)."""
+        best = state.records.best_loss
+        stalled = torch.isfinite(state.window_best_loss) & (
+            best >= state.window_best_loss * (1.0 - EARLY_STOP_TOLERANCE))
+        if state.adversarial is not None:
+            stalled &= state.adversarial & (state.lambda_1 >= self.hp.lambda_1)
+        state.window_best_loss = best.clone()
+        if not bool(stalled.any()):
+            return
+        gone, keep = stalled.nonzero().squeeze(1), (~stalled).nonzero().squeeze(1)
+        state.stopped.put(state.rows[gone], state.records.take(gone))
+        state.records = state.records.take(keep)
+        for name in ("rows", "x", "target", "lambda_1", "lower", "upper", "window_best_loss", "adversarial"):
+            if getattr(state, name) is not None:
+                setattr(state, name, getattr(state, name)[keep])
+        state.p, state.optimizer = _keep_rows(state.optimizer, state.p, keep)
 
     def _adapt_lambda(self, state: AttackState) -> None:
         """Lower the L1 weight of samples that are not adversarial now; raise it back (to at most
@@ -249,83 +294,17 @@ class SparseAttack:
         return 1.0
 
 
-def _np(tensor: torch.Tensor) -> np.ndarray:
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     array = tensor.detach().cpu().numpy()
     return array.astype(np.float32) if array.dtype.kind == "f" else array
 
 
-ReportFn = Callable[[int, SampleResults], "bool | None"]
-
-
-def attack_samples(model: nn.Module, x, y, hp: AttackHparams, iterations: int, device: str = "cpu",
-                   attack_misclassified: bool = False, report_every: int | None = None,
-                   on_report: ReportFn | None = None) -> SampleResults:
-    """Attack all samples in consecutive batches of hp.batch_size; misclassified ones only if asked.
-
-    With `report_every`, all batches advance together in blocks and `on_report(iterations_done,
-    results so far)` runs after each block; it returns False to stop early.
-    """
-    x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
-    if x.ndim != 3 or len(x) != len(y):
-        raise IcurtError(f"attack inputs must be (N, T, F) with N labels, got {x.shape} and {y.shape}")
-    if len(x) and (x.min() < 0 or x.max() > 1):
-        raise IcurtError("attack inputs must be scaled to [0, 1]; use a preprocess run's dataset")
-    attack = SparseAttack(model, hp, device)
-    jobs = (_BatchJob.start(attack, x[i:i + hp.batch_size], y[i:i + hp.batch_size], attack_misclassified)
-            for i in range(0, len(x), hp.batch_size))
-    if not report_every:  # one batch at a time, so only one batch's state is ever held
-        parts = [job.advance(attack, iterations).result(attack) for job in jobs]
-        return SampleResults.concat(parts) if parts else _collect(attack, [], x.shape)
-    batches = list(jobs)
-    done = 0
-    while done < iterations:
-        todo = min(report_every, iterations - done)
-        for job in batches:
-            job.advance(attack, todo)
-        done += todo
-        if on_report is not None and on_report(done, _collect(attack, batches, x.shape)) is False:
-            break
-    return _collect(attack, batches, x.shape)
-
-
-@dataclass
-class _BatchJob:
-    """One batch: the full-size original outputs plus the state of its attacked subset."""
-
-    attacked: np.ndarray
-    orig_logits: np.ndarray
-    shape: tuple
-    state: AttackState | None
-
-    @classmethod
-    def start(cls, attack: SparseAttack, x: np.ndarray, y: np.ndarray, attack_misclassified: bool) -> "_BatchJob":
-        orig_logits = _np(attack.logits(x))
-        prediction = orig_logits.argmax(axis=1)
-        attacked = np.ones(len(y), bool) if attack_misclassified else prediction == y
-        state = attack.init(x[attacked], prediction[attacked]) if attacked.any() else None
-        return cls(attacked=attacked, orig_logits=orig_logits, shape=x.shape, state=state)
-
-    def advance(self, attack: SparseAttack, iterations: int) -> "_BatchJob":
-        if self.state is not None:
-            attack.step(self.state, iterations)
-        return self
-
-    def result(self, attack: SparseAttack) -> SampleResults:
-        n, t, f = self.shape
-        c = self.orig_logits.shape[1]
-        out = SampleResults(
-            success=np.zeros(n, bool), first_iteration=np.full(n, -1, np.int64),
-            best_iteration=np.full(n, -1, np.int64), first_p=np.zeros((n, t, f), np.float32),
-            best_p=np.zeros((n, t, f), np.float32), orig_logits=self.orig_logits,
-            adv_logits=np.full((n, c), np.nan, np.float32), attacked=self.attacked.copy())
-        if self.state is not None:
-            part = attack.result(self.state)
-            for name in ("success", "first_iteration", "best_iteration", "first_p", "best_p", "adv_logits"):
-                getattr(out, name)[self.attacked] = getattr(part, name)
-        return out
-
-
-def _collect(attack: SparseAttack, batches: list[_BatchJob], shape: tuple) -> SampleResults:
-    if not batches:  # no samples: an empty result of the right shapes
-        batches = [_BatchJob(np.zeros(0, bool), np.zeros((0, 2), np.float32), (0, *shape[1:]), None)]
-    return SampleResults.concat([job.result(attack) for job in batches])
+def _keep_rows(optimizer: torch.optim.Optimizer, p: torch.Tensor, keep: torch.Tensor):
+    """A new leaf holding p's `keep` rows and an optimizer of the same kind continuing from the
+    same per-element state (moment estimates sliced, step counts kept)."""
+    kept = p.detach()[keep].clone().requires_grad_(True)
+    group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    new_optimizer = type(optimizer)([kept], **group)
+    new_optimizer.state[kept] = {k: v[keep] if isinstance(v, torch.Tensor) and v.shape == p.shape else v
+                                 for k, v in optimizer.state[p].items()}
+    return kept, new_optimizer

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from icurt.attack.actors import AttackPool, PoolSpec
-from icurt.attack.attacker import AttackHparams, SampleResults
+from icurt.attack.attacker import AttackHparams
+from icurt.attack.samples import SampleResults
 from icurt.attack.results import merge_perturbations, results_table, sparse_perturbations, write_results
 from icurt.config import Config
 from icurt.dataset import Dataset, load_dataset
@@ -51,8 +52,7 @@ def load_inputs(cfg: Config, store: RunStore, tune_run: Run) -> AttackInputs:
     tuned = json.loads(path.read_text())
     batch_size = cfg.attack.batch_size or int(tuned.get("batch_size", 0))
     hp = AttackHparams.from_dict({**tuned, "batch_size": batch_size, "max_perts": cfg.tune_attack.max_perts,
-                                  "lambda_decay": cfg.attack.lambda_decay,
-                                  "lambda_decay_every": cfg.attack.lambda_decay_every})
+                                  **cfg.attack.method_settings()})
     # the fold the tune-attack run attacked (its run.json records it), not today's setting
     fold = int(tune_run.meta.get("fold", tuned.get("fold", cfg.tune_attack.fold)))
     train_run = store.ancestor(tune_run, "train")

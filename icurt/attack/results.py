@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from icurt.attack.attacker import SampleResults
+from icurt.attack.samples import SampleResults
 from icurt.attack.objectives import perturbation_sizes
 from icurt.errors import IcurtError
 

@@ -40,8 +40,7 @@ class AttackPlan:
     objective: str
     n_critical: int
     max_perts: int
-    lambda_decay: float      # the per-sample lambda search of [attack], so trials score the attack that runs
-    lambda_decay_every: int
+    method_settings: dict    # [attack]'s lambda search and early stop, so trials score the attack that runs
     attack_misclassified: bool
     use_gpu: bool      # the trial holds a GPU share (Ray sets CUDA_VISIBLE_DEVICES to it)
     num_threads: int
@@ -72,13 +71,13 @@ def attack_trial(config: dict, state_dict: dict, model_spec: dict, x: np.ndarray
     import torch
     from ray import tune
 
-    from icurt.attack.attacker import AttackHparams, attack_samples
+    from icurt.attack.attacker import AttackHparams
+    from icurt.attack.samples import attack_samples
     from icurt.model.lstm import LSTMClassifier, ModelHparams
 
     torch.set_num_threads(plan.num_threads)
     hp = AttackHparams.from_dict({**decode_params(config), "max_perts": plan.max_perts,
-                                  "lambda_decay": plan.lambda_decay,
-                                  "lambda_decay_every": plan.lambda_decay_every})
+                                  **plan.method_settings})
     device = "cuda" if plan.use_gpu and torch.cuda.is_available() else "cpu"
     model = LSTMClassifier(int(model_spec["num_features"]), ModelHparams.from_dict(model_spec["hparams"]))
     model.load_state_dict(state_dict)
@@ -158,7 +157,7 @@ def run(cfg: Config, train_run: Run | None = None, fold: int | None = None, resu
                                 float(ray.cluster_resources().get("CPU", 0)), cluster_gpus())
     storage_url = optuna_storage_url(cfg)
     attack_plan = AttackPlan(ta.epochs_per_batch, ta.report_interval, ta.objective, ta.n_critical, ta.max_perts,
-                             cfg.attack.lambda_decay, cfg.attack.lambda_decay_every,
+                             cfg.attack.method_settings(),
                              ta.attack_misclassified_samples, "GPU" in resources, max(1, int(ta.cpus_per_trial)))
     trainable = tune.with_parameters(attack_trial, state_dict=state_dict, model_spec=model_spec,
                                      x=dataset.features[rows], y=dataset.labels[rows], plan=attack_plan)
@@ -174,8 +173,7 @@ def run(cfg: Config, train_run: Run | None = None, fold: int | None = None, resu
         best = best_trial_row(table, "max")
         hparams = best_hparams_of(best, space)
         (writer.path / BEST_FILE).write_text(json.dumps(
-            {**hparams, "max_perts": ta.max_perts, "lambda_decay": cfg.attack.lambda_decay,
-             "lambda_decay_every": cfg.attack.lambda_decay_every, "objective": best["objective"],
+            {**hparams, "max_perts": ta.max_perts, **cfg.attack.method_settings(), "objective": best["objective"],
              "objective_name": ta.objective, "trial": best["number"], "fold": fold}, indent=2))
         log.info("best trial %d: %s %.4g with %s", best["number"], ta.objective, best["objective"], hparams)
     return writer.run

@@ -1,11 +1,14 @@
 """The sparse attack on a tiny LSTM trained here, and its step checked by hand on a linear model."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from icurt.attack.attacker import AttackHparams, SparseAttack, attack_samples
+from icurt.attack.attacker import AttackHparams, SparseAttack
+from icurt.attack.samples import attack_samples
 from icurt.errors import IcurtError
 from icurt.model.lstm import LSTMClassifier, ModelHparams
 
@@ -209,6 +212,56 @@ def test_blocks_of_iterations_match_one_run_and_can_stop(tiny):
     assert stopped.best_iteration.max() <= 20
 
 
+def count_attacked_rows(attack: SparseAttack) -> list[int]:
+    """Every batch size the attack's model is called with, recorded by a forward hook."""
+    sizes = []
+    attack.model.register_forward_hook(lambda module, inputs, output: sizes.append(inputs[0].shape[0]))
+    return sizes
+
+
+def attack_counting_rows(model, x, y, hp, iterations):
+    """What attack_samples does for one batch, plus the rows the model processed."""
+    attack = SparseAttack(model, hp)
+    sizes = count_attacked_rows(attack)
+    prediction = predict(model, x).argmax(1)
+    ok = prediction == y
+    state = attack.step(attack.init(x[ok], y[ok]), iterations)
+    return attack.result(state), sum(sizes), state
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "sgd"])
+def test_early_stop_drops_settled_samples_and_keeps_their_trajectories(tiny, optimizer):
+    model, x, y = tiny
+    lr = {"adam": 0.05, "rmsprop": 0.005, "sgd": 1.0}[optimizer]
+    full_hp = hparams(optimizer=optimizer, learning_rate=lr, batch_size=len(y), lambda_decay=0.5)
+    full, full_rows, _ = attack_counting_rows(model, x, y, full_hp, iterations=200)
+    early, early_rows, state = attack_counting_rows(model, x, y, replace(full_hp, early_stop_patience=20), 200)
+    assert full.success.mean() > 0.9 and early.success.mean() >= full.success.mean() - 0.02
+    assert len(state.rows) < len(full.success) and early_rows < full_rows
+    if optimizer != "rmsprop":  # RMSprop keeps shaving the L1 term on this model, so few samples settle
+        assert early_rows < 0.7 * full_rows
+    # a sample stops only after its first example, and until it stops it follows the same path:
+    # the optimizer state moved with it when the batch shrank
+    np.testing.assert_array_equal(early.first_iteration, full.first_iteration)
+    np.testing.assert_allclose(early.first_p, full.first_p, atol=1e-5)
+    still_running = state.rows.numpy()
+    np.testing.assert_allclose(early.best_p[still_running], full.best_p[still_running], atol=1e-5)
+    correct = predict(model, x).argmax(1) == y
+    ok = early.success
+    assert (predict(model, x[correct][ok] + early.best_p[ok]).argmax(1) != y[correct][ok]).all()
+
+
+def test_early_stop_ends_a_batch_once_every_sample_has_settled(tiny):
+    model, x, y = tiny
+    hp = hparams(lambda_1=0.05, early_stop_patience=10)
+    _, rows_200, state = attack_counting_rows(model, x, y, hp, iterations=200)
+    _, rows_2000, _ = attack_counting_rows(model, x, y, hp, iterations=2000)
+    assert len(state.rows) == 0 or rows_2000 > rows_200  # settles for good, or keeps going
+    assert rows_2000 < 3 * rows_200  # settled samples do not come back: most of the budget is unused
+    results = attack_samples(model, x, y, hp, iterations=2000)
+    assert results.success[results.attacked].mean() > 0.9
+
+
 def test_hparams_round_trip_and_reject_bad_values():
     hp = hparams(max_perts=4)
     assert AttackHparams.from_dict({**hp.to_dict(), "objective": 1.5, "trial": 3}) == hp
@@ -216,6 +269,8 @@ def test_hparams_round_trip_and_reject_bad_values():
         hparams(optimizer="lbfgs")
     with pytest.raises(IcurtError):
         hparams(lambda_decay=0.0)
+    with pytest.raises(IcurtError):
+        hparams(early_stop_patience=-1)
     with pytest.raises(IcurtError):
         AttackHparams.from_dict({"kappa": 0.0})
     with pytest.raises(IcurtError):

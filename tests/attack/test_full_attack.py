@@ -15,7 +15,8 @@ from torch import nn
 
 from icurt.analysis.stats import check_results, perturbations_from_arrays
 from icurt.attack.actors import AttackPool, AttackWorker, PoolSpec
-from icurt.attack.attacker import AttackHparams, SampleResults, attack_samples
+from icurt.attack.attacker import AttackHparams
+from icurt.attack.samples import SampleResults, attack_samples
 from icurt.attack.full import run
 from icurt.attack.results import dense_results, read_results, results_table, sparse_perturbations, write_results
 from icurt.cli import main
@@ -73,7 +74,7 @@ def cfg(tmp_path):
     return with_overrides(load_config(env={}), [
         f"paths.data={tmp_path}", "attack.epochs_per_batch=30", "attack.max_num_samples=30", "attack.seed=7",
         "attack.num_actors=2", "attack.cpus_per_actor=1", "attack.lambda_decay=0.5", "attack.lambda_decay_every=4",
-        "ray.device=cpu"])
+        "attack.early_stop_patience=6", "ray.device=cpu"])
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def test_stage_equals_one_process_and_follows_the_contract(ray_session, cfg, lin
     np.testing.assert_array_equal(table["label"], ds.labels[expected_index])
 
     hp = AttackHparams(kappa=0.1, lambda_1=0.02, learning_rate=0.05, optimizer="adam", batch_size=8,
-                       lambda_decay=0.5, lambda_decay_every=4)
+                       lambda_decay=0.5, lambda_decay_every=4, early_stop_patience=6)
     want = reference(model, ds, expected_index, hp, iterations=30)
     got = dense_results(*read_results(attack_run.path))
     for name in ("attacked", "success", "first_iteration", "best_iteration", "first_p", "best_p",
@@ -133,6 +134,7 @@ def test_stage_equals_one_process_and_follows_the_contract(ray_session, cfg, lin
     config = json.loads(attack_run.file("attack_config.json").read_text())
     assert config["kappa"] == 0.1 and config["iterations"] == 30 and config["num_actors"] == 2
     assert config["lambda_decay"] == 0.5 and config["lambda_decay_every"] == 4 and config["fold"] == 0
+    assert config["early_stop_patience"] == 6
     assert json.loads(attack_run.file("feature_names.json").read_text()) == NAMES
     assert "successes so far" in attack_run.file("run.log").read_text()
 

@@ -12,7 +12,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from icurt.attack import tune as tune_attack
-from icurt.attack.attacker import AttackHparams, SampleResults, attack_samples
+from icurt.attack.attacker import AttackHparams
+from icurt.attack.samples import SampleResults, attack_samples
 from icurt.cli import main
 from icurt.config import load_config, with_overrides
 from icurt.dataset import Dataset, save_dataset

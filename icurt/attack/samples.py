@@ -1,0 +1,105 @@
+"""Attacking many samples: consecutive batches of the sparse attack, with their results per sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import numpy as np
+from torch import nn
+
+from icurt.attack.attacker import AttackHparams, AttackState, BatchResult, SparseAttack, to_numpy
+from icurt.errors import IcurtError
+
+
+@dataclass
+class SampleResults(BatchResult):
+    """BatchResult for every sample given to attack_samples, plus whether it was attacked."""
+
+    attacked: np.ndarray = None   # (N,) bool
+
+    def select(self, index) -> "SampleResults":
+        return SampleResults(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @classmethod
+    def concat(cls, parts: list["SampleResults"]) -> "SampleResults":
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
+
+
+
+ReportFn = Callable[[int, SampleResults], "bool | None"]
+
+
+def attack_samples(model: nn.Module, x, y, hp: AttackHparams, iterations: int, device: str = "cpu",
+                   attack_misclassified: bool = False, report_every: int | None = None,
+                   on_report: ReportFn | None = None) -> SampleResults:
+    """Attack all samples in consecutive batches of hp.batch_size; misclassified ones only if asked.
+
+    With `report_every`, all batches advance together in blocks and `on_report(iterations_done,
+    results so far)` runs after each block; it returns False to stop early.
+    """
+    x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+    if x.ndim != 3 or len(x) != len(y):
+        raise IcurtError(f"attack inputs must be (N, T, F) with N labels, got {x.shape} and {y.shape}")
+    if len(x) and (x.min() < 0 or x.max() > 1):
+        raise IcurtError("attack inputs must be scaled to [0, 1]; use a preprocess run's dataset")
+    attack = SparseAttack(model, hp, device)
+    jobs = (_BatchJob.start(attack, x[i:i + hp.batch_size], y[i:i + hp.batch_size], attack_misclassified)
+            for i in range(0, len(x), hp.batch_size))
+    if not report_every:  # one batch at a time, so only one batch's state is ever held
+        parts = [job.advance(attack, iterations).result(attack) for job in jobs]
+        return SampleResults.concat(parts) if parts else _collect(attack, [], x.shape)
+    batches = list(jobs)
+    done = 0
+    while done < iterations:
+        todo = min(report_every, iterations - done)
+        for job in batches:
+            job.advance(attack, todo)
+        done += todo
+        if on_report is not None and on_report(done, _collect(attack, batches, x.shape)) is False:
+            break
+    return _collect(attack, batches, x.shape)
+
+
+@dataclass
+class _BatchJob:
+    """One batch: the full-size original outputs plus the state of its attacked subset."""
+
+    attacked: np.ndarray
+    orig_logits: np.ndarray
+    shape: tuple
+    state: AttackState | None
+
+    @classmethod
+    def start(cls, attack: SparseAttack, x: np.ndarray, y: np.ndarray, attack_misclassified: bool) -> "_BatchJob":
+        orig_logits = to_numpy(attack.logits(x))
+        prediction = orig_logits.argmax(axis=1)
+        attacked = np.ones(len(y), bool) if attack_misclassified else prediction == y
+        state = attack.init(x[attacked], prediction[attacked]) if attacked.any() else None
+        return cls(attacked=attacked, orig_logits=orig_logits, shape=x.shape, state=state)
+
+    def advance(self, attack: SparseAttack, iterations: int) -> "_BatchJob":
+        if self.state is not None:
+            attack.step(self.state, iterations)
+        return self
+
+    def result(self, attack: SparseAttack) -> SampleResults:
+        n, t, f = self.shape
+        c = self.orig_logits.shape[1]
+        out = SampleResults(
+            success=np.zeros(n, bool), first_iteration=np.full(n, -1, np.int64),
+            best_iteration=np.full(n, -1, np.int64), first_p=np.zeros((n, t, f), np.float32),
+            best_p=np.zeros((n, t, f), np.float32), orig_logits=self.orig_logits,
+            adv_logits=np.full((n, c), np.nan, np.float32), attacked=self.attacked.copy())
+        if self.state is not None:
+            part = attack.result(self.state)
+            for name in ("success", "first_iteration", "best_iteration", "first_p", "best_p", "adv_logits"):
+                getattr(out, name)[self.attacked] = getattr(part, name)
+        return out
+
+
+def _collect(attack: SparseAttack, batches: list[_BatchJob], shape: tuple) -> SampleResults:
+    if not batches:  # no samples: an empty result of the right shapes
+        batches = [_BatchJob(np.zeros(0, bool), np.zeros((0, 2), np.float32), (0, *shape[1:]), None)]
+    return SampleResults.concat([job.result(attack) for job in batches])
