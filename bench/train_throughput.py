@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from icurt.model.lstm import LSTMClassifier, ModelHparams
-from icurt.model.trainer import Trainer, make_optimizer, predict_logits
+from icurt.model.trainer import Trainer, make_optimizer
 
 
 def make_data(n: int, seed: int = 0):

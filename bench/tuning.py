@@ -4,7 +4,7 @@ Optuna study with a median pruner, on the same data, search space, trial budget 
     python bench/tuning.py [--trials 16] [--parallel 2] [--samples 3000] [--folds 3] [--cv-epochs 6]
                            [--grace 2] [--sequential-threads 2]
 
-(a) icurt.tuning.run_study: Ray Tune, TPE (OptunaSearch, study in PostgreSQL), ASHA on the cv
+(a) icurt.study_runner.run_study: Ray Tune, TPE (OptunaSearch, study in PostgreSQL), ASHA on the cv
     epoch, `--parallel` trials at once with 1 CPU each (Ray started with --parallel CPUs).
 (b) optuna.create_study(TPE, MedianPruner) in this process, one trial after another with
     trial.report / should_prune after every cv epoch, torch using --sequential-threads threads.
@@ -90,7 +90,7 @@ def ray_study(cfg, features, labels, storage_url: str, results_dir: Path):
     from ray import tune
 
     from icurt.model.tune import cross_validate_trial, fold_plan, search_space, study_plan
-    from icurt.tuning import run_study
+    from icurt.study_runner import run_study
 
     plan = study_plan(cfg, f"bench-{time.time_ns()}", {"CPU": 1.0})
     trainable = tune.with_parameters(cross_validate_trial, features=features, labels=labels,

@@ -1,23 +1,18 @@
-"""Shared machinery of tune-model and tune-attack: Ray Tune + OptunaSearch (TPE, study in
-PostgreSQL) + ASHA on the trial's own step counter.
-
-The plain functions (search-space helpers, trial resources, how a trial ends, the trials table,
-the best trial) need no Ray and are unit-tested alone; `run_study` is the Ray edge.
+"""Shared logic of tune-model and tune-attack, without Ray: search-space helpers, trial
+resources, how a trial ends, the trials table and the best trial. The Ray Tune + OptunaSearch +
+ASHA run itself is icurt/study_runner.py; resuming an interrupted study is icurt/study_resume.py.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from icurt.errors import IcurtError
 
-log = logging.getLogger("icurt")
 
 LOG2_PREFIX = "log2_"  # an Optuna parameter "log2_x" = k stands for the hyperparameter x = 2**k
 FINISHED_STATES = ("COMPLETE", "PRUNED")
@@ -228,196 +223,3 @@ def read_trials(folder: Path):
     if not path.exists():
         raise IcurtError(f"{folder} holds no {TRIALS_FILE}; is it a tuning run?")
     return pd.read_parquet(path)
-
-
-# ---- the Optuna study and the Ray Tune run --------------------------------------------------
-
-def open_study(plan: StudyPlan, storage_url: str):
-    """The plan's Optuna study (created or loaded); trials a killed driver left RUNNING become FAIL."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(storage_url)
-    study = optuna.create_study(storage=storage, study_name=plan.study_name, load_if_exists=True,
-                                direction="minimize" if plan.mode == "min" else "maximize")
-    fail_running_trials(study)
-    return study
-
-
-def fail_running_trials(study) -> None:
-    """Mark FAIL the trials no driver is running any more (cut off by an interruption)."""
-    from optuna.trial import TrialState
-
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        log.warning("trial %d was cut off by an interruption; marking it failed", trial.number)
-        study.tell(trial.number, state=TrialState.FAIL)
-
-
-def run_study(plan: StudyPlan, trainable: Callable, space: dict[str, Any], storage_url: str,
-              results_dir: Path, experiment_name: str):
-    """Run trials until the study has plan.num_trials finished ones; returns the Optuna study.
-
-    Raises IcurtError when the Tuner stops earlier (interrupted, or trials failing).
-    """
-    study = open_study(plan, storage_url)
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
-    remaining = plan.num_trials - count_finished(states)
-    if remaining <= 0:
-        log.info("study %s already has %d finished trials", plan.study_name, count_finished(states))
-        return study
-    log.info("study %s: %d finished, running %d more trial(s) with %s each", plan.study_name,
-             count_finished(states), remaining, plan.resources)
-    errors = _fit(plan, trainable, space, storage_url, results_dir, experiment_name, remaining,
-                  sampler_seed(plan.seed, len(states)))
-    fail_running_trials(study)  # an interrupted Tuner leaves its running trials RUNNING in the study
-    finished = count_finished([t.state.name for t in study.get_trials(deepcopy=False)])
-    if finished < plan.num_trials:
-        cause = f"; first trial error: {str(errors[0]).strip().splitlines()[-1]}" if errors else ""
-        raise IcurtError(f"tuning stopped with {finished} of {plan.num_trials} trials finished{cause}; "
-                         f"continue it with `icurt {plan.stage} --resume {plan.run_id}`")
-    return study
-
-
-def run_study_keeping_trials(plan: StudyPlan, trainable: Callable, space: dict[str, Any],
-                             storage_url: str, run_folder: Path, experiment_name: str):
-    """run_study with results under run_folder/ray_results; if it fails, trials.parquet is still
-    written for inspection before the error propagates (the run folder becomes .failed-<id>)."""
-    try:
-        return run_study(plan, trainable, space, storage_url, run_folder / "ray_results", experiment_name)
-    except BaseException:
-        try:
-            import optuna
-
-            write_study_files(run_folder, optuna.load_study(study_name=plan.study_name, storage=storage_url),
-                              space, storage_url)
-        except Exception as exc:  # the original error matters more than this one
-            log.warning("could not write %s for the failed run: %s", TRIALS_FILE, type(exc).__name__)
-        raise
-
-
-def interrupted_run_folder(store, stage: str, resume_id: str) -> Path:
-    """The folder of the interrupted run `resume_id` of `stage` (IcurtError when there is none)."""
-    from icurt.runs import FAILED_PREFIX, TMP_PREFIX
-
-    for name in (f"{FAILED_PREFIX}{resume_id}", f"{TMP_PREFIX}{resume_id}"):
-        if (store.stage_dir(stage) / name / "run.json").is_file():
-            return store.stage_dir(stage) / name
-    if (store.stage_dir(stage) / resume_id).is_dir():
-        raise IcurtError(f"{stage} run '{resume_id}' already completed; start a new run instead of --resume")
-    raise IcurtError(f"no interrupted {stage} run '{resume_id}' to resume under {store.root}; "
-                     f"`icurt runs {stage} --all` lists failed runs")
-
-
-def resumed_run_meta(store, stage: str, resume_id: str) -> dict:
-    """run.json of the interrupted run `resume_id` of `stage`."""
-    return json.loads((interrupted_run_folder(store, stage, resume_id) / "run.json").read_text())
-
-
-def changed_settings(started_with: dict[str, Any], now: dict[str, Any], ignore=("num_trials",)) -> list[str]:
-    """Settings (`ignore` aside) whose value differs from the one a study started with."""
-    return sorted(key for key, value in now.items() if key not in ignore and started_with.get(key) != value)
-
-
-def settings_changed_since(store, stage: str, resume_id: str, section: str, settings,
-                           ignore=("num_trials",)) -> list[str]:
-    """The [section] settings that differ from those the interrupted run `resume_id` started with."""
-    import dataclasses
-    import tomllib
-
-    snapshot = interrupted_run_folder(store, stage, resume_id) / "config.toml"
-    started_with = tomllib.loads(snapshot.read_text()).get(section, {}) if snapshot.is_file() else {}
-    return changed_settings(started_with, dataclasses.asdict(settings), ignore)
-
-
-def warn_changed_settings(section: str, changed: list[str]) -> None:
-    if changed:
-        log.warning("resuming with changed [%s] settings (%s); the earlier trials used the old values",
-                    section, ", ".join(changed))
-
-
-def resumed_input(store, stage: str, input_stage: str, resume_id: str, given=None):
-    """The input Run that the interrupted run `resume_id` was started from; `given` must agree."""
-    input_id = resumed_run_meta(store, stage, resume_id).get("inputs", {}).get(input_stage)
-    if not input_id:
-        raise IcurtError(f"{stage} run '{resume_id}' records no {input_stage} input; start a new run")
-    if given is not None and given.run_id != input_id:
-        raise IcurtError(f"{stage} run '{resume_id}' was started from {input_stage} run {input_id}, not "
-                         f"{given.run_id}; drop --from when resuming")
-    return store.get(input_stage, input_id)
-
-
-def _fit(plan: StudyPlan, trainable, space, storage_url, results_dir, experiment_name, num_samples,
-         seed) -> list:
-    import optuna
-    from ray import tune
-
-    searcher, scheduler = _searcher_and_scheduler(plan, space, storage_url, seed)
-    # reuse_actors: a trial slot keeps its worker; a fresh one per trial spends seconds importing torch
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, plan.resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-                                    max_concurrent_trials=plan.max_concurrent_trials or None,
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=str(Path(results_dir).resolve()), name=experiment_name,
-                                  verbose=0),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        grid = tuner.fit()
-    return list(grid.errors)
-
-
-def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int):
-    """OptunaSearch that records ASHA-stopped trials as PRUNED and steps by plan.step_attr."""
-    import optuna
-    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
-    stopped: set[str] = set()
-
-    class RecordingASHA(ASHAScheduler):
-        def on_trial_result(self, tune_controller, trial, result):
-            decision = super().on_trial_result(tune_controller, trial, result)
-            if decision == TrialScheduler.STOP:
-                stopped.add(trial.trial_id)
-            return decision
-
-    class StudySearch(OptunaSearch):
-        def on_trial_result(self, trial_id, result):
-            if trial_id in self._completed_trials or self.metric not in result:
-                return
-            _report(self._ot_trials[trial_id], result[self.metric], result[plan.step_attr])
-
-        def on_trial_complete(self, trial_id, result=None, error=False):
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return
-            ot_trial = self._ot_trials[trial_id]
-            value = (result or {}).get(self.metric)
-            step = (result or {}).get(plan.step_attr)
-            state = trial_end_state(error, value, step, plan.max_step, trial_id in stopped)
-            if state != "FAIL":
-                _report(ot_trial, value, step)
-            ot_trial.set_user_attr("ray_trial_id", trial_id)  # finds its folder under ray_results/
-            self._ot_study.tell(ot_trial, float(value) if state == "COMPLETE" else None,
-                                state=optuna.trial.TrialState[state])
-            self._completed_trials.add(trial_id)
-            log.info("trial %d %s at %s %s: %s %.4g", ot_trial.number, state.lower(), plan.step_attr, step,
-                     plan.metric, math.nan if value is None else value)
-
-    # constant_liar: trials run side by side, so running ones count as bad until they finish
-    sampler = optuna.samplers.TPESampler(n_startup_trials=plan.startup_trials, seed=seed,
-                                         constant_liar=True)
-    searcher = StudySearch(space, metric=plan.metric, mode=plan.mode, sampler=sampler,
-                           study_name=plan.study_name,
-                           storage=optuna.storages.RDBStorage(storage_url))
-    scheduler = RecordingASHA(time_attr=plan.step_attr, metric=plan.metric, mode=plan.mode,
-                              max_t=plan.max_step, grace_period=min(plan.grace_period, plan.max_step),
-                              reduction_factor=plan.reduction_factor)
-    return searcher, scheduler
-
-
-def _report(ot_trial, value: float, step: int) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a step reported twice is ignored by Optuna, with a warning
-        ot_trial.report(float(value), int(step))
-

@@ -4,8 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from icurt.cli import build_parser, main
 
 

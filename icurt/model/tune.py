@@ -19,10 +19,10 @@ import numpy as np
 from icurt.config import Config, TuneModelConfig
 from icurt.model.lstm import ModelHparams
 from icurt.runs import Run, RunStore
+from icurt.study_resume import resumed_input, settings_changed_since, warn_changed_settings
+from icurt.study_runner import run_study_keeping_trials
 from icurt.tuning import (LOG2_PREFIX, StudyPlan, best_hparams_of, best_trial_row, choice, decode_params,
-                          exponent_range, resumed_input, run_study_keeping_trials, trial_resources,
-                          settings_changed_since, uniform,
-                          warn_changed_settings, write_study_files)
+                          exponent_range, trial_resources, uniform, write_study_files)
 
 log = logging.getLogger("icurt")
 

@@ -332,7 +332,7 @@ def test_load_cohort_row_counts_and_truth_round_trip(pg_dsn, schema, small):
             assert pd.Timestamp(high) == small.tables["chartevents"]["charttime"].max()
             cur.execute(f'SELECT DISTINCT value FROM "{schema}".labevents WHERE itemid = 50800')
             assert {row[0] for row in cur.fetchall()} <= {"ART", "VEN", "MIX"}
-            cur.execute(f'SELECT indexname FROM pg_indexes WHERE schemaname = %s', (schema,))
+            cur.execute('SELECT indexname FROM pg_indexes WHERE schemaname = %s', (schema,))
             assert "chartevents_itemid_idx" in {row[0] for row in cur.fetchall()}
         truth, auroc = read_synth_truth(conn, schema)
     finally:

@@ -5,7 +5,6 @@ attack (one actor per GPU), then prints, as JSON, the node each trial and actor 
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import ray

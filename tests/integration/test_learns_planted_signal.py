@@ -2,7 +2,6 @@
 its held-out AUROC is clearly above chance and within a stated margin of the oracle that knows
 each stay's latent severity (and never above the oracle by more than noise — that would be leakage)."""
 
-import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score

@@ -1,4 +1,4 @@
-"""tune-model and the shared tuning machinery (icurt/tuning.py).
+"""tune-model and the shared tuning machinery (icurt/tuning.py, study_runner.py, study_resume.py).
 
 Pure parts are checked against hand-computed values; the Ray parts run for real on the 2-CPU
 `ray_session` with the studies in the session's embedded PostgreSQL.
@@ -26,9 +26,10 @@ from icurt.db.connection import optuna_storage_url
 from icurt.errors import IcurtError
 from icurt.model import tune as tune_model
 from icurt.runs import RunStore
-from icurt.tuning import (StudyPlan, best_trial_row, changed_settings, count_finished, decode_params,
-                          open_study, run_study, sampler_seed, storage_label, trial_end_state,
-                          trial_resources, trial_row, trials_frame)
+from icurt.study_resume import changed_settings
+from icurt.study_runner import open_study, run_study
+from icurt.tuning import (StudyPlan, best_trial_row, count_finished, decode_params, sampler_seed, storage_label,
+                          trial_end_state, trial_resources, trial_row, trials_frame)
 
 TINY = ["tune_model.num_folds=2", "tune_model.cv_epochs=2", "tune_model.epochs_per_cv_epoch=1",
         "tune_model.lstm_hidden_exponents=[3, 4]", "tune_model.fc_size_exponents=[3, 4]",
