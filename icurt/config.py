@@ -59,6 +59,7 @@ class RayConfig:
     include_dashboard: bool = setting()
     dashboard_host: str = setting()
     dashboard_port: int = setting(min=1, max=65535)
+    worker_logs: bool = setting()
 
 
 @dataclass(frozen=True)

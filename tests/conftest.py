@@ -43,7 +43,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
+        from icurt.ray_runtime import LOCAL_RUNTIME_ENV
+
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+                 configure_logging=False, runtime_env=LOCAL_RUNTIME_ENV)
     yield ray
     ray.shutdown()

@@ -39,7 +39,8 @@ def attack_samples(model: nn.Module, x, y, hp: AttackHparams, iterations: int, d
     With `report_every`, all batches advance together in blocks and `on_report(iterations_done,
     results so far)` runs after each block; it returns False to stop early.
     """
-    x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+    # writable, so torch can share it without a warning (arrays from the object store are read-only)
+    x, y = np.require(x, np.float32, ["W"]), np.asarray(y, dtype=np.int64)
     if x.ndim != 3 or len(x) != len(y):
         raise IcurtError(f"attack inputs must be (N, T, F) with N labels, got {x.shape} and {y.shape}")
     if len(x) and (x.min() < 0 or x.max() > 1):

@@ -224,6 +224,7 @@ def fold_driver(config: dict, job: FoldJob, data: list) -> None:
                                                resources_per_worker=job.resources_per_worker),
         run_config=ray.train.RunConfig(
             name=f"fold_{fold}", storage_path=job.storage_path, callbacks=[TuneReportCallback()],
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # icurt logs each evaluation itself
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=BEST_METRIC, checkpoint_score_order="max")))
     result = trainer.fit()

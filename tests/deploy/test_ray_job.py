@@ -26,13 +26,13 @@ def ray_head_with_dashboard(tmp_path):
 
     Every port is chosen free, so it never meets another Ray on the machine (the session's
     local Ray holds the default dashboard-agent port)."""
-    dashboard = free_port()
+    dashboard, gcs_port = free_port(), free_port()
     ray_cli = str(Path(sys.executable).parent / "ray")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [ray_cli, "start", "--head", "--block", "--num-cpus=2", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--port={free_port()}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--port={gcs_port}",
          f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
          f"--metrics-export-port={free_port()}", f"--ray-client-server-port={free_port()}",
          f"--runtime-env-agent-port={free_port()}", "--disable-usage-stats"],
@@ -48,6 +48,17 @@ def ray_head_with_dashboard(tmp_path):
     finally:
         head.send_signal(signal.SIGTERM)
         head.wait(timeout=120)
+        forget_stopped_head(gcs_port)
+
+
+def forget_stopped_head(gcs_port: int) -> None:
+    """`ray start` records its head as the machine's current cluster; `ray stop` would clear the
+    record, a SIGTERM does not, and Ray APIs called later without an address would wait on it."""
+    from ray._common.utils import get_ray_address_file
+
+    record = Path(get_ray_address_file(None))
+    if record.is_file() and record.read_text().strip().endswith(f":{gcs_port}"):
+        record.unlink()
 
 
 def dashboard_answers(address: str) -> bool:
