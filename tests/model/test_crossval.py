@@ -144,7 +144,7 @@ def test_missing_runs_are_user_errors(tmp_path, make_config):
 
 @pytest.mark.slow
 def test_a_failing_fold_fails_the_run_with_its_error(tmp_path, make_config, ray_session):
-    from icurt.model.crossval import FoldJob, run_folds
+    from icurt.model.fold_runner import FoldJob, run_folds
     from icurt.model.folds import stratified_folds
 
     cfg = make_config(*FAST)
