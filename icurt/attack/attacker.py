@@ -20,10 +20,10 @@ schedule, the best example is the one with the lowest f + lambda_1 · ‖P‖₁
 Iterate k is the perturbation after k updates; it is checked for adversariality on the forward
 pass that also computes its gradient, so each iteration costs one forward and one backward.
 
-With early_stop_patience > 0 a sample stops once it has an adversarial example and its best loss
-fell by less than EARLY_STOP_TOLERANCE (relative) over the last early_stop_patience iterations
-(EAD's abort_early, per sample). Stopped samples leave the batch, so the model runs on the samples
-still moving only and a batch ends when all have stopped.
+With early_stop_patience > 0 a sample stops once its iterate is adversarial, its L1 weight is
+back at lambda_1 and its best loss fell by less than EARLY_STOP_TOLERANCE (relative) over the last
+early_stop_patience iterations (EAD's abort_early, per sample). Stopped samples leave the batch,
+so the model runs only on the samples still moving and a batch ends when all have stopped.
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ class Records:
 
     def take(self, index: torch.Tensor) -> "Records":
         return Records(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def clone(self) -> "Records":
+        return Records(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
 
     def put(self, index: torch.Tensor, part: "Records") -> None:
         for f in fields(self):
@@ -211,12 +214,13 @@ class SparseAttack:
             with torch.no_grad():
                 logits = self.model(state.x + state.p).float()
                 self._record(state, logits, torch.clamp(self._margin(logits, state.target) + self.hp.kappa, min=0.0))
-        records = state.stopped.take(slice(None))
+        records = state.stopped.clone()
         records.put(state.rows, state.records)
         return BatchResult(
             success=to_numpy(records.first_iteration >= 0), first_iteration=to_numpy(records.first_iteration),
             best_iteration=to_numpy(records.best_iteration), first_p=to_numpy(records.first_p),
-            best_p=to_numpy(records.best_p), orig_logits=to_numpy(state.orig_logits), adv_logits=to_numpy(records.best_logits))
+            best_p=to_numpy(records.best_p), orig_logits=to_numpy(state.orig_logits),
+            adv_logits=to_numpy(records.best_logits))
 
     @staticmethod
     def _margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -2,9 +2,10 @@
 
 This module chooses the hyperparameters, the folds and the resources and writes the run's
 outputs; icurt/model/fold_runner.py runs the folds on Ray. Each fold is one Ray Train
-`TorchTrainer` (workers and GPUs from [train]); the folds run side by side as the trials of one Ray Tune `Tuner` (grid over the fold index). Ray Train V2 (the default
-in Ray ≥ 2.5x) no longer accepts a Trainer inside a Tuner, so each Tune trial is a small driver
-function that builds and fits its fold's TorchTrainer, as Ray's docs prescribe.
+`TorchTrainer` (workers and GPUs from [train]); the folds run side by side as the trials of one
+Ray Tune `Tuner` (grid over the fold index). Ray Train V2 (the default in Ray ≥ 2.5x) no longer
+accepts a Trainer inside a Tuner, so each Tune trial is a small driver function that builds and
+fits its fold's TorchTrainer, as Ray's docs prescribe.
 
 The dataset travels once through the object store (`ray.put`; workers `ray.get` it), never from
 the driver's disk. Each worker trains `epochs`, evaluates every `eval_interval` epochs (and at the
