@@ -26,8 +26,6 @@ class SampleResults(BatchResult):
         return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
 
-
-
 ReportFn = Callable[[int, SampleResults], "bool | None"]
 
 
