@@ -34,15 +34,6 @@ def train_tiny_model(x, y, steps: int = 150) -> LSTMClassifier:
     return model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared, loaded machine OpenMP threads contend and run 30× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny(one_thread):
     x, y = planted_data(96)

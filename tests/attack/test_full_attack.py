@@ -38,15 +38,6 @@ CONTRACT_COLUMNS = {
     "maxabs_first": "float64", "maxabs_best": "float64"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Actors run one torch thread; so does the in-process reference (same kernels, same bits)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_dataset(seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.1, 0.9, (N, T, F)).astype(np.float32)
