@@ -1,8 +1,8 @@
 """Sparse attack quality and speed: icurt's attack vs the elastic-net (EAD) attacks of torchattacks
 (EADL1) and IBM's adversarial-robustness-toolbox (ElasticNet).
 
-One LSTM is trained on a synthetic planted-signal cohort (48 h × 19 features in [0, 1]; the label
-depends on a few features in the last hours). All three attacks then get the same correctly
+One LSTM is trained on icurt.planted's cohort (48 h × 19 features in [0, 1]; a latent severity sets
+the death probability and drifts 3 features over the window). All three attacks then get the same correctly
 classified samples, the same batch size and the same iteration budget K: icurt runs K iterations;
 each EAD peer runs binary_search_steps × max_iter = K (their binary search over the constant c is
 part of their method; torchattacks also keeps its abort_early), initial c 1 and their default
@@ -11,7 +11,7 @@ a small sweep on this cohort), per-sample lambda search (×0.5 every K/10 iterat
 Reported: success rate, mean non-zero elements and mean L1 of the returned perturbation over
 successful samples, and samples per second (wall time of the attack call, after a tiny warm-up).
 Two extra icurt rows show the speed/quality trade-off: `icurt+stop` has the same budget with early
-stop (`[attack].early_stop_patience` = K/10, EAD's abort_early window, per sample), `icurt@K/4`
+stop (`[attack_method].early_stop_patience` = K/10, EAD's abort_early window, per sample), `icurt@K/4`
 a quarter of the budget.
 
     python bench/attack.py [--device cpu|cuda] [--samples N] [--iterations K] [--batch-size B]
@@ -30,22 +30,12 @@ from torch import nn
 
 from icurt.attack.attacker import AttackHparams
 from icurt.attack.samples import attack_samples
-from icurt.model.lstm import LSTMClassifier, ModelHparams
+from icurt.config import AttackMethod
+from icurt.model.hparams import ModelHparams
+from icurt.model.lstm import LSTMClassifier
+from icurt.planted import planted_dataset
 
 T, F = 48, 19
-SIGNAL_FEATURES = (7, 8, 13)  # creatinine, sodium, heartrate in icurt's feature order
-
-
-def planted_cohort(n: int, seed: int = 0):
-    """Smooth random series in [0, 1]; label 1 where a late-hours score of three features is high."""
-    rng = np.random.default_rng(seed)
-    level = rng.uniform(0.2, 0.8, (n, 1, F))
-    walk = np.cumsum(rng.normal(0, 0.02, (n, T, F)), axis=1)
-    x = np.clip(level + walk, 0, 1).astype(np.float32)
-    late = x[:, -12:, :].mean(axis=1)
-    score = late[:, SIGNAL_FEATURES[0]] - late[:, SIGNAL_FEATURES[1]] + 0.5 * late[:, SIGNAL_FEATURES[2]]
-    y = (score + rng.normal(0, 0.05, n) > np.quantile(score, 0.7)).astype(np.int64)
-    return x, y
 
 
 def train_model(x, y, hidden: int, epochs: int, device: str) -> LSTMClassifier:
@@ -99,12 +89,13 @@ def summarise(model, x, y, p, success, seconds: float, device: str) -> dict:
 def run_icurt(model, x, y, args, iterations: int | None = None, early_stop: float = 0.0) -> dict:
     iterations = iterations or args.iterations
     hp = AttackHparams(kappa=0.0, lambda_1=args.lambda_1, learning_rate=args.lr, optimizer="adam",
-                       batch_size=args.batch_size, lambda_decay=args.lambda_decay,
-                       lambda_decay_every=max(1, iterations // 10),  # ~10 adjustments, as EAD's ~9 steps
-                       early_stop_patience=round(early_stop * iterations))
+                       batch_size=args.batch_size)
+    method = AttackMethod(max_perts=0, lambda_decay=args.lambda_decay,
+                          lambda_decay_every=max(1, iterations // 10),  # ~10 adjustments, as EAD's ~9 steps
+                          early_stop_patience=round(early_stop * iterations), attack_misclassified=False)
     sync(args.device)
     start = time.perf_counter()
-    res = attack_samples(model, x, y, hp, iterations, device=args.device)
+    res = attack_samples(model, x, y, hp, method, iterations, device=args.device)
     sync(args.device)
     return summarise(model, x, y, res.best_p, res.success, time.perf_counter() - start, args.device)
 
@@ -170,7 +161,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    x, y = planted_cohort(args.train_samples + 4 * args.samples)
+    planted = planted_dataset(args.train_samples + 4 * args.samples, death_rate=0.3).dataset
+    x, y = planted.features, planted.labels
     started = time.perf_counter()
     model = train_model(x[:args.train_samples], y[:args.train_samples], args.hidden, args.train_epochs, args.device)
     x_test, y_test = x[args.train_samples:], y[args.train_samples:]

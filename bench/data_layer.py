@@ -26,7 +26,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from icurt.config import load_config, with_overrides  # noqa: E402
 from icurt.db.connection import connect  # noqa: E402
 from icurt.db.server import embedded_server  # noqa: E402
-from icurt.db.synth import generate_cohort, load_cohort  # noqa: E402
+from icurt.db.synth.cohort import generate_cohort, load_cohort  # noqa: E402
 
 
 def bench_size(cfg, url: str, stays: int, seed: int, with_query: bool) -> dict:

@@ -43,7 +43,7 @@ def build_query_run(workdir: Path, stays: int, seed: int, simple: bool) -> tuple
             raise ImportError("--simple")
         from icurt.db import query
         from icurt.db.server import embedded_server
-        from icurt.db.synth import run_synth
+        from icurt.db.synth.cohort import run_synth
     except ImportError as exc:
         print(f"!! using the SIMPLE stand-in generator (write_simple_query_run below): {exc}")
         with RunStore(workdir).create("query", cfg) as w:

@@ -19,16 +19,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from icurt.model.lstm import LSTMClassifier, ModelHparams
+from icurt.model.hparams import ModelHparams
+from icurt.model.lstm import LSTMClassifier
 from icurt.model.trainer import Trainer, make_optimizer
-
-
-def make_data(n: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    y = (rng.random(n) < 0.1).astype(np.int64)
-    x = rng.random((n, 48, 19), dtype=np.float32)
-    x[y == 1, 24:, :3] += 0.2
-    return np.clip(x, 0, 1), y
+from icurt.planted import planted_dataset
 
 
 def _sync(device: str) -> None:
@@ -144,7 +138,8 @@ def main(argv=None) -> None:
         torch.backends.cudnn.benchmark = True
     hp = ModelHparams(lstm_hidden=args.hidden, fc_size=16, optimizer="adam", learning_rate=1e-3,
                       batch_size=args.batch_size)
-    x, y = make_data(args.samples)
+    planted = planted_dataset(args.samples, death_rate=0.1).dataset
+    x, y = planted.features, planted.labels
     print(f"device {args.device} ({torch.get_num_threads()} threads), {args.samples} × 48 × 19, "
           f"batch {args.batch_size}, LSTM-{args.hidden}, {args.rounds} timed epochs each (median), "
           f"torch {torch.__version__}")

@@ -30,17 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from icurt.config import load_config, with_overrides  # noqa: E402
-
-
-def planted_dataset(n: int, seed: int = 0):
-    """48 h × 19 features in [0, 1]; death (≈ 20 %) follows a latent score that drifts 3 features."""
-    rng = np.random.default_rng(seed)
-    s = rng.standard_normal(n)
-    labels = (s + 0.5 * rng.standard_normal(n) > 1.0).astype(np.int64)
-    level = rng.uniform(0.3, 0.7, (n, 1, 19))
-    x = level + np.cumsum(rng.normal(0, 0.01, (n, 48, 19)), axis=1)
-    x[:, :, :3] += 0.1 * s[:, None, None] * np.linspace(0, 1, 48)[None, :, None]
-    return np.clip(x, 0, 1).astype(np.float32), labels
+from icurt.planted import planted_dataset  # noqa: E402
 
 
 def bench_config(args, data_root: str):
@@ -60,12 +50,12 @@ def sequential_study(cfg, features, labels, storage_url: str, threads: int):
     import optuna
     import torch
 
-    from icurt.model.lstm import ModelHparams
-    from icurt.model.tune import cross_validation_rounds, fold_plan, search_space
-    from icurt.tuning import decode_params
+    from icurt.model.hparams import ModelHparams
+    from icurt.stages.tune_model import cross_validation, search_space
+    from icurt.tuning.space import decode_params
 
     torch.set_num_threads(threads)
-    tm, plan, space = cfg.tune_model, fold_plan(cfg, use_gpu=False), search_space(cfg.tune_model)
+    tm, space = cfg.tune_model, search_space(cfg.tune_model)
     study = optuna.create_study(
         storage=storage_url, study_name=f"bench-sequential-{time.time_ns()}", direction="minimize",
         sampler=optuna.samplers.TPESampler(n_startup_trials=tm.optuna_startup_trials, seed=tm.seed),
@@ -75,8 +65,8 @@ def sequential_study(cfg, features, labels, storage_url: str, threads: int):
     for _ in range(tm.num_trials):
         trial = study.ask(space)
         hp = ModelHparams.from_dict(decode_params(trial.params))
-        for metrics in cross_validation_rounds(hp, features, labels, plan):
-            trial.report(metrics["val_loss"], metrics["cv_epoch"])
+        for cv_epoch, metrics in enumerate(cross_validation(hp, features, labels, tm), start=1):
+            trial.report(metrics["val_loss"], cv_epoch)
             if trial.should_prune():
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 break
@@ -89,14 +79,18 @@ def ray_study(cfg, features, labels, storage_url: str, results_dir: Path):
     """(a): icurt's Ray Tune + OptunaSearch + ASHA; returns the study and t0."""
     from ray import tune
 
-    from icurt.model.tune import cross_validate_trial, fold_plan, search_space, study_plan
-    from icurt.study_runner import run_study
+    from icurt.dataset import Dataset
+    from icurt.placement import Placement
+    from icurt.stages.tune_model import tuning_task
+    from icurt.tuning.stage import study_plan
+    from icurt.tuning.study import run_study
 
-    plan = study_plan(cfg, f"bench-{time.time_ns()}", {"CPU": 1.0})
-    trainable = tune.with_parameters(cross_validate_trial, features=features, labels=labels,
-                                     plan=fold_plan(cfg, use_gpu=False))
+    dataset = Dataset(features, labels, np.arange(len(labels)), [f"f{j}" for j in range(features.shape[2])], {})
+    task = tuning_task(cfg, None, dataset, Placement({"CPU": 1.0}))
+    plan = study_plan(task, f"bench-{time.time_ns()}")
+    trainable = tune.with_parameters(task.trainable, **task.data)
     started = datetime.now()
-    study = run_study(plan, trainable, search_space(cfg.tune_model), storage_url, results_dir, "bench")
+    study = run_study(plan, trainable, task.space, storage_url, results_dir, "bench")
     return study, started
 
 
@@ -138,7 +132,8 @@ def main() -> None:
     from icurt.db.connection import optuna_storage_url
     from icurt.db.server import embedded_server
 
-    features, labels = planted_dataset(args.samples, args.seed)
+    planted = planted_dataset(args.samples, seed=args.seed, death_rate=0.2).dataset
+    features, labels = planted.features, planted.labels
     with tempfile.TemporaryDirectory(prefix="icurt-bench-tuning-") as root:
         cfg = bench_config(args, root)
         storage_url = optuna_storage_url(cfg)  # starts the throwaway embedded server

@@ -1,35 +1,33 @@
-"""The `icurt` command: one subcommand per stage, plus config, runs, db, run and demo.
+"""The `icurt` command. One subcommand per row of the stage table (`--from` plus the row's options,
+one handler), `icurt show <stage>` for looking inside a run, and config, runs, db, run and demo.
 
-Each package registers its own subcommands through `add_commands(sub, common)` in its
-`commands` module; handlers take `(args, cfg)` and return an exit code. Heavy imports (torch,
-ray, modin) happen inside handlers so `icurt --help` stays fast.
+Handlers take `(args, cfg)` and return an exit code. Heavy imports (torch, ray, modin) happen
+inside handlers so `icurt --help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+import time
 
 from icurt import __version__
-from icurt.config import Config, config_to_toml, config_value, dict_to_toml, load_config, named_config_path
+from icurt.config import Config, config_to_toml, config_value, load_config, named_config_path, with_overrides
+from icurt.config_toml import dict_to_toml
 from icurt.db.dsn import RedactingFilter, redact_dsn
 from icurt.errors import IcurtError
+from icurt.stages import STAGE_NAMES, STAGES, Option, Stage
 
-COMMAND_MODULES = [  # in pipeline order, as `icurt --help` lists them
-    "icurt.db.commands", "icurt.preprocess.commands", "icurt.model.tune_commands",
-    "icurt.model.train_commands", "icurt.attack.tune_commands", "icurt.attack.attack_commands",
-    "icurt.analysis.commands", "icurt.pipeline_commands",
-]
 log = logging.getLogger("icurt")
 
 
-def common_options() -> argparse.ArgumentParser:
+def common_options(with_config_file: bool = True) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("configuration")
-    group.add_argument("--config", metavar="FILE", help="a TOML file layered over configs/default.toml "
-                       "(`demo` names the shipped configs/demo.toml)")
+    if with_config_file:
+        group.add_argument("--config", metavar="FILE", help="a TOML file layered over configs/default.toml "
+                           "(`demo` names the shipped configs/demo.toml)")
     group.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append",
                        default=[], help="override one setting, typed by the schema (repeatable)")
     group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -38,17 +36,100 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from icurt.db.commands import add_commands as add_db_commands
+
     parser = argparse.ArgumentParser(
-        prog="icurt", description="Ray-distributed ICU deep learning on MIMIC-III: query → preprocess → "
-        "tune-model → train → tune-attack → attack → analyze.")
+        prog="icurt", description="Ray-distributed ICU deep learning on MIMIC-III: "
+        + " → ".join(STAGE_NAMES) + ".")
     parser.add_argument("--version", action="version", version=f"icurt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options()
     _add_config_commands(sub, common)
     _add_runs_command(sub, common)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub, common)
+    add_db_commands(sub, common)
+    for row in STAGES:
+        _add_stage_command(sub, common, row)
+    _add_show_command(sub)
+    _add_pipeline_commands(sub, common)
     return parser
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    if option.type is None:
+        parser.add_argument(option.flag, dest=option.dest, action="store_true", help=option.help)
+    else:
+        parser.add_argument(option.flag, dest=option.dest, type=option.type, metavar=option.metavar,
+                            choices=option.choices, help=option.help)
+
+
+def _add_stage_command(sub, common, row: Stage) -> None:
+    parser = sub.add_parser(row.name, parents=[common], help=row.summary, description=row.summary)
+    if row.input:
+        parser.add_argument("--from", dest="from_run", metavar="RUN",
+                            help=f"the {row.input} run to read (default: the newest completed one)")
+    for option in row.options:
+        _add_option(parser, option)
+    parser.set_defaults(handler=_run_stage, stage_row=row)
+
+
+def resolve_from(store, row: Stage, run_id: str | None):
+    """The `--from` run of a stage: a completed run of its input stage (None: the stage's default).
+
+    An id that names a run of another stage is an IcurtError saying which stage it belongs to.
+    """
+    if run_id is None:
+        return None
+    try:
+        return store.get(row.input, run_id)
+    except IcurtError as missing:
+        try:
+            other = store.find(run_id)
+        except IcurtError:
+            raise missing from None
+        raise IcurtError(f"run '{run_id}' is a {other.stage} run; `icurt {row.name} --from` takes a "
+                         f"{row.input} run (`icurt runs {row.input}` lists them)") from None
+
+
+def _run_stage(args, cfg: Config) -> int:
+    from icurt.runs import RunStore
+
+    row: Stage = args.stage_row
+    store = RunStore.from_config(cfg)
+    input_run = resolve_from(store, row, getattr(args, "from_run", None))
+    options = {o.dest: getattr(args, o.dest) for o in row.options if getattr(args, o.dest) is not None}
+    run = row.function("run")(cfg, input_run, store=store, **options)
+    print(row.function("show")(run, cfg))
+    print(f"{row.name} run {run.run_id} written to {run.path}")
+    return 0
+
+
+def _add_show_command(sub) -> None:
+    show = sub.add_parser("show", help="look inside a completed run of a stage (never writes to it)",
+                          description="look inside a completed run of a stage (never writes to it)")
+    stages = show.add_subparsers(dest="show_stage", metavar="STAGE", required=True)
+    common = common_options(with_config_file=False)
+    for row in STAGES:
+        parser = stages.add_parser(row.name, parents=[common], help=row.show_summary,
+                                   description=f"{row.name}: {row.show_summary}")
+        parser.add_argument("run_id", nargs="?", metavar="RUN", help=f"the {row.name} run (default: the newest)")
+        parser.add_argument("--config", dest="show_config", action="store_true",
+                            help="print the config the run was made with instead (passwords redacted)")
+        for option in row.show_options:
+            _add_option(parser, option)
+        parser.set_defaults(handler=_show, stage_row=row)
+
+
+def _show(args, cfg: Config) -> int:
+    from icurt.runs import RunStore
+
+    row: Stage = args.stage_row
+    run = RunStore.from_config(cfg).resolve(row.name, args.run_id)
+    if args.show_config:
+        print(run.file("config.toml").read_text(), end="")
+        return 0
+    options = {o.dest: getattr(args, o.dest) for o in row.show_options if getattr(args, o.dest) is not None}
+    print(row.function("show")(run, cfg, **options))
+    return 0
 
 
 def _add_config_commands(sub, common) -> None:
@@ -73,16 +154,14 @@ def _config_show(args, cfg: Config) -> int:
 
 
 def _add_runs_command(sub, common) -> None:
-    from icurt.runs import STAGES
-
     runs = sub.add_parser("runs", parents=[common], help="list runs, newest first, with their lineage")
-    runs.add_argument("stage", nargs="?", choices=STAGES, help="only this stage")
+    runs.add_argument("stage", nargs="?", choices=STAGE_NAMES, help="only this stage")
     runs.add_argument("--all", action="store_true", help="also list failed and interrupted runs")
     runs.set_defaults(handler=_runs)
 
 
 def _runs(args, cfg: Config) -> int:
-    from icurt.runs import STAGES, RunStore
+    from icurt.runs import RunStore
 
     store = RunStore.from_config(cfg)
     found = store.list(args.stage)
@@ -93,14 +172,66 @@ def _runs(args, cfg: Config) -> int:
         print(f"{run.stage:<12} {run.run_id}  {run.meta.get('finished', '')}"
               + (f"  from {lineage}" if lineage else ""))
     if args.all:
-        for stage in [args.stage] if args.stage else STAGES:
+        for stage in [args.stage] if args.stage else STAGE_NAMES:
             for run_id in store.failed(stage):
                 print(f"{stage:<12} {run_id}  (failed or interrupted)")
     return 0
 
 
+def _add_pipeline_commands(sub, common) -> None:
+    run = sub.add_parser("run", parents=[common], help="run every stage on the configured database, "
+                         "reusing completed stages whose input and settings are unchanged")
+    run.add_argument("--fresh", action="store_true", help="rerun every stage")
+    run.set_defaults(handler=_run_all)
+    demo = sub.add_parser("demo", parents=[common], help="the whole study on this machine: embedded "
+                          "PostgreSQL, a synthetic MIMIC-III cohort, every stage, an HTML report")
+    demo.add_argument("--stays", type=int, help="synthetic ICU stays (default: [synth].stays of demo.toml)")
+    demo.add_argument("--fresh", action="store_true", help="rebuild the cohort and rerun every stage")
+    demo.set_defaults(handler=_demo, config_default="demo")
+
+
+def _run_all(args, cfg: Config) -> int:
+    from icurt.pipeline import run_pipeline
+
+    _print_outcome(run_pipeline(cfg, fresh=args.fresh), cfg)
+    return 0
+
+
+def _demo(args, cfg: Config) -> int:
+    from icurt.db.connection import resolve_dsn
+    from icurt.db.synth.state import ensure_synthetic_cohort
+    from icurt.pipeline import run_pipeline
+
+    cfg = with_overrides(cfg, ["db.dsn="])  # the demo always runs on the embedded server
+    started = time.perf_counter()
+    log.info("demo: embedded PostgreSQL at %s", resolve_dsn(cfg))
+    ensure_synthetic_cohort(cfg, stays=args.stays or cfg.synth.stays, seed=cfg.synth.seed, fresh=args.fresh)
+    _print_outcome(run_pipeline(cfg, fresh=args.fresh), cfg)
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _print_outcome(runs: dict, cfg: Config) -> None:
+    last = STAGES[-1]
+    if last.name in runs:
+        print(last.function("show")(runs[last.name], cfg))
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted (not the stream of the moment it
+    was made), so a replaced stderr (pytest's capture, a redirect) never receives a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure_logging(debug: bool, quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     handler.addFilter(RedactingFilter())
     log.handlers = [h for h in log.handlers if not isinstance(h, logging.StreamHandler)
@@ -110,11 +241,11 @@ def configure_logging(debug: bool, quiet: bool) -> None:
 
 
 def load_cli_config(args) -> Config:
-    path = getattr(args, "config", None)
+    path = getattr(args, "config", None) or getattr(args, "config_default", None)
     if path and "/" not in path and not path.endswith(".toml"):
-        path = named_config_path(path)
+        name, path = path, named_config_path(path)
         if not path.exists():
-            raise IcurtError(f"no shipped config named '{args.config}'; pass a TOML file path")
+            raise IcurtError(f"no shipped config named '{name}'; pass a TOML file path")
     return load_config(path, getattr(args, "overrides", []))
 
 

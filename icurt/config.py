@@ -8,15 +8,16 @@ load time, and every problem is an IcurtError naming the key.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icurt.attack.objectives import OBJECTIVES
+from icurt.config_toml import apply_override, build_section, dict_to_toml, merge, read_toml
 from icurt.errors import IcurtError
+from icurt.model.hparams import ACTIVATIONS, OPTIMIZERS
 from icurt.shipped import shipped_path
 
 FEATURE_COLUMNS = (
@@ -24,16 +25,12 @@ FEATURE_COLUMNS = (
     "albumin", "bun", "creatinine", "sodium", "bicarbonate", "platelet", "glucose", "magnesium",
     "heartrate", "sysbp", "diasbp", "tempc", "resprate", "spo2",
 )
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
-ACTIVATIONS = ("relu", "tanh")
-ATTACK_OBJECTIVES = ("sparsity", "max_num_nonzero_perts", "sparse_small", "sparse_small_max")
 
 
 def setting(*, min: float | None = None, max: float | None = None, choices=None,
-            ascending_pair: bool = False, positive: bool = False):
+            ascending_pair: bool = False):
     """A config field with the bounds the loader checks (`choices` applies to each list item)."""
-    return field(metadata={"min": min, "max": max, "choices": choices,
-                           "ascending_pair": ascending_pair, "positive": positive})
+    return field(metadata={"min": min, "max": max, "choices": choices, "ascending_pair": ascending_pair})
 
 
 @dataclass(frozen=True)
@@ -138,10 +135,8 @@ class TuneAttackConfig(TuningDriverConfig):
     report_interval: int = setting(min=1)
     max_num_samples: int = setting(min=1)
     sample_selection_seed: int = setting(min=0)
-    objective: str = setting(choices=ATTACK_OBJECTIVES)
+    objective: str = setting(choices=OBJECTIVES)
     n_critical: int = setting(min=1)
-    max_perts: int = setting(min=0)
-    attack_misclassified_samples: bool = setting()
     kappa: list[float] = setting(min=0, ascending_pair=True)
     lambda_1: list[float] = setting(min=1e-12, ascending_pair=True)
     learning_rate: list[float] = setting(min=1e-12, max=10, ascending_pair=True)
@@ -159,15 +154,17 @@ class AttackConfig:
     cpus_per_actor: float = setting(min=0.01)
     gpus_per_actor: float = setting(min=0, max=8)
     max_batch_retries: int = setting(min=0)
+
+
+@dataclass(frozen=True)
+class AttackMethod:
+    """How the sparse attack works beyond its tuned hyperparameters: tune-attack trials and the full
+    attack run the same method (the attack takes the one its tune-attack run recorded)."""
+    max_perts: int = setting(min=0)
     lambda_decay: float = setting(min=1e-6, max=1.0)
     lambda_decay_every: int = setting(min=1)
     early_stop_patience: int = setting(min=0)
-
-    def method_settings(self) -> dict:
-        """The attack's own settings that tuning does not search: tune-attack trials use them too,
-        so they score the attack that `icurt attack` runs."""
-        return {"lambda_decay": self.lambda_decay, "lambda_decay_every": self.lambda_decay_every,
-                "early_stop_patience": self.early_stop_patience}
+    attack_misclassified: bool = setting()
 
 
 @dataclass(frozen=True)
@@ -186,6 +183,7 @@ class Config:
     tune_model: TuneModelConfig
     train: TrainConfig
     tune_attack: TuneAttackConfig
+    attack_method: AttackMethod
     attack: AttackConfig
     analyze: AnalyzeConfig
 
@@ -206,15 +204,15 @@ def named_config_path(name: str) -> Path:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                 env: dict[str, str] | None = None) -> Config:
     """Defaults, then the TOML file at `path`, then environment, then `section.key=value` overrides."""
-    raw = _read_toml(default_config_path())
+    raw = read_toml(default_config_path())
     if path is not None:
-        _merge(raw, _read_toml(Path(path)), origin=str(path))
+        merge(raw, read_toml(Path(path)), origin=str(path))
     env = os.environ if env is None else env
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):
             raw[section][key] = env[var]
     for item in overrides:
-        _apply_override(raw, item)
+        apply_override(raw, item)
     return config_from_dict(raw)
 
 
@@ -225,12 +223,20 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     for name, section_type in hints.items():
         if name not in raw:
             raise IcurtError(f"config section [{name}] is missing; copy it from configs/default.toml")
-        sections[name] = _build_section(name, section_type, raw[name])
+        sections[name] = build_section(name, section_type, raw[name])
     unknown = set(raw) - set(hints)
     if unknown:
         raise IcurtError(f"unknown config section [{sorted(unknown)[0]}]; "
                          f"known sections: {', '.join(hints)}")
     return Config(**sections)
+
+
+def section_from_dict(name: str, values: dict[str, Any]):
+    """One section (e.g. an [attack_method] a run recorded) from a dict, validated like a config file."""
+    hints = typing.get_type_hints(Config)
+    if name not in hints:
+        raise IcurtError(f"unknown config section [{name}]; known sections: {', '.join(hints)}")
+    return build_section(name, hints[name], values)
 
 
 def config_to_dict(cfg: Config, redact: bool = True) -> dict[str, Any]:
@@ -262,140 +268,5 @@ def with_overrides(cfg: Config, overrides: list[str]) -> Config:
     """A copy of cfg with `section.key=value` overrides applied and validated."""
     raw = config_to_dict(cfg, redact=False)
     for item in overrides:
-        _apply_override(raw, item)
+        apply_override(raw, item)
     return config_from_dict(raw)
-
-
-def dict_to_toml(data: dict[str, Any]) -> str:
-    lines: list[str] = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise IcurtError(f"config file {path} does not exist; pass an existing TOML file to --config")
-    except tomllib.TOMLDecodeError as exc:
-        raise IcurtError(f"config file {path} is not valid TOML ({exc}); fix the syntax")
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any], origin: str) -> None:
-    for section, values in update.items():
-        if section not in base:
-            raise IcurtError(f"unknown config section [{section}] in {origin}; "
-                             f"known sections: {', '.join(base)}")
-        if not isinstance(values, dict):
-            raise IcurtError(f"config key '{section}' in {origin} must be a [section] table")
-        for key, value in values.items():
-            if key not in base[section]:
-                raise IcurtError(f"unknown config key '{section}.{key}' in {origin}; "
-                                 "see `icurt config show` for all keys")
-            base[section][key] = value
-
-
-def _apply_override(raw: dict[str, Any], item: str) -> None:
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    section, dot, name = key.partition(".")
-    if not sep or not dot:
-        raise IcurtError(f"override '{item}' must look like section.key=value, e.g. train.epochs=20")
-    if section not in raw or name not in raw[section]:
-        raise IcurtError(f"unknown config key '{key}'; see `icurt config show` for all keys")
-    raw[section][name] = _parse_override_value(text.strip())
-
-
-def _parse_override_value(text: str) -> Any:
-    """TOML syntax when it parses (numbers, booleans, lists), the bare text otherwise."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _build_section(name: str, section_type: type, values: Any):
-    if not isinstance(values, dict):
-        raise IcurtError(f"config key '{name}' must be a [section] table")
-    kwargs = {}
-    for f in dataclasses.fields(section_type):
-        key = f"{name}.{f.name}"
-        if f.name not in values:
-            raise IcurtError(f"config key '{key}' is missing; copy it from configs/default.toml")
-        hint = typing.get_type_hints(section_type)[f.name]
-        value = _coerce(key, hint, values[f.name])
-        _check_bounds(key, value, f.metadata)
-        kwargs[f.name] = value
-    unknown = set(values) - {f.name for f in dataclasses.fields(section_type)}
-    if unknown:
-        raise IcurtError(f"unknown config key '{name}.{sorted(unknown)[0]}'; "
-                         "see `icurt config show` for all keys")
-    return section_type(**kwargs)
-
-
-def _coerce(key: str, hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is list:
-        (item_type,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise IcurtError(f"config key '{key}' must be a list of {item_type.__name__}, "
-                             f"got {value!r}")
-        if not value:
-            raise IcurtError(f"config key '{key}' must not be empty")
-        return [_coerce(key, item_type, v) for v in value]
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise IcurtError(f"config key '{key}' must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise IcurtError(f"config key '{key}' must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise IcurtError(f"config key '{key}' must be a finite number, got {value!r}")
-            return float(value)
-        raise IcurtError(f"config key '{key}' must be a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise IcurtError(f"config key '{key}' must be a string, got {value!r}")
-    raise TypeError(f"unsupported config type {hint} for {key}")
-
-
-def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
-    items = value if isinstance(value, list) else [value]
-    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
-    for item in items:
-        if choices is not None and item not in choices:
-            raise IcurtError(f"config key '{key}' has {item!r}; choose from {', '.join(choices)}")
-        if lo is not None and item < lo:
-            raise IcurtError(f"config key '{key}' is {item!r}, below its minimum {lo}")
-        if hi is not None and item > hi:
-            raise IcurtError(f"config key '{key}' is {item!r}, above its maximum {hi}")
-    if meta.get("ascending_pair"):
-        if len(items) != 2:
-            raise IcurtError(f"config key '{key}' must be a [low, high] pair, got {value!r}")
-        if items[0] > items[1]:
-            raise IcurtError(f"config key '{key}' is inverted ({items[0]} > {items[1]}); "
-                             "write it as [low, high]")
-    if isinstance(value, list) and choices is not None and len(set(items)) != len(items):
-        raise IcurtError(f"config key '{key}' lists a value twice: {value!r}")

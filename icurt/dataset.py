@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -19,7 +20,7 @@ class Dataset:
     labels: np.ndarray          # (N,) int64, 1 = died in hospital
     stay_ids: np.ndarray        # (N,) int64 icustay_id
     feature_names: list[str]    # length F, the order of the last axis
-    normalisation: dict         # per feature: {"lower": p_low, "upper": p_high} in clinical units
+    normalisation: dict         # per feature: {"p_low", "p_high", "median"} in clinical units
 
     def __post_init__(self):
         n, _, f = self.features.shape
@@ -45,3 +46,15 @@ def load_dataset(folder: Path) -> Dataset:
         return Dataset(features=arrays["features"], labels=arrays["labels"], stay_ids=arrays["stay_ids"],
                        feature_names=json.loads((Path(folder) / FEATURES_FILE).read_text()),
                        normalisation=json.loads((Path(folder) / STATS_FILE).read_text()))
+
+
+def scaling_range(normalisation: Mapping, feature: str) -> tuple[float, float] | None:
+    """(p_low, p_high) in clinical units that scaled [0, 1] maps onto: scaled = (v - p_low) /
+    (p_high - p_low), so one scaled unit is p_high - p_low clinical units. None when
+    normalisation.json has no usable range for the feature."""
+    entry = normalisation.get(feature) or {}
+    try:
+        low, high = float(entry["p_low"]), float(entry["p_high"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (low, high) if np.isfinite(low) and np.isfinite(high) and high > low else None

@@ -55,24 +55,3 @@ def init_ray(cfg: Config):
                          "check [ray].address (\"\" starts a local Ray)") from None
     log.info("Ray resources: %s", ray.cluster_resources())
     return ray
-
-
-def cluster_gpus() -> float:
-    import ray
-
-    return float(ray.cluster_resources().get("GPU", 0.0))
-
-
-def resolve_device(cfg: Config) -> str:
-    """'cuda' or 'cpu' for work in this process, from [ray].device."""
-    import torch
-
-    if cfg.ray.device == "cuda":
-        if not torch.cuda.is_available():
-            raise IcurtError("[ray].device is 'cuda' but this process sees no GPU; "
-                             "set --set ray.device=auto or cpu")
-        return "cuda"
-    if cfg.ray.device == "cpu":
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-

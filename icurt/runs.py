@@ -10,7 +10,6 @@ config, passwords redacted) and run.log.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -25,9 +24,9 @@ from icurt import __version__
 from icurt.config import Config, config_to_toml
 from icurt.db.dsn import RedactingFilter
 from icurt.errors import IcurtError
+from icurt.files import read_json, write_json
+from icurt.stages import INPUT_STAGE, STAGE_NAMES
 
-STAGES = ("query", "preprocess", "tune-model", "train", "tune-attack", "attack", "analyze")
-INPUT_STAGE = {stage: STAGES[i - 1] if i else None for i, stage in enumerate(STAGES)}
 TMP_PREFIX, FAILED_PREFIX = ".tmp-", ".failed-"
 log = logging.getLogger("icurt")
 
@@ -61,7 +60,7 @@ class RunWriter:
 
     def update_meta(self, **values) -> None:
         self.meta.update(values)
-        _write_json(self.path / "run.json", self.meta)
+        write_json(self.path / "run.json", self.meta, sort_keys=True)
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -84,7 +83,7 @@ class RunStore:
 
     def list(self, stage: str | None = None) -> list[Run]:
         """Completed runs, newest first (all stages when `stage` is None)."""
-        stages = [stage] if stage else list(STAGES)
+        stages = [stage] if stage else list(STAGE_NAMES)
         runs = []
         for name in stages:
             folder = self.stage_dir(name)
@@ -117,7 +116,7 @@ class RunStore:
 
     def find(self, run_id: str) -> Run:
         """The completed run with this id, whatever its stage."""
-        for stage in STAGES:
+        for stage in STAGE_NAMES:
             if (self.stage_dir(stage) / run_id / "run.json").is_file():
                 return self.get(stage, run_id)
         raise IcurtError(f"no completed run '{run_id}' under {self.root}; `icurt runs` lists them")
@@ -157,10 +156,10 @@ class RunStore:
         run_id = resume_id or new_run_id()
         tmp = folder / f"{TMP_PREFIX}{run_id}"
         if resume_id:
-            self._reopen(stage, resume_id, tmp)
+            os.replace(self.interrupted_folder(stage, resume_id), tmp)
         else:
             tmp.mkdir()
-        meta = _read_json(tmp / "run.json") if resume_id else {}
+        meta = read_json(tmp / "run.json") if resume_id else {}
         meta.update({
             "stage": stage, "run_id": run_id, "status": "running", "icurt_version": __version__,
             "created": meta.get("created", _now()), "inputs": {r.stage: r.run_id for r in inputs},
@@ -193,17 +192,19 @@ class RunStore:
         writer.path = final
         writer.run = self._load(stage, final)
 
-    def _reopen(self, stage: str, run_id: str, tmp: Path) -> None:
+    def interrupted_folder(self, stage: str, run_id: str) -> Path:
+        """The folder of the interrupted run `run_id` (.failed- or a .tmp- a killed process left)."""
         folder = self.stage_dir(stage)
-        for candidate in (folder / f"{FAILED_PREFIX}{run_id}", tmp):
-            if candidate.is_dir():
-                if candidate != tmp:
-                    os.replace(candidate, tmp)
-                return
-        if (folder / run_id).is_dir():
+        for name in (f"{FAILED_PREFIX}{run_id}", f"{TMP_PREFIX}{run_id}"):
+            if "/" not in run_id and (folder / name / "run.json").is_file():
+                return folder / name
+        if (folder / run_id / "run.json").is_file():
             raise IcurtError(f"{stage} run '{run_id}' already completed; start a new run instead of --resume")
         raise IcurtError(f"no interrupted {stage} run '{run_id}' to resume under {self.root}; "
                          f"`icurt runs {stage} --all` lists failed runs")
+
+    def interrupted_meta(self, stage: str, run_id: str) -> dict:
+        return read_json(self.interrupted_folder(stage, run_id) / "run.json")
 
     def failed(self, stage: str) -> list[str]:
         folder = self.stage_dir(stage)
@@ -215,26 +216,16 @@ class RunStore:
 
     @staticmethod
     def _load(stage: str, path: Path) -> Run:
-        return Run(stage=stage, run_id=path.name, path=path, meta=_read_json(path / "run.json"))
+        return Run(stage=stage, run_id=path.name, path=path, meta=read_json(path / "run.json"))
 
 
 def _check_stage(stage: str) -> None:
-    if stage not in STAGES:
-        raise IcurtError(f"unknown stage '{stage}'; stages are: {', '.join(STAGES)}")
+    if stage not in STAGE_NAMES:
+        raise IcurtError(f"unknown stage '{stage}'; stages are: {', '.join(STAGE_NAMES)}")
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _attach_log(path: Path) -> logging.Handler:

@@ -47,6 +47,20 @@ def _say_empty(ax) -> None:
     ax.set_yticks([])
 
 
+def _draw_by_direction(ax, table, kind: str, draw, offsets=(0.0, 0.0)) -> bool:
+    """draw(rows, offset, direction) for each direction that has rows of `kind` in `table`; when
+    none has, the axes say so and False is returned."""
+    drawn = False
+    for offset, direction in zip(offsets, DIRECTIONS):
+        rows = table[(table["kind"] == kind) & (table["direction"] == direction)] if len(table) else table
+        if len(rows):
+            draw(rows, offset, direction)
+            drawn = True
+    if not drawn:
+        _say_empty(ax)
+    return drawn
+
+
 def histogram_plot(analysis: Analysis, metric: str) -> Plot:
     """First and best example side by side; one outline per direction on shared bins."""
     fig, axes = _new_figure(10, 3.6, 1, 2)
@@ -77,17 +91,12 @@ def feature_plot(analysis: Analysis, kind: str) -> Plot:
     x = np.arange(len(names))
     fig, axes = _new_figure(11, 6, 2, 1)
     panels = (("sample_frequency", "fraction of samples perturbed"), ("susceptibility", "S_j = Σ_t S_tj"))
-    table = analysis.feature_stats
     for ax, (column, label) in zip(axes, panels):
-        drawn = False
-        for offset, direction in zip((-0.2, 0.2), DIRECTIONS):
-            rows = table[(table["kind"] == kind) & (table["direction"] == direction)] if len(table) else table
-            if len(rows):
-                ax.bar(x + offset, rows[column].to_numpy(), width=0.4, color=COLORS[direction],
-                       label=GROUP_TITLE[direction])
-                drawn = True
-        if not drawn:
-            _say_empty(ax)
+        def bars(rows, offset, direction):
+            ax.bar(x + offset, rows[column].to_numpy(), width=0.4, color=COLORS[direction],
+                   label=GROUP_TITLE[direction])
+
+        if not _draw_by_direction(ax, analysis.feature_stats, kind, bars, offsets=(-0.2, 0.2)):
             continue
         ax.set_ylabel(label)
         ax.set_xticks(x, names, rotation=45, ha="right")
@@ -103,17 +112,12 @@ def hour_plot(analysis: Analysis, kind: str) -> Plot:
     """Per hour: fraction of samples perturbed then, and H_t = Σ_j S_tj, one curve per direction."""
     fig, axes = _new_figure(10, 5.6, 2, 1)
     panels = (("sample_frequency", "fraction of samples perturbed"), ("susceptibility", "H_t = Σ_j S_tj"))
-    table = analysis.hour_stats
     for ax, (column, label) in zip(axes, panels):
-        drawn = False
-        for direction in DIRECTIONS:
-            rows = table[(table["kind"] == kind) & (table["direction"] == direction)] if len(table) else table
-            if len(rows):
-                ax.plot(rows["hour"], rows[column], marker="o", markersize=3, color=COLORS[direction],
-                        label=GROUP_TITLE[direction])
-                drawn = True
-        if not drawn:
-            _say_empty(ax)
+        def curves(rows, _, direction):
+            ax.plot(rows["hour"], rows[column], marker="o", markersize=3, color=COLORS[direction],
+                    label=GROUP_TITLE[direction])
+
+        if not _draw_by_direction(ax, analysis.hour_stats, kind, curves):
             continue
         ax.set_ylabel(label)
         ax.set_xlabel("hour of the observation window")

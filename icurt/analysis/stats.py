@@ -12,8 +12,8 @@ reverse; the group "all" pools both. P is in scaled [0, 1] units; n = successful
   mean_t PP_tj; per hour the same over features.
 - susceptibility (Sun et al., KDD 2018) over the successful samples of one direction (here of
   any group): S_tj = MP_tj · PP_tj, feature score S_j = Σ_t S_tj, hour score H_t = Σ_j S_tj.
-- clinical size: Δclinical = median |P| over the feature's non-zero elements × (max − min) of
-  normalisation.json, since scaled = (v − min) / (max − min).
+- clinical size: Δclinical = median |P| over the feature's non-zero elements × (p_high − p_low) of
+  normalisation.json, since scaled = (v − p_low) / (p_high − p_low).
 A group without successful samples gets no location rows (the report says so), not NaN rows.
 """
 
@@ -25,34 +25,23 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from icurt.attack.results import KINDS, Perturbations, check_results
+from icurt.dataset import scaling_range
 from icurt.errors import IcurtError
 
-KINDS = ("first", "best")
 DIRECTIONS = ("0to1", "1to0")
 GROUPS = ("all", *DIRECTIONS)
 ORIGINAL_LABEL = {"0to1": 0, "1to0": 1}
 GROUP_TITLE = {"all": "all", "0to1": "0 → 1", "1to0": "1 → 0"}
-METRICS = ("n_nonzero", "l1", "maxabs")
+METRICS = ("n_nonzero", "l1", "maxabs")  # per-sample sizes in results.parquet
 METRIC_TITLE = {"n_nonzero": "perturbed elements", "l1": "L1 = Σ|P|", "maxabs": "max |P|"}
 QUANTILES = {"q10": 0.10, "q25": 0.25, "median": 0.50, "q75": 0.75, "q90": 0.90}
-REQUIRED_COLUMNS = ("sample_index", "label", "attacked", "success",
-                    *(f"{m}_{k}" for m in METRICS for k in KINDS))
 CLINICAL_UNITS = {
     "heartrate": "bpm", "sysbp": "mmHg", "diasbp": "mmHg", "tempc": "°C", "resprate": "breaths/min",
     "spo2": "%", "glucose": "mg/dL", "potassium": "mmol/L", "calcium": "mmol/L", "ph": "",
     "pco2": "mmHg", "lactate": "mmol/L", "albumin": "g/dL", "bun": "mg/dL", "creatinine": "mg/dL",
     "sodium": "mEq/L", "bicarbonate": "mEq/L", "platelet": "K/uL", "magnesium": "mg/dL",
 }
-
-
-@dataclass(frozen=True)
-class Perturbations:
-    """The non-zero elements of P for one kind (first or best example), as COO arrays."""
-
-    sample: np.ndarray  # int64 sample_index
-    t: np.ndarray       # hour
-    f: np.ndarray       # feature
-    value: np.ndarray   # P in scaled units
 
 
 @dataclass(frozen=True)
@@ -92,35 +81,6 @@ class Analysis:
     hour_stats: pd.DataFrame | None = None
     susceptibility: dict = field(default_factory=dict)  # (direction, kind) -> ranked S_j table
     clinical: dict = field(default_factory=dict)        # (direction, kind) -> top features table
-
-
-def perturbations_from_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Perturbations], tuple]:
-    """Check and unpack perturbations.npz: ({kind: Perturbations}, shape (N, T, F))."""
-    if "shape" not in arrays or np.asarray(arrays["shape"]).size != 3:
-        raise IcurtError("perturbations.npz has no 3-value 'shape'; rerun `icurt attack`")
-    shape = tuple(int(v) for v in np.asarray(arrays["shape"]).ravel())
-    found = {}
-    for kind in KINDS:
-        keys = [f"{kind}_{part}" for part in ("sample", "t", "f", "value")]
-        missing = [k for k in keys if k not in arrays]
-        if missing:
-            raise IcurtError(f"perturbations.npz lacks {', '.join(missing)}; rerun `icurt attack`")
-        sample, t, f = (np.asarray(arrays[k]).astype(np.int64).ravel() for k in keys[:3])
-        value = np.asarray(arrays[keys[3]], dtype=np.float64).ravel()
-        if not len(sample) == len(t) == len(f) == len(value):
-            raise IcurtError(f"perturbations.npz: the {kind}_* arrays differ in length; rerun `icurt attack`")
-        if ((t < 0) | (t >= shape[1]) | (f < 0) | (f >= shape[2])).any():
-            raise IcurtError(f"perturbations.npz: {kind} hours or features fall outside shape {shape}; "
-                             "rerun `icurt attack`")
-        found[kind] = Perturbations(sample, t, f, value)
-    return found, shape
-
-
-def check_results(results: pd.DataFrame) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in results.columns]
-    if missing:
-        raise IcurtError(f"results.parquet lacks column(s) {', '.join(missing)}; it does not follow "
-                         "the attack contract — rerun `icurt attack`")
 
 
 def group_rows(results: pd.DataFrame, group: str) -> pd.DataFrame:
@@ -271,19 +231,6 @@ def susceptibility_table(st: LocationStats, names: list[str]) -> pd.DataFrame:
     table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return table[SUSCEPTIBILITY_COLUMNS]
-
-
-def scaling_range(normalisation: Mapping, feature: str) -> tuple[float, float] | None:
-    """(min, max) in clinical units that scaled [0, 1] maps onto, when normalisation.json has it."""
-    entry = normalisation.get(feature) or {}
-    for low_key, high_key in (("min", "max"), ("p_low", "p_high"), ("lower", "upper")):
-        try:
-            low, high = float(entry[low_key]), float(entry[high_key])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if np.isfinite(low) and np.isfinite(high) and high > low:
-            return low, high
-    return None
 
 
 CLINICAL_COLUMNS = ["rank", "feature", "score", "median_abs_p", "scale_min", "scale_max",

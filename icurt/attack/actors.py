@@ -1,7 +1,7 @@
 """The full attack's Ray layer: a pool of AttackWorker actors, batches handed to idle ones, retries.
 
-Each actor builds the model once from a state_dict and model.json content taken from the object
-store (never from the driver's disk) and reads the feature array from the object store. A batch
+Each actor builds the model once from a Checkpoint taken from the object store (never from the
+driver's disk) and reads the feature array from the object store. A batch
 whose actor dies is queued again for a live actor (actors restart up to `max_restarts` times) up
 to `max_batch_retries` times; a batch result is accepted once, so every sample appears once.
 The attack is deterministic (P starts at 0; no random draws), so a batch's result does not
@@ -19,7 +19,9 @@ import numpy as np
 
 from icurt.attack.attacker import AttackHparams
 from icurt.attack.samples import SampleResults
+from icurt.config import AttackMethod
 from icurt.errors import IcurtError
+from icurt.placement import Placement, WorkerSetup
 
 log = logging.getLogger("icurt")
 TASKS_PER_ACTOR = 2  # one running, one queued, so an actor never waits for the driver
@@ -28,25 +30,11 @@ TASKS_PER_ACTOR = 2  # one running, one queued, so an actor never waits for the 
 class AttackWorker:
     """One actor of the pool (a plain class, made a Ray actor by AttackPool; also usable in-process)."""
 
-    def __init__(self, state_dict, model_spec: dict, hp: dict, iterations: int,
-                 attack_misclassified: bool, device: str = "cpu", threads: int = 1):
-        import torch
-
-        from icurt.model.lstm import LSTMClassifier, ModelHparams
-
-        if device == "cuda" and not torch.cuda.is_available():
-            # a GPU resource without a usable CUDA device (e.g. a custom resource label): run on CPU
-            logging.getLogger("icurt").warning("attack actor was given a GPU but sees no CUDA device; "
-                                               "attacking on the CPU")
-            device = "cpu"
-        self.device = device
-        if device == "cpu":
-            torch.set_num_threads(max(1, threads))
-        self.model = LSTMClassifier(int(model_spec["num_features"]), ModelHparams.from_dict(model_spec["hparams"]))
-        self.model.load_state_dict(state_dict)
-        self.model.to(device).eval()
-        self.hp, self.iterations = AttackHparams.from_dict(hp), iterations
-        self.attack_misclassified = attack_misclassified
+    def __init__(self, checkpoint, hp: AttackHparams, method: AttackMethod, iterations: int,
+                 worker: WorkerSetup = WorkerSetup(use_gpu=False, threads=1)):
+        self.device = worker.torch_device()
+        self.model = checkpoint.build(self.device)
+        self.hp, self.method, self.iterations = hp, method, iterations
 
     def attack(self, batch_index: int, sample_index: np.ndarray, features: np.ndarray,
                labels: np.ndarray) -> tuple[int, dict]:
@@ -54,16 +42,14 @@ class AttackWorker:
         from icurt.attack.samples import attack_samples
 
         results = attack_samples(self.model, features[sample_index], labels[sample_index], self.hp,
-                                 self.iterations, device=self.device,
-                                 attack_misclassified=self.attack_misclassified)
+                                 self.method, self.iterations, device=self.device)
         return batch_index, {f.name: getattr(results, f.name) for f in fields(results)}
 
 
 @dataclass(frozen=True)
 class PoolSpec:
     num_actors: int
-    cpus_per_actor: float
-    gpus_per_actor: float   # 0 where the cluster has no GPU (or the config says cpu)
+    placement: Placement    # Ray resources of one actor
     max_restarts: int
     max_batch_retries: int
 
@@ -74,17 +60,16 @@ Progress = Callable[[int, SampleResults], None]
 class AttackPool:
     """num_actors AttackWorker actors holding one model; `run` attacks a list of sample batches."""
 
-    def __init__(self, ray, spec: PoolSpec, state_dict, model_spec: dict, hp: AttackHparams,
-                 iterations: int, attack_misclassified: bool, worker_class=AttackWorker):
+    def __init__(self, ray, spec: PoolSpec, checkpoint, hp: AttackHparams, method: AttackMethod,
+                 iterations: int, worker_class=AttackWorker):
         self.ray, self.spec = ray, spec
+        resources = spec.placement.resources
         remote_class = ray.remote(worker_class).options(
-            num_cpus=spec.cpus_per_actor, num_gpus=spec.gpus_per_actor, max_restarts=spec.max_restarts)
-        self._state_ref = state_ref = ray.put(state_dict)  # held so restarted actors can rebuild the model
+            num_cpus=resources["CPU"], num_gpus=resources.get("GPU", 0), max_restarts=spec.max_restarts)
+        self._checkpoint_ref = ref = ray.put(checkpoint)  # held so restarted actors can rebuild the model
         # The driver picks the device: with GPUs unassigned, Ray may leave CUDA visible to an actor.
-        device = "cuda" if spec.gpus_per_actor > 0 else "cpu"
-        threads = max(1, int(spec.cpus_per_actor))
-        self.actors = [remote_class.remote(state_ref, model_spec, hp.to_dict(), iterations,
-                                           attack_misclassified, device, threads) for _ in range(spec.num_actors)]
+        self.actors = [remote_class.remote(ref, hp, method, iterations, spec.placement.worker())
+                       for _ in range(spec.num_actors)]
 
     def run(self, features: np.ndarray, labels: np.ndarray, batches: list[np.ndarray],
             on_batch: Progress | None = None, keep_results: bool = True) -> dict[int, SampleResults]:

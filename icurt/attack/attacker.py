@@ -36,34 +36,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from icurt.config import OPTIMIZERS
+from icurt.attack.state import AttackState, BatchResult, Records
+from icurt.config import AttackMethod
 from icurt.errors import IcurtError
+from icurt.model.hparams import OPTIMIZERS
+from icurt.model.trainer import OPTIMIZER_CLASSES
 
-OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
 EARLY_STOP_TOLERANCE = 1e-3   # relative fall of a sample's best loss that still counts as progress
 
 
 @dataclass(frozen=True)
 class AttackHparams:
+    """The attack's tuned hyperparameters (the rest of the attack is its AttackMethod)."""
+
     kappa: float
     lambda_1: float
     learning_rate: float
     optimizer: str
     batch_size: int
-    max_perts: int = 0
-    lambda_decay: float = 1.0      # < 1: per-sample L1 weight search (see the module docstring)
-    lambda_decay_every: int = 10   # iterations between its adjustments
-    early_stop_patience: int = 0   # > 0: stop a sample that stalls this long (see the module docstring)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise IcurtError(f"unknown attack optimizer '{self.optimizer}'; choose from {', '.join(OPTIMIZERS)}")
-        if (self.batch_size < 1 or self.learning_rate <= 0 or self.lambda_1 < 0 or self.kappa < 0
-                or not 0 < self.lambda_decay <= 1 or self.lambda_decay_every < 1
-                or self.early_stop_patience < 0):
-            raise IcurtError(f"invalid attack hyperparameters {self}; batch_size, learning_rate and "
-                             "lambda_decay_every must be positive, kappa, lambda_1 and early_stop_patience "
-                             "non-negative, lambda_decay in (0, 1]")
+        if self.batch_size < 1 or self.learning_rate <= 0 or self.lambda_1 < 0 or self.kappa < 0:
+            raise IcurtError(f"invalid attack hyperparameters {self}; batch_size and learning_rate must "
+                             "be positive, kappa and lambda_1 non-negative")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,71 +73,6 @@ class AttackHparams:
             raise IcurtError(f"attack hyperparameters lack {', '.join(sorted(missing))}; "
                              "rerun `icurt tune-attack`")
         return cls(**{k: v for k, v in values.items() if k in names})
-
-
-@dataclass
-class Records:
-    """Per-sample records of an attack: the first adversarial example and the lowest-loss one."""
-
-    first_iteration: torch.Tensor  # (B,) -1 until found
-    first_p: torch.Tensor          # (B, T, F)
-    best_iteration: torch.Tensor   # (B,) -1 until found
-    best_loss: torch.Tensor        # (B,) inf until found
-    best_p: torch.Tensor           # (B, T, F)
-    best_logits: torch.Tensor      # (B, C) NaN until found
-
-    @classmethod
-    def empty(cls, x: torch.Tensor, num_classes: int) -> "Records":
-        batch = x.shape[0]
-        never = torch.full((batch,), -1, dtype=torch.int64, device=x.device)
-        return cls(first_iteration=never, first_p=torch.zeros_like(x), best_iteration=never.clone(),
-                   best_loss=torch.full((batch,), math.inf, device=x.device), best_p=torch.zeros_like(x),
-                   best_logits=torch.full((batch, num_classes), math.nan, device=x.device))
-
-    def take(self, index: torch.Tensor) -> "Records":
-        return Records(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    def clone(self) -> "Records":
-        return Records(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
-
-    def put(self, index: torch.Tensor, part: "Records") -> None:
-        for f in fields(self):
-            getattr(self, f.name)[index] = getattr(part, f.name)
-
-
-@dataclass
-class AttackState:
-    """One batch mid-attack. The working tensors hold only the samples still being optimised
-    (`rows` maps them to the batch); `stopped` holds the final records of the others."""
-
-    rows: torch.Tensor            # (A,) batch positions of the active samples
-    x: torch.Tensor               # (A, T, F) inputs in [0, 1]
-    target: torch.Tensor          # (A,) class to move away from
-    p: torch.Tensor               # (A, T, F) the perturbation (leaf, requires grad)
-    lambda_1: torch.Tensor        # (A,) each sample's current L1 weight in the proximal step
-    lower: torch.Tensor           # -x
-    upper: torch.Tensor           # 1 - x
-    optimizer: torch.optim.Optimizer
-    records: Records              # of the active samples
-    stopped: Records              # batch-sized; rows of stopped samples are final
-    orig_logits: torch.Tensor     # (B, C)
-    window_best_loss: torch.Tensor  # (A,) best loss at the last early-stop check
-    adversarial: torch.Tensor | None = None  # (A,) whether the newest checked iterate is adversarial
-    iteration: int = 0            # updates applied so far
-    checked: int = 0              # newest iterate whose logits are recorded
-
-
-@dataclass
-class BatchResult:
-    """Per-sample outcome as numpy arrays (zeros / -1 / NaN where no adversarial example was found)."""
-
-    success: np.ndarray           # (B,) bool
-    first_iteration: np.ndarray   # (B,) int64
-    best_iteration: np.ndarray    # (B,) int64
-    first_p: np.ndarray           # (B, T, F) float32
-    best_p: np.ndarray            # (B, T, F) float32
-    orig_logits: np.ndarray       # (B, C) float32
-    adv_logits: np.ndarray        # (B, C) float32, of the best example
 
 
 def attack_model(model: nn.Module, device: str) -> nn.Module:
@@ -160,10 +92,14 @@ def attack_model(model: nn.Module, device: str) -> nn.Module:
 
 
 class SparseAttack:
-    """The batched sparse attack on one model: init a batch, step it in blocks, read its result."""
+    """The batched sparse attack on one model: init a batch, step it in blocks, read its result.
 
-    def __init__(self, model: nn.Module, hp: AttackHparams, device: str = "cpu"):
-        self.hp, self.device = hp, torch.device(device)
+    Everything that defines the attack comes in here: the tuned `hp` and the `method` (cap,
+    lambda search, early stop).
+    """
+
+    def __init__(self, model: nn.Module, hp: AttackHparams, method: AttackMethod, device: str = "cpu"):
+        self.hp, self.method, self.device = hp, method, torch.device(device)
         self.model = attack_model(model, str(self.device))
 
     @torch.no_grad()
@@ -187,7 +123,7 @@ class SparseAttack:
 
     def step(self, state: AttackState, iterations: int) -> AttackState:
         """Advance the batch by `iterations` updates (callable repeatedly)."""
-        patience = self.hp.early_stop_patience
+        patience = self.method.early_stop_patience
         for _ in range(iterations):
             if patience and state.iteration and state.iteration % patience == 0:
                 self._stop_stalled(state)
@@ -202,7 +138,7 @@ class SparseAttack:
             margin_loss.sum().backward()
             state.optimizer.step()
             with torch.no_grad():
-                if self.hp.lambda_decay < 1 and (state.iteration + 1) % self.hp.lambda_decay_every == 0:
+                if self.method.lambda_decay < 1 and (state.iteration + 1) % self.method.lambda_decay_every == 0:
                     self._adapt_lambda(state)
                 self._proximal_step(state)
             state.iteration += 1
@@ -270,15 +206,15 @@ class SparseAttack:
         lambda_1) for those that are — EAD's per-sample search over c, folded into one run."""
         if state.adversarial is None:
             return
-        raised = torch.clamp(state.lambda_1 / self.hp.lambda_decay, max=self.hp.lambda_1)
-        state.lambda_1 = torch.where(state.adversarial, raised, state.lambda_1 * self.hp.lambda_decay)
+        raised = torch.clamp(state.lambda_1 / self.method.lambda_decay, max=self.hp.lambda_1)
+        state.lambda_1 = torch.where(state.adversarial, raised, state.lambda_1 * self.method.lambda_decay)
 
     def _proximal_step(self, state: AttackState) -> None:
         p = state.p
         threshold = self.hp.learning_rate * state.lambda_1[:, None, None] / self._preconditioner(state)
         shrunk = torch.clamp(p.abs() - threshold, min=0.0)
         p.copy_(torch.minimum(torch.maximum(torch.sign(p) * shrunk, state.lower), state.upper))
-        cap = self.hp.max_perts
+        cap = self.method.max_perts
         if 0 < cap < p[0].numel():
             flat = p.view(p.shape[0], -1)
             keep = torch.zeros_like(flat, dtype=torch.bool)

@@ -11,10 +11,13 @@ An all-zero P (never adversarial for a correctly classified sample) scores 0 on 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from icurt.config import ATTACK_OBJECTIVES
 from icurt.errors import IcurtError
+
+OBJECTIVES = ("sparsity", "max_num_nonzero_perts", "sparse_small", "sparse_small_max")
 
 
 def perturbation_sizes(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -29,8 +32,8 @@ def perturbation_sizes(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def per_sample_scores(name: str, p: np.ndarray, n_critical: int) -> np.ndarray:
     """The objective `name` of each sample's perturbation p (n, T, F)."""
-    if name not in ATTACK_OBJECTIVES:
-        raise IcurtError(f"unknown attack objective '{name}'; choose from {', '.join(ATTACK_OBJECTIVES)}")
+    if name not in OBJECTIVES:
+        raise IcurtError(f"unknown attack objective '{name}'; choose from {', '.join(OBJECTIVES)}")
     p = np.asarray(p)
     if p.ndim != 3:
         raise ValueError(f"perturbations must be (n, T, F), got shape {p.shape}")
@@ -47,3 +50,10 @@ def per_sample_scores(name: str, p: np.ndarray, n_critical: int) -> np.ndarray:
 def objective_score(name: str, best_p: np.ndarray, n_critical: int) -> float:
     """Sum over the successful samples' best perturbations (n, T, F) of the per-sample score."""
     return float(per_sample_scores(name, best_p, n_critical).sum())
+
+
+def attack_score(objective: str, results, n_critical: int) -> float:
+    """A tuning trial's score: the objective summed over the samples with an adversarial example
+    (their best ones); -inf when no sample has one."""
+    score = objective_score(objective, results.best_p[results.success], n_critical)
+    return score if not math.isnan(score) else -math.inf

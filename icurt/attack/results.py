@@ -1,29 +1,58 @@
-"""An attack run's results on disk: results.parquet (one row per sample) and perturbations.npz (COO).
+"""An attack run's files, written and read only here: results.parquet (one row per sample),
+perturbations.npz (COO), attack_config.json (the attack that ran) and feature_names.json.
 
 Only the non-zero elements of P are stored: for kind in (first, best), `{kind}_sample` (int64
-sample_index), `{kind}_t` (int16 hour), `{kind}_f` (int16 feature), `{kind}_value` (float32), and
-`shape` = [N, T, F] of the dataset. Sizes of a sample without an adversarial example are 0 / NaN.
+sample_index), `{kind}_t` (int16 hour), `{kind}_f` (int16 feature), `{kind}_value` (float32,
+scaled units), and `shape` = [N, T, F] of the dataset. Sizes of a sample without an adversarial
+example are 0 / NaN. Reading needs no torch (the analysis stage reads attack runs).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from icurt.attack.samples import SampleResults
 from icurt.attack.objectives import perturbation_sizes
 from icurt.errors import IcurtError
+from icurt.files import read_json, write_json
 
 RESULTS_FILE, PERTURBATIONS_FILE = "results.parquet", "perturbations.npz"
+CONFIG_FILE, FEATURES_FILE = "attack_config.json", "feature_names.json"
 KINDS = ("first", "best")
 COO_PARTS = {"sample": np.int64, "t": np.int16, "f": np.int16, "value": np.float32}
+SIZE_METRICS = ("n_nonzero", "l1", "maxabs")
+REQUIRED_COLUMNS = ("sample_index", "label", "attacked", "success",
+                    *(f"{m}_{k}" for m in SIZE_METRICS for k in KINDS))
+
+
+@dataclass(frozen=True)
+class Perturbations:
+    """The non-zero elements of P for one kind (first or best example), as COO arrays."""
+
+    sample: np.ndarray  # int64 sample_index
+    t: np.ndarray       # hour
+    f: np.ndarray       # feature
+    value: np.ndarray   # P in scaled units
+
+
+@dataclass(frozen=True)
+class AttackRun:
+    """What an attack run holds, checked."""
+
+    table: pd.DataFrame                       # results.parquet, by sample_index
+    perturbations: dict[str, Perturbations]   # kind -> COO
+    shape: tuple[int, int, int]               # (N, T, F) of the dataset
+    config: dict | None                       # attack_config.json (None if absent)
+    feature_names: list[str] | None           # feature_names.json (None if absent)
 
 
 def results_table(sample_index: np.ndarray, stay_ids: np.ndarray, labels: np.ndarray,
-                  results: SampleResults) -> pd.DataFrame:
+                  results) -> pd.DataFrame:
     """The contract's per-sample rows for these samples (in the given order)."""
     if results.orig_logits.shape[1] != 2:
         raise IcurtError("the attacked model must output 2 logits (survived, died); check the train run")
@@ -46,7 +75,7 @@ def results_table(sample_index: np.ndarray, stay_ids: np.ndarray, labels: np.nda
     return table
 
 
-def sparse_perturbations(sample_index: np.ndarray, results: SampleResults) -> dict[str, np.ndarray]:
+def sparse_perturbations(sample_index: np.ndarray, results) -> dict[str, np.ndarray]:
     """The non-zero elements of the first and best perturbations as COO arrays."""
     arrays = {}
     for kind in KINDS:
@@ -69,9 +98,10 @@ def merge_perturbations(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndar
     return merged
 
 
-def write_results(folder: Path, table: pd.DataFrame, perturbations: dict[str, np.ndarray],
-                  shape: tuple[int, int, int]) -> None:
-    """results.parquet (rows by sample_index) and perturbations.npz, each written then renamed."""
+def write_attack_run(folder: Path, table: pd.DataFrame, perturbations: dict[str, np.ndarray],
+                     shape: tuple[int, int, int], config: dict, feature_names: list[str]) -> None:
+    """results.parquet (rows by sample_index), perturbations.npz, attack_config.json and
+    feature_names.json, each written beside and then renamed."""
     folder = Path(folder)
     if table["sample_index"].duplicated().any():
         raise ValueError("a sample appears twice in the attack results")
@@ -82,30 +112,67 @@ def write_results(folder: Path, table: pd.DataFrame, perturbations: dict[str, np
     tmp = folder / f".{PERTURBATIONS_FILE}.tmp.npz"
     np.savez_compressed(tmp, shape=np.asarray(shape, np.int64), **perturbations)
     os.replace(tmp, folder / PERTURBATIONS_FILE)
+    write_json(folder / CONFIG_FILE, config)
+    write_json(folder / FEATURES_FILE, list(feature_names))
 
 
-def read_results(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray], tuple[int, int, int]]:
-    """(results table, COO arrays, shape) of an attack run folder."""
+def read_attack_run(folder: Path) -> AttackRun:
+    """The checked contents of an attack run folder; IcurtError naming what is missing or broken."""
     folder = Path(folder)
     for name in (RESULTS_FILE, PERTURBATIONS_FILE):
         if not (folder / name).is_file():
-            raise IcurtError(f"{folder} holds no {name}; is it a completed attack run?")
+            raise IcurtError(f"{folder} holds no {name}; it is not a complete attack run — rerun "
+                             "`icurt attack` or pass another with --from")
     table = pd.read_parquet(folder / RESULTS_FILE)
+    check_results(table)
     with np.load(folder / PERTURBATIONS_FILE, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    shape = tuple(int(v) for v in arrays.pop("shape"))
-    return table, arrays, shape
+        perturbations, shape = perturbations_from_arrays({k: npz[k] for k in npz.files})
+    optional = {name: read_json(folder / name) if (folder / name).is_file() else None
+                for name in (CONFIG_FILE, FEATURES_FILE)}
+    return AttackRun(table, perturbations, shape, optional[CONFIG_FILE], optional[FEATURES_FILE])
 
 
-def dense_results(table: pd.DataFrame, perturbations: dict[str, np.ndarray],
-                  shape: tuple[int, int, int]) -> SampleResults:
+def check_results(results: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in results.columns]
+    if missing:
+        raise IcurtError(f"results.parquet lacks column(s) {', '.join(missing)}; it does not follow "
+                         "the attack contract — rerun `icurt attack`")
+
+
+def perturbations_from_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, Perturbations], tuple]:
+    """Check and unpack perturbations.npz: ({kind: Perturbations}, shape (N, T, F))."""
+    if "shape" not in arrays or np.asarray(arrays["shape"]).size != 3:
+        raise IcurtError("perturbations.npz has no 3-value 'shape'; rerun `icurt attack`")
+    shape = tuple(int(v) for v in np.asarray(arrays["shape"]).ravel())
+    found = {}
+    for kind in KINDS:
+        keys = [f"{kind}_{part}" for part in COO_PARTS]
+        missing = [k for k in keys if k not in arrays]
+        if missing:
+            raise IcurtError(f"perturbations.npz lacks {', '.join(missing)}; rerun `icurt attack`")
+        sample, t, f = (np.asarray(arrays[k]).astype(np.int64).ravel() for k in keys[:3])
+        value = np.asarray(arrays[keys[3]], dtype=np.float64).ravel()
+        if not len(sample) == len(t) == len(f) == len(value):
+            raise IcurtError(f"perturbations.npz: the {kind}_* arrays differ in length; rerun `icurt attack`")
+        if ((t < 0) | (t >= shape[1]) | (f < 0) | (f >= shape[2])).any():
+            raise IcurtError(f"perturbations.npz: {kind} hours or features fall outside shape {shape}; "
+                             "rerun `icurt attack`")
+        found[kind] = Perturbations(sample, t, f, value)
+    return found, shape
+
+
+def dense_results(attack: AttackRun):
     """SampleResults for the table's rows (in its order), perturbations made dense again."""
+    from icurt.attack.samples import SampleResults
+
+    table, shape = attack.table, attack.shape
     position = {int(s): i for i, s in enumerate(table["sample_index"])}
     dense = {}
     for kind in KINDS:
+        coo = attack.perturbations[kind]
         p = np.zeros((len(table), shape[1], shape[2]), np.float32)
-        rows = np.array([position[int(s)] for s in perturbations[f"{kind}_sample"]], dtype=np.int64)
-        p[rows, perturbations[f"{kind}_t"], perturbations[f"{kind}_f"]] = perturbations[f"{kind}_value"]
+        rows = np.array([position[int(s)] for s in coo.sample], dtype=np.int64)
+        p[rows, coo.t, coo.f] = coo.value
         dense[kind] = p
     column = lambda name: table[name].to_numpy()  # noqa: E731
     return SampleResults(

@@ -8,7 +8,9 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from icurt.attack.attacker import AttackHparams, AttackState, BatchResult, SparseAttack, to_numpy
+from icurt.attack.attacker import AttackHparams, SparseAttack, to_numpy
+from icurt.attack.state import AttackState, BatchResult
+from icurt.config import AttackMethod
 from icurt.errors import IcurtError
 
 
@@ -18,9 +20,6 @@ class SampleResults(BatchResult):
 
     attacked: np.ndarray = None   # (N,) bool
 
-    def select(self, index) -> "SampleResults":
-        return SampleResults(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
     @classmethod
     def concat(cls, parts: list["SampleResults"]) -> "SampleResults":
         return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
@@ -29,10 +28,11 @@ class SampleResults(BatchResult):
 ReportFn = Callable[[int, SampleResults], "bool | None"]
 
 
-def attack_samples(model: nn.Module, x, y, hp: AttackHparams, iterations: int, device: str = "cpu",
-                   attack_misclassified: bool = False, report_every: int | None = None,
+def attack_samples(model: nn.Module, x, y, hp: AttackHparams, method: AttackMethod, iterations: int,
+                   device: str = "cpu", report_every: int | None = None,
                    on_report: ReportFn | None = None) -> SampleResults:
-    """Attack all samples in consecutive batches of hp.batch_size; misclassified ones only if asked.
+    """Attack all samples in consecutive batches of hp.batch_size; misclassified ones only if the
+    method says so. x is (N, T, F) in scaled [0, 1] units, y (N,) the labels.
 
     With `report_every`, all batches advance together in blocks and `on_report(iterations_done,
     results so far)` runs after each block; it returns False to stop early.
@@ -43,8 +43,8 @@ def attack_samples(model: nn.Module, x, y, hp: AttackHparams, iterations: int, d
         raise IcurtError(f"attack inputs must be (N, T, F) with N labels, got {x.shape} and {y.shape}")
     if len(x) and (x.min() < 0 or x.max() > 1):
         raise IcurtError("attack inputs must be scaled to [0, 1]; use a preprocess run's dataset")
-    attack = SparseAttack(model, hp, device)
-    jobs = (_BatchJob.start(attack, x[i:i + hp.batch_size], y[i:i + hp.batch_size], attack_misclassified)
+    attack = SparseAttack(model, hp, method, device)
+    jobs = (_BatchJob.start(attack, x[i:i + hp.batch_size], y[i:i + hp.batch_size], method.attack_misclassified)
             for i in range(0, len(x), hp.batch_size))
     if not report_every:  # one batch at a time, so only one batch's state is ever held
         parts = [job.advance(attack, iterations).result(attack) for job in jobs]

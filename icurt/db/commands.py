@@ -1,4 +1,4 @@
-"""`icurt db ...` subcommands: the embedded server, synth and load-csv."""
+"""`icurt db ...`: the embedded server, the synthetic cohort and the CSV loader."""
 
 from __future__ import annotations
 
@@ -26,14 +26,10 @@ def add_commands(sub, common) -> None:
     load.add_argument("folder", help="folder holding ADMISSIONS.csv(.gz), PATIENTS..., ICUSTAYS..., "
                       "CHARTEVENTS..., LABEVENTS..., D_ITEMS..., D_LABITEMS...")
     load.set_defaults(handler=_load_csv)
-    query = sub.add_parser("query", parents=[common], help="stage 1: run the four MIMIC-III queries "
-                           "into Parquet files of a new query run")
-    query.add_argument("--csv", action="store_true", help="also write CSV files")
-    query.set_defaults(handler=_query)
 
 
 def _synth(args, cfg: Config) -> int:
-    from icurt.db.synth import run_synth
+    from icurt.db.synth.cohort import run_synth
 
     run_synth(cfg, stays=args.stays or cfg.synth.stays,
               seed=cfg.synth.seed if args.seed is None else args.seed)
@@ -44,14 +40,6 @@ def _load_csv(args, cfg: Config) -> int:
     from icurt.db.load_csv import load_csv
 
     load_csv(cfg, args.folder)
-    return 0
-
-
-def _query(args, cfg: Config) -> int:
-    from icurt.db.query import run
-
-    result = run(cfg, csv=args.csv or cfg.query.csv)
-    print(f"query run {result.run_id} written to {result.path}")
     return 0
 
 

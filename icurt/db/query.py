@@ -1,4 +1,4 @@
-"""Stage 1, query: run the four MIMIC-III queries (sql/*.sql) into Parquet files of a query run.
+"""The four MIMIC-III queries (sql/*.sql) streamed into Parquet (icurt/stages/query.py is the stage).
 
 Each query runs in its own read-only transaction through a server-side cursor, and its rows are
 streamed into Parquet in batches of [query].fetch_size, so memory stays flat at MIMIC-III scale.
@@ -7,7 +7,6 @@ Every output file has an explicit Arrow schema, so an empty result is still a we
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,9 +22,7 @@ import pyarrow.parquet as pq
 from psycopg2 import errors, sql
 
 from icurt.config import Config
-from icurt.db.connection import connection
 from icurt.errors import IcurtError
-from icurt.runs import Run, RunStore
 from icurt.shipped import shipped_path
 
 log = logging.getLogger("icurt")
@@ -81,22 +78,11 @@ def query_text(name: str) -> str:
     return shipped_path("icurt.sql", f"{name}.sql").read_text()
 
 
-def run(cfg: Config, csv: bool = False, store: RunStore | None = None) -> Run:
-    """Run the four queries into a new query run and return it (completed)."""
-    store = store or RunStore.from_config(cfg)
-    with store.create("query", cfg) as writer:
-        stats: dict[str, QueryStats] = {}
-        with connection(cfg, readonly=True) as conn:
-            _check_schema(conn, cfg.db.schema)
-            _check_queries_plan(conn, cfg.db.schema)
-            for number, name in enumerate(QUERIES, start=1):
-                log.info("query %s: running", name)
-                stats[name] = export_query(conn, cfg, name, writer.path, csv=csv)
-                print(f"[{number}/{len(QUERIES)}] {name:<15}{stats[name].rows:>11,} rows  "
-                      f"query {stats[name].query_s:.1f} s  write {stats[name].write_s:.1f} s", flush=True)
-        (writer.path / "query_stats.json").write_text(json.dumps(
-            {name: vars(s) for name, s in stats.items()}, indent=2))
-    return writer.run
+def check_database(conn, schema: str) -> None:
+    """IcurtError naming what is missing (schema, table, column, privilege), found by planning every
+    query: seconds, before any long query starts."""
+    _check_schema(conn, schema)
+    _check_queries_plan(conn, schema)
 
 
 def export_query(conn, cfg: Config, name: str, folder: Path, csv: bool = False) -> QueryStats:

@@ -1,23 +1,36 @@
-"""The Ray side of `icurt train`: a Tune trial per fold drives a Ray Train run of that fold's
-workers; see icurt/model/crossval.py for the design."""
+"""The Ray side of `icurt train`: the folds of a cross-validation run side by side as the trials
+of one Ray Tune `Tuner` (grid over the fold index); each trial drives a Ray Train `TorchTrainer`
+of its fold's workers. Ray Train V2 (the default in Ray ≥ 2.5x) no longer accepts a Trainer inside
+a Tuner, so each Tune trial is a small driver function that builds and fits its fold's
+TorchTrainer, as Ray's docs prescribe.
+
+The dataset travels once through the object store (`ray.put`; workers `ray.get` it), never from
+the driver's disk. Each worker runs the one fit loop (model/trainer.py `fit`) and reports a
+checkpoint (model/checkpoint.py) with each evaluation; Ray keeps the best per fold by validation
+AUROC: it is threshold-free and unaffected by the class balance, whereas F1/precision/recall
+hinge on the 0.5 threshold of a model trained on oversampled batches and the validation loss on
+its calibration. On a tie Ray keeps the later evaluation. TensorBoard events are written on the
+driver (`tensorboard/fold_<k>/`) from the reported results as they arrive, so workers never write
+to the driver's disk and the curves are live.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from icurt.dataset import Dataset
 from icurt.errors import IcurtError
-from icurt.model.lstm import ModelHparams, save_checkpoint
+from icurt.model.hparams import ModelHparams
 from icurt.model.summary import SUMMARY_METRICS
+from icurt.placement import Capacity, Placement, units_that_fit
 
 log = logging.getLogger("icurt")
 
 BEST_METRIC = "auroc"
-CHECKPOINT_WEIGHTS = "model.pt"
 # A fold's Tune trial only drives its Ray Train run: it holds no CPU (that would idle a core per
 # fold), and Tune refuses an empty request, so it asks for a token amount of memory instead.
 DRIVER_MEMORY_BYTES = 1 << 20
@@ -28,14 +41,23 @@ REPORT_POLL_INTERVAL_S = 0.1
 class FoldJob:
     """What every fold's training needs besides its index and the data."""
 
-    hparams: dict
+    hparams: ModelHparams
     epochs: int
     eval_interval: int
     seed: int
     num_workers: int
-    use_gpu: bool
-    resources_per_worker: dict
+    placement: Placement     # Ray resources of one worker
     storage_path: str
+
+
+def concurrent_folds(placement: Placement, capacity: Capacity, num_workers: int, num_folds: int) -> int:
+    """How many folds fit on the cluster at once (fold workers left waiting would time out)."""
+    fits = units_that_fit(placement, capacity, per_group=num_workers)
+    if fits < 1:
+        raise IcurtError(f"one fold needs {num_workers} worker(s) × {placement.resources} but the Ray "
+                         f"cluster has at most {capacity.max_cpus:g} CPUs and {capacity.max_gpus:g} GPUs; "
+                         "lower train.num_workers, train.cpus_per_worker or train.gpus_per_worker")
+    return min(num_folds, fits)
 
 
 def run_folds(job: FoldJob, dataset: Dataset, folds, run_path: Path, parallel: int) -> list[dict]:
@@ -91,13 +113,14 @@ def fold_driver(config: dict, job: FoldJob, data: list) -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(REPORT_POLL_INTERVAL_S))
     fold = config["train_loop_config"]["fold"]
     # NCCL refuses two ranks on one GPU, which fractional GPU shares allow; gloo handles CUDA tensors too
-    shared_gpu = job.use_gpu and job.num_workers > 1 and job.resources_per_worker.get("GPU", 0) < 1
+    resources = job.placement.resources
+    shared_gpu = job.placement.use_gpu and job.num_workers > 1 and resources.get("GPU", 0) < 1
     trainer = TorchTrainer(
         train_fold_worker,
-        train_loop_config={**asdict(job), "fold": fold, "data": data},
+        train_loop_config={"job": job, "fold": fold, "data": data},
         torch_config=TorchConfig(backend="gloo") if shared_gpu else None,
-        scaling_config=ray.train.ScalingConfig(num_workers=job.num_workers, use_gpu=job.use_gpu,
-                                               resources_per_worker=job.resources_per_worker),
+        scaling_config=ray.train.ScalingConfig(num_workers=job.num_workers, use_gpu=job.placement.use_gpu,
+                                               resources_per_worker=resources),
         run_config=ray.train.RunConfig(
             name=f"fold_{fold}", storage_path=job.storage_path, callbacks=[TuneReportCallback()],
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # icurt logs each evaluation itself
@@ -111,40 +134,36 @@ def fold_driver(config: dict, job: FoldJob, data: list) -> None:
 
 
 def train_fold_worker(config: dict) -> None:
-    """Ray Train worker: train one fold; on each evaluation report the metrics, a checkpoint and
-    the training losses of the epochs since the last report."""
+    """Ray Train worker: fit one fold; at each evaluation report the metrics, a checkpoint and the
+    training losses of the epochs since the last report."""
     import tempfile
 
     import ray
     import ray.train
     import ray.train.torch
 
-    from icurt.model.trainer import Trainer
+    from icurt.model import checkpoint
+    from icurt.model.trainer import Trainer, fit
 
+    job: FoldJob = config["job"]
     data = ray.get(config["data"][0])
     train_idx, val_idx = data["folds"][config["fold"]]
     features, labels = data["features"], data["labels"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    hp = ModelHparams.from_dict(config["hparams"])
-    trainer = Trainer(hp, features[train_idx], labels[train_idx], features[val_idx], labels[val_idx],
-                      device=str(ray.train.torch.get_device()), seed=config["seed"] + config["fold"],
+    trainer = Trainer(job.hparams, features[train_idx], labels[train_idx], features[val_idx], labels[val_idx],
+                      device=str(ray.train.torch.get_device()), seed=job.seed + config["fold"],
                       rank=rank, world_size=world,
                       wrap_model=ray.train.torch.prepare_model if world > 1 else None)
-    epochs, interval = config["epochs"], config["eval_interval"]
-    losses: list[float] = []
-    for epoch in range(1, epochs + 1):
-        losses.append(trainer.train_epoch())
-        if epoch % interval and epoch != epochs:
-            continue
-        metrics = {"epoch": epoch, "train_loss": losses[-1], "train_losses": losses}
-        losses = []
-        if rank != 0:                       # every rank reports (a barrier); rank 0 evaluates
+    # every rank reports at each evaluation (a barrier); rank 0 evaluates and checkpoints
+    for evaluation in fit(trainer, job.epochs, job.eval_interval, evaluate=rank == 0):
+        metrics = {"epoch": evaluation.epoch, "train_loss": evaluation.train_losses[-1],
+                   "train_losses": evaluation.train_losses, **(evaluation.metrics or {})}
+        if rank != 0:
             ray.train.report(metrics)
             continue
-        metrics.update(trainer.evaluate())
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(folder, trainer.model, hp, features.shape[2], name=CHECKPOINT_WEIGHTS)
+            checkpoint.save(folder, checkpoint.Checkpoint.of(trainer.model, job.hparams, features.shape[2]))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 

@@ -7,13 +7,13 @@ conventionally reported; NaN for a single fold).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from icurt.errors import IcurtError
+from icurt.files import read_json, write_json, write_text
 
 SUMMARY_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")
 SUMMARY_JSON, SUMMARY_TXT = "summary.json", "summary.txt"
@@ -52,13 +52,10 @@ def read_summary(run_path: Path) -> dict:
     path = Path(run_path) / SUMMARY_JSON
     if not path.is_file():
         raise IcurtError(f"{run_path} holds no {SUMMARY_JSON}; is it a completed train run?")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
-def write_summary_text(run_path: Path) -> str:
-    """Format the run's summary.json, write it as summary.txt (atomically) and return the text."""
-    text = format_summary(read_summary(run_path))
-    tmp = Path(run_path) / (SUMMARY_TXT + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(Path(run_path) / SUMMARY_TXT)
-    return text
+def write_summary(run_path: Path, summary: dict) -> None:
+    """summary.json and its table as summary.txt (each written atomically)."""
+    write_json(Path(run_path) / SUMMARY_JSON, summary)
+    write_text(Path(run_path) / SUMMARY_TXT, format_summary(summary))

@@ -11,14 +11,17 @@ large batches under `torch.no_grad()`.
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from icurt.errors import IcurtError
-from icurt.model.lstm import LSTMClassifier, ModelHparams
+from icurt.model.hparams import ModelHparams
+from icurt.model.lstm import LSTMClassifier
 from icurt.model.metrics import classification_metrics
 
 # Evaluation batch: large on a GPU (fewer launches); small on a CPU, where each LSTM step's
@@ -137,3 +140,50 @@ class Trainer:
                 self.tb_writer.add_scalar(f"val/{name}", value, self.epoch)
             self.tb_writer.flush()
         return metrics
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation of a fit reports."""
+
+    epoch: int                      # epochs trained so far
+    train_losses: list[float]       # mean training loss of each epoch since the last evaluation
+    metrics: dict[str, float] | None  # Trainer.evaluate(), None where the fit does not evaluate
+
+
+def fit(trainer: Trainer, epochs: int, eval_interval: int, evaluate: bool = True) -> Iterator[Evaluation]:
+    """Train `epochs` epochs, yielding an Evaluation after every `eval_interval`-th and the last.
+
+    The one training loop: the train stage's Ray Train workers and tune-model's cross-validation
+    rounds both consume it. `evaluate=False` (data-parallel ranks other than 0) skips the metrics.
+    """
+    losses: list[float] = []
+    for epoch in range(1, epochs + 1):
+        losses.append(trainer.train_epoch())
+        if epoch % eval_interval and epoch != epochs:
+            continue
+        yield Evaluation(epoch, losses, trainer.evaluate() if evaluate else None)
+        losses = []
+
+
+def mean_over_folds(fold_metrics: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each metric averaged over the folds."""
+    return {name: float(np.mean([m[name] for m in fold_metrics])) for name in fold_metrics[0]}
+
+
+def cross_validation_rounds(trainers: Sequence[Trainer], rounds: int, epochs_per_round: int,
+                            metric: str = "val_loss") -> Iterator[dict]:
+    """One fit per fold, advanced together: after every round of `epochs_per_round` epochs yields
+    the fold means and `diverged`.
+
+    A model whose mean `metric` stops being finite has diverged: its later rounds report an
+    infinite `metric` without training (it would not recover).
+    """
+    fits = [fit(trainer, rounds * epochs_per_round, epochs_per_round) for trainer in trainers]
+    diverged = None
+    for _ in range(rounds):
+        if diverged is None:
+            metrics = mean_over_folds([next(f).metrics for f in fits])
+            if not math.isfinite(metrics[metric]):
+                diverged = {**metrics, metric: math.inf, "diverged": True}
+        yield diverged or {**metrics, "diverged": False}

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from icurt.config import Config
+from icurt.errors import IcurtError
 from icurt.preprocess import hourly
 from icurt.preprocess.hourly import HourlyMeans, Statistics
 
@@ -136,7 +137,12 @@ class ModinEngine(PandasEngine):
         return self.ray.get([self._finish.remote(means, stats_ref) for _, means in summaries])
 
 
+ENGINES = ("modin", "pandas")
+
+
 def make_engine(name: str, cfg: Config) -> PandasEngine:
+    if name not in ENGINES:
+        raise IcurtError(f"unknown preprocess engine '{name}'; choose one of {', '.join(ENGINES)}")
     return ModinEngine(cfg) if name == "modin" else PandasEngine()
 
 

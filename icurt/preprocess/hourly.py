@@ -33,7 +33,6 @@ class Statistics:
 
     def to_json(self, feature_names: list[str]) -> dict:
         return {name: {"p_low": float(self.p_low[f]), "p_high": float(self.p_high[f]),
-                       "min": float(self.p_low[f]), "max": float(self.p_high[f]),
                        "median": float(self.median[f])} for f, name in enumerate(feature_names)}
 
 

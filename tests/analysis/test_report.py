@@ -10,7 +10,8 @@ import pytest
 
 from icurt.analysis.plots import all_plots
 from icurt.analysis.report import ReportContext, build_report, headline_text
-from icurt.analysis.stats import analyse, perturbations_from_arrays
+from icurt.analysis.stats import analyse
+from icurt.attack.results import perturbations_from_arrays
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VOID = {"meta", "img", "br", "hr", "link", "input", "source", "col", "wbr"}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icurt.analysis.stage import run
+from icurt.stages.analyze import run
 from icurt.cli import main
 from icurt.config import load_config, with_overrides
 from icurt.errors import IcurtError
@@ -74,8 +74,8 @@ def make_runs(store, cfg, summary=True, preprocess_files=True, success=SUCCESS):
         write_json(w.path, "feature_names.json", NAMES)
         if preprocess_files:
             write_json(w.path, "normalisation.json", {
-                "creatinine": {"p_low": .5, "p_high": 4.5, "min": .5, "max": 4.5, "median": 1.1},
-                "sodium": {"p_low": 130, "p_high": 150, "min": 130.0, "max": 150.0, "median": 139}})
+                "creatinine": {"p_low": .5, "p_high": 4.5, "median": 1.1},
+                "sodium": {"p_low": 130, "p_high": 150, "median": 139}})
             write_json(w.path, "cohort.json", {"n_samples": 4, "n_died": 2, "n_survived": 2,
                                                "filters": {"adults": 9, "48 h observed": 4}})
             write_json(w.path, "imputation.json", {"creatinine": .125, "sodium": 0.0})
@@ -161,6 +161,8 @@ def test_analyze_command_prints_headline_and_report_path(cfg, tmp_path, capsys):
     assert main(["analyze", "--from", attack.run_id, "--set", f"paths.data={tmp_path}"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("direction") and out[2].startswith("0 → 1") and "100.0%" in out[2]
-    assert out[-1].startswith("report: ") and out[-1].endswith("report.html")
-    assert (tmp_path / "analyze").is_dir() and out[-1][len("report: "):].startswith(str(tmp_path.resolve()))
+    report = out[-2]
+    assert report.startswith("report: ") and report.endswith("report.html")
+    assert (tmp_path / "analyze").is_dir() and report[len("report: "):].startswith(str(tmp_path.resolve()))
+    assert out[-1].startswith("analyze run ") and " written to " in out[-1]
     assert main(["analyze", "--from", "nope", "--set", f"paths.data={tmp_path}"]) == 2

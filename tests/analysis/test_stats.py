@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icurt.analysis.stats import (Perturbations, analyse, clinical_table, distribution_table,
-                                  histogram_edges, location_stats, perturbations_from_arrays,
-                                  scaling_range, success_table, susceptibility_table)
+from icurt.analysis.stats import (analyse, clinical_table, distribution_table, histogram_edges, location_stats,
+                                  success_table, susceptibility_table)
+from icurt.attack.results import Perturbations, perturbations_from_arrays
+from icurt.dataset import scaling_range
 from icurt.errors import IcurtError
 
 NAMES = ["creatinine", "sodium", "heartrate"]
@@ -24,9 +25,9 @@ SHAPE = (6, 4, 3)
 BEST = {0: [(0, 0, .1), (3, 2, -.2)], 1: [(0, 0, -.3), (1, 0, .05), (3, 2, .2)],
         3: [(2, 1, .4)], 5: [(2, 1, -.1), (3, 1, .2), (3, 2, .3)]}
 FIRST = {0: [(0, 0, .2)], 1: [(0, 0, -.3), (3, 2, .1)], 3: [(2, 1, .5), (0, 0, .1)], 5: [(3, 1, .2)]}
-NORMALISATION = {"creatinine": {"p_low": .5, "p_high": 4.5, "min": .5, "max": 4.5, "median": 1.0},
-                 "sodium": {"p_low": 130, "p_high": 150, "min": 130.0, "max": 150.0, "median": 139},
-                 "heartrate": {"p_low": 50, "p_high": 130, "min": 50.0, "max": 130.0, "median": 86}}
+NORMALISATION = {"creatinine": {"p_low": .5, "p_high": 4.5, "median": 1.0},
+                 "sodium": {"p_low": 130, "p_high": 150, "median": 139},
+                 "heartrate": {"p_low": 50, "p_high": 130, "median": 86}}
 
 
 def coo(elements: dict) -> dict:
@@ -161,7 +162,8 @@ def test_clinical_without_scaling_statistics_says_so():
     assert table["note"].tolist() == ["no scaling statistics for this feature"] * 2
     assert table["median_change"].isna().all()
     assert scaling_range({"ph": {"p_low": 7.0, "p_high": 7.6}}, "ph") == (7.0, 7.6)
-    assert scaling_range({"ph": {"min": 7.2, "max": 7.2}}, "ph") is None
+    assert scaling_range({"ph": {"p_low": 7.2, "p_high": 7.2}}, "ph") is None   # no range to scale by
+    assert scaling_range({"ph": {"min": 7.0, "max": 7.6}}, "ph") is None       # one key pair: p_low, p_high
 
 
 def test_duplicate_and_zero_elements_are_not_double_counted():

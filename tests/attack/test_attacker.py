@@ -9,17 +9,19 @@ from torch import nn
 
 from icurt.attack.attacker import AttackHparams, SparseAttack
 from icurt.attack.samples import attack_samples
+from icurt.config import AttackMethod
 from icurt.errors import IcurtError
 from icurt.model.lstm import LSTMClassifier, ModelHparams
+from icurt.planted import planted_dataset
 
 T, F = 8, 3
 
 
 def planted_data(n: int, seed: int = 0):
-    """Label 1 where feature 0 averages above 0.5 over the last 3 hours."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.1, 0.9, (n, T, F)).astype(np.float32)
-    return x, (x[:, -3:, 0].mean(axis=1) > 0.5).astype(np.int64)
+    """icurt.planted on T hours × F features: a latent severity decides the label and drifts feature 0."""
+    made = planted_dataset(n, hours=T, features=F, seed=seed, death_rate=0.5, strength=10.0, drift=0.4,
+                           noise=0.15, signal_features=1).dataset
+    return made.features, made.labels
 
 
 def train_tiny_model(x, y, steps: int = 150) -> LSTMClassifier:
@@ -43,9 +45,19 @@ def tiny(one_thread):
     return model, x, y
 
 
+PLAIN_METHOD = AttackMethod(max_perts=0, lambda_decay=1.0, lambda_decay_every=10, early_stop_patience=0,
+                            attack_misclassified=False)
+
+
 def hparams(**changes) -> AttackHparams:
     values = dict(kappa=0.0, lambda_1=0.01, learning_rate=0.05, optimizer="adam", batch_size=32)
     return AttackHparams(**{**values, **changes})
+
+
+def settings(**changes) -> tuple[AttackHparams, AttackMethod]:
+    """(hyperparameters, method) with `changes` applied to whichever holds each name."""
+    method = {k: v for k, v in changes.items() if k in AttackMethod.__dataclass_fields__}
+    return hparams(**{k: v for k, v in changes.items() if k not in method}), replace(PLAIN_METHOD, **method)
 
 
 def predict(model, x) -> np.ndarray:
@@ -64,7 +76,7 @@ def total_loss(model, x, p, target, hp) -> np.ndarray:
 def test_attack_flips_predictions_inside_the_box(tiny):
     model, x, y = tiny
     training = model.training
-    res = attack_samples(model, x, y, hparams(), iterations=150)
+    res = attack_samples(model, x, y, *settings(), iterations=150)
     assert model.training == training and all(p.requires_grad for p in model.parameters())
     assert res.attacked.sum() > 80 and res.success[res.attacked].mean() > 0.9
     for p in (res.first_p, res.best_p):
@@ -82,7 +94,7 @@ def test_sparsity_is_exact_and_grows_with_lambda(tiny):
     model, x, y = tiny
     mean_nonzero = {}
     for lam in (1e-3, 0.1):
-        res = attack_samples(model, x, y, hparams(lambda_1=lam), iterations=150)
+        res = attack_samples(model, x, y, *settings(lambda_1=lam), iterations=150)
         best = res.best_p[res.success]
         assert len(best) > 60
         mean_nonzero[lam] = (best != 0).sum(axis=(1, 2)).mean()
@@ -92,7 +104,7 @@ def test_sparsity_is_exact_and_grows_with_lambda(tiny):
 
 def test_max_perts_caps_every_perturbation(tiny):
     model, x, y = tiny
-    res = attack_samples(model, x, y, hparams(lambda_1=1e-4, max_perts=2), iterations=100)
+    res = attack_samples(model, x, y, *settings(lambda_1=1e-4, max_perts=2), iterations=100)
     for p in (res.first_p, res.best_p):
         assert (p != 0).sum(axis=(1, 2)).max() <= 2
     assert res.success.sum() > 20
@@ -103,12 +115,12 @@ def test_misclassified_samples_are_skipped_unless_asked(tiny):
     wrong = np.arange(len(y)) % 10 == 0
     labels = np.where(wrong, 1 - y, y)
     prediction = predict(model, x).argmax(1)
-    res = attack_samples(model, x, labels, hparams(), iterations=60)
+    res = attack_samples(model, x, labels, *settings(), iterations=60)
     np.testing.assert_array_equal(res.attacked, prediction == labels)
     skipped = ~res.attacked
     assert skipped.sum() >= wrong.sum() - 2
     assert not res.success[skipped].any() and (res.first_iteration[skipped] == -1).all()
-    res_all = attack_samples(model, x, labels, hparams(), iterations=60, attack_misclassified=True)
+    res_all = attack_samples(model, x, labels, *settings(attack_misclassified=True), iterations=60)
     assert res_all.attacked.all()
     flipped = res_all.success & skipped
     assert flipped.sum() >= skipped.sum() - 1  # pushed away from the model's (wrong) prediction
@@ -118,8 +130,8 @@ def test_misclassified_samples_are_skipped_unless_asked(tiny):
 @pytest.mark.parametrize("decay", [1.0, 0.5])
 def test_first_comes_before_best_and_best_has_the_lowest_loss(tiny, decay):
     model, x, y = tiny
-    hp = hparams(kappa=0.5, lambda_1=0.02, lambda_decay=decay, lambda_decay_every=7)
-    res = attack_samples(model, x, y, hp, iterations=120)
+    hp, method = settings(kappa=0.5, lambda_1=0.02, lambda_decay=decay, lambda_decay_every=7)
+    res = attack_samples(model, x, y, hp, method, iterations=120)
     ok = res.success
     assert (res.first_iteration[ok] >= 1).all() and (res.first_iteration[ok] <= res.best_iteration[ok]).all()
     assert (res.best_iteration[ok] <= 120).all()
@@ -147,7 +159,7 @@ def test_one_step_matches_the_proximal_update_by_hand():
     model = LinearScore(weight, bias=-5.0)  # class 0, margin Z0 - Z1 = 5 - Σ W·x
     lr, lam = 0.2, 0.3
     attack = SparseAttack(model, AttackHparams(kappa=0.0, lambda_1=lam, learning_rate=lr, optimizer="sgd",
-                                               batch_size=1))
+                                               batch_size=1), PLAIN_METHOD)
     state = attack.step(attack.init(x, [0]), 1)
     # P = clamp(soft(0 + lr·W, lr·λ), -x, 1 - x): gradient of (Z0 - Z1) is -W
     w = weight.numpy()[0]
@@ -157,7 +169,7 @@ def test_one_step_matches_the_proximal_update_by_hand():
     assert expected[1, 0] == pytest.approx(0.1) and expected[0, 1] == pytest.approx(-0.1)  # both clamped
 
     adam = SparseAttack(model, AttackHparams(kappa=0.0, lambda_1=lam, learning_rate=lr, optimizer="adam",
-                                             batch_size=1))
+                                             batch_size=1), PLAIN_METHOD)
     p = adam.step(adam.init(x, [0]), 1).p.detach().numpy()[0]
     # Adam's first step is lr·sign(g); the matching threshold lr·λ/|g| keeps it only where |g| > λ
     expected = np.clip(np.where(np.abs(w) > lam, np.sign(w) * lr * (1 - lam / np.where(w == 0, 1, np.abs(w))), 0),
@@ -170,35 +182,35 @@ def test_lambda_search_frees_samples_whose_gradients_are_all_below_lambda():
     x = np.full((1, 2, 3), 0.5, np.float32)      # score 0.2 · 3 - 1 = -0.4: class 0; flips once Σ P > 2
     model = LinearScore(weight, bias=-1.0)
     fixed = hparams(lambda_1=0.5, learning_rate=0.1, optimizer="sgd", batch_size=1)
-    stuck = attack_samples(model, x, [0], fixed, iterations=60)
+    stuck = attack_samples(model, x, [0], fixed, PLAIN_METHOD, iterations=60)
     assert not stuck.success[0] and not stuck.best_p.any()  # the soft threshold zeroes every step
     # ×0.5 every 5 iterations: after 10 decays lambda is 0.5/1024 < 0.2, so P grows and flips the class
-    searched = attack_samples(model, x, [0], AttackHparams(**{**fixed.to_dict(), "lambda_decay": 0.5,
-                                                                 "lambda_decay_every": 5}), iterations=60)
+    searched = attack_samples(model, x, [0], fixed, replace(PLAIN_METHOD, lambda_decay=0.5, lambda_decay_every=5),
+                              iterations=60)
     assert searched.success[0] and predict(model, x + searched.best_p).argmax(1)[0] == 1
 
 
 def test_lambda_search_raises_the_success_rate(tiny):
     model, x, y = tiny
     # lambda_1 = 30 outweighs most input gradients of this model: a fixed weight leaves most samples at P = 0
-    fixed = attack_samples(model, x, y, hparams(lambda_1=30.0), iterations=80)
-    searched = attack_samples(model, x, y, hparams(lambda_1=30.0, lambda_decay=0.5), iterations=80)
+    fixed = attack_samples(model, x, y, *settings(lambda_1=30.0), iterations=80)
+    searched = attack_samples(model, x, y, *settings(lambda_1=30.0, lambda_decay=0.5), iterations=80)
     assert fixed.success.sum() < 0.5 * searched.success.sum()
     assert searched.success[searched.attacked].mean() > 0.95
 
 
 def test_blocks_of_iterations_match_one_run_and_can_stop(tiny):
     model, x, y = tiny
-    whole = attack_samples(model, x, y, hparams(), iterations=40)
+    whole = attack_samples(model, x, y, *settings(), iterations=40)
     reports = []
-    blocked = attack_samples(model, x, y, hparams(), iterations=40, report_every=15,
+    blocked = attack_samples(model, x, y, *settings(), iterations=40, report_every=15,
                              on_report=lambda done, partial: reports.append((done, partial.success.sum())))
     assert [done for done, _ in reports] == [15, 30, 40]
     assert reports[-1][1] == blocked.success.sum()
     np.testing.assert_array_equal(blocked.first_iteration, whole.first_iteration)
     np.testing.assert_array_equal(blocked.best_iteration, whole.best_iteration)
     np.testing.assert_allclose(blocked.best_p, whole.best_p, atol=1e-6)
-    stopped = attack_samples(model, x, y, hparams(), iterations=40, report_every=10,
+    stopped = attack_samples(model, x, y, *settings(), iterations=40, report_every=10,
                              on_report=lambda done, partial: done < 20)
     assert stopped.best_iteration.max() <= 20
 
@@ -210,9 +222,9 @@ def count_attacked_rows(attack: SparseAttack) -> list[int]:
     return sizes
 
 
-def attack_counting_rows(model, x, y, hp, iterations):
+def attack_counting_rows(model, x, y, hp, method, iterations):
     """What attack_samples does for one batch, plus the rows the model processed."""
-    attack = SparseAttack(model, hp)
+    attack = SparseAttack(model, hp, method)
     sizes = count_attacked_rows(attack)
     prediction = predict(model, x).argmax(1)
     ok = prediction == y
@@ -224,9 +236,9 @@ def attack_counting_rows(model, x, y, hp, iterations):
 def test_early_stop_drops_settled_samples_and_keeps_their_trajectories(tiny, optimizer):
     model, x, y = tiny
     lr = {"adam": 0.05, "rmsprop": 0.005, "sgd": 1.0}[optimizer]
-    full_hp = hparams(optimizer=optimizer, learning_rate=lr, batch_size=len(y), lambda_decay=0.5)
-    full, full_rows, _ = attack_counting_rows(model, x, y, full_hp, iterations=200)
-    early, early_rows, state = attack_counting_rows(model, x, y, replace(full_hp, early_stop_patience=20), 200)
+    hp, method = settings(optimizer=optimizer, learning_rate=lr, batch_size=len(y), lambda_decay=0.5)
+    full, full_rows, _ = attack_counting_rows(model, x, y, hp, method, iterations=200)
+    early, early_rows, state = attack_counting_rows(model, x, y, hp, replace(method, early_stop_patience=20), 200)
     assert full.success.mean() > 0.9 and early.success.mean() >= full.success.mean() - 0.02
     assert len(state.rows) < len(full.success) and early_rows < full_rows
     if optimizer != "rmsprop":  # RMSprop keeps shaving the L1 term on this model, so few samples settle
@@ -244,25 +256,34 @@ def test_early_stop_drops_settled_samples_and_keeps_their_trajectories(tiny, opt
 
 def test_early_stop_ends_a_batch_once_every_sample_has_settled(tiny):
     model, x, y = tiny
-    hp = hparams(lambda_1=0.05, early_stop_patience=10)
-    _, rows_200, state = attack_counting_rows(model, x, y, hp, iterations=200)
-    _, rows_2000, _ = attack_counting_rows(model, x, y, hp, iterations=2000)
+    hp, method = settings(lambda_1=0.05, early_stop_patience=10)
+    _, rows_200, state = attack_counting_rows(model, x, y, hp, method, iterations=200)
+    _, rows_2000, _ = attack_counting_rows(model, x, y, hp, method, iterations=2000)
     assert len(state.rows) == 0 or rows_2000 > rows_200  # settles for good, or keeps going
     assert rows_2000 < 3 * rows_200  # settled samples do not come back: most of the budget is unused
-    results = attack_samples(model, x, y, hp, iterations=2000)
+    results = attack_samples(model, x, y, hp, method, iterations=2000)
     assert results.success[results.attacked].mean() > 0.9
 
 
 def test_hparams_round_trip_and_reject_bad_values():
-    hp = hparams(max_perts=4)
+    hp = hparams(kappa=0.5)
     assert AttackHparams.from_dict({**hp.to_dict(), "objective": 1.5, "trial": 3}) == hp
     with pytest.raises(IcurtError):
         hparams(optimizer="lbfgs")
     with pytest.raises(IcurtError):
-        hparams(lambda_decay=0.0)
+        hparams(learning_rate=0.0)
     with pytest.raises(IcurtError):
-        hparams(early_stop_patience=-1)
+        hparams(lambda_1=-1.0)
     with pytest.raises(IcurtError):
         AttackHparams.from_dict({"kappa": 0.0})
     with pytest.raises(IcurtError):
-        attack_samples(nn.Identity(), np.full((2, T, F), 2.0, np.float32), np.zeros(2), hparams(), 1)
+        attack_samples(nn.Identity(), np.full((2, T, F), 2.0, np.float32), np.zeros(2), *settings(), 1)
+
+
+@pytest.mark.parametrize("key,value", [("lambda_decay", 0.0), ("lambda_decay", 1.5), ("early_stop_patience", -1),
+                                       ("lambda_decay_every", 0), ("max_perts", -1)])
+def test_the_attack_method_rejects_bad_values_at_the_config_door(key, value):
+    from icurt.config import load_config
+
+    with pytest.raises(IcurtError, match=f"attack_method.{key}"):
+        load_config(overrides=[f"attack_method.{key}={value}"], env={})

@@ -4,6 +4,7 @@ The sharded attack must equal `attack_samples` run here on the same batches, and
 must leave every sample in the results exactly once.
 """
 
+import dataclasses
 import json
 import os
 
@@ -13,23 +14,31 @@ import pytest
 import torch
 from torch import nn
 
-from icurt.analysis.stats import check_results, perturbations_from_arrays
 from icurt.attack.actors import AttackPool, AttackWorker, PoolSpec
 from icurt.attack.attacker import AttackHparams
+from icurt.attack.results import (check_results, dense_results, perturbations_from_arrays, read_attack_run,
+                                  results_table, sparse_perturbations, write_attack_run)
 from icurt.attack.samples import SampleResults, attack_samples
-from icurt.attack.full import run
-from icurt.attack.results import dense_results, read_results, results_table, sparse_perturbations, write_results
 from icurt.cli import main
-from icurt.config import load_config, with_overrides
+from icurt.config import AttackMethod, load_config, with_overrides
 from icurt.dataset import Dataset, save_dataset
 from icurt.errors import IcurtError
-from icurt.model.lstm import LSTMClassifier, ModelHparams, load_checkpoint, save_checkpoint
+from icurt.model import checkpoint
+from icurt.model.lstm import LSTMClassifier, ModelHparams
+from icurt.placement import Placement
+from icurt.planted import planted_dataset
 from icurt.runs import RunStore
+from icurt.stages.attack import run
 
 N, T, F = 40, 8, 3
 NAMES = ["creatinine", "sodium", "heartrate"]
+METHOD = AttackMethod(max_perts=0, lambda_decay=0.5, lambda_decay_every=4, early_stop_patience=6,
+                      attack_misclassified=False)
+PLAIN = AttackMethod(max_perts=0, lambda_decay=1.0, lambda_decay_every=10, early_stop_patience=0,
+                     attack_misclassified=False)
 TUNED = {"kappa": 0.1, "lambda_1": 0.02, "learning_rate": 0.05, "batch_size": 8, "optimizer": "adam",
-         "objective": 3.5, "trial": 2}
+         "method": dataclasses.asdict(METHOD), "objective": 3.5, "objective_name": "sparse_small", "trial": 2,
+         "fold": 0}
 CONTRACT_COLUMNS = {
     "sample_index": "int64", "stay_id": "int64", "label": "int64", "orig_logit_0": "float32",
     "orig_logit_1": "float32", "orig_pred": "int64", "attacked": "bool", "success": "bool",
@@ -39,12 +48,11 @@ CONTRACT_COLUMNS = {
 
 
 def tiny_dataset(seed: int = 0) -> Dataset:
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.1, 0.9, (N, T, F)).astype(np.float32)
-    labels = (x[:, -3:, 0].mean(axis=1) > 0.5).astype(np.int64)
-    norm = {name: {"p_low": 1.0, "p_high": 9.0, "min": 1.0, "max": 9.0, "median": 5.0} for name in NAMES}
-    return Dataset(features=x, labels=labels, stay_ids=np.arange(N, dtype=np.int64) + 1000,
-                   feature_names=NAMES, normalisation=norm)
+    """icurt.planted on T hours × F features, named as three real features with scaling statistics."""
+    made = planted_dataset(N, hours=T, features=F, seed=seed, death_rate=0.5, strength=10.0, drift=0.4,
+                           noise=0.15, signal_features=1).dataset
+    norm = {name: {"p_low": 1.0, "p_high": 9.0, "median": 5.0} for name in NAMES}
+    return dataclasses.replace(made, feature_names=NAMES, normalisation=norm)
 
 
 def tiny_model(ds: Dataset) -> tuple[LSTMClassifier, ModelHparams]:
@@ -64,8 +72,8 @@ def tiny_model(ds: Dataset) -> tuple[LSTMClassifier, ModelHparams]:
 def cfg(tmp_path):
     return with_overrides(load_config(env={}), [
         f"paths.data={tmp_path}", "attack.epochs_per_batch=30", "attack.max_num_samples=30", "attack.seed=7",
-        "attack.num_actors=2", "attack.cpus_per_actor=1", "attack.lambda_decay=0.5", "attack.lambda_decay_every=4",
-        "attack.early_stop_patience=6", "ray.device=cpu"])
+        "attack.num_actors=2", "attack.cpus_per_actor=1", "attack_method.lambda_decay=0.5",
+        "attack_method.lambda_decay_every=4", "attack_method.early_stop_patience=6", "ray.device=cpu"])
 
 
 @pytest.fixture
@@ -79,15 +87,15 @@ def lineage(cfg, tmp_path):
         (w.path / "best_hparams.json").write_text("{}")
     model, hp = tiny_model(ds)
     with store.create("train", cfg, inputs=[w.run]) as w:
-        save_checkpoint(w.path / "fold_0", model, hp, F)
+        checkpoint.save(w.path / "fold_0", checkpoint.Checkpoint.of(model, hp, F))
     train_run = w.run
     with store.create("tune-attack", cfg, inputs=[train_run]) as w:
         (w.path / "best_attack_hparams.json").write_text(json.dumps(TUNED))
-    return store, w.run, ds, load_checkpoint(train_run.path / "fold_0")
+    return store, w.run, ds, checkpoint.load(train_run.path / "fold_0").build()
 
 
-def reference(model, ds, sample_index, hp: AttackHparams, iterations: int) -> SampleResults:
-    return attack_samples(model, ds.features[sample_index], ds.labels[sample_index], hp, iterations)
+def reference(model, ds, sample_index, hp: AttackHparams, iterations: int, method=PLAIN) -> SampleResults:
+    return attack_samples(model, ds.features[sample_index], ds.labels[sample_index], hp, method, iterations)
 
 
 def test_stage_equals_one_process_and_follows_the_contract(ray_session, cfg, lineage):
@@ -102,10 +110,9 @@ def test_stage_equals_one_process_and_follows_the_contract(ray_session, cfg, lin
     np.testing.assert_array_equal(table["stay_id"], expected_index + 1000)
     np.testing.assert_array_equal(table["label"], ds.labels[expected_index])
 
-    hp = AttackHparams(kappa=0.1, lambda_1=0.02, learning_rate=0.05, optimizer="adam", batch_size=8,
-                       lambda_decay=0.5, lambda_decay_every=4, early_stop_patience=6)
-    want = reference(model, ds, expected_index, hp, iterations=30)
-    got = dense_results(*read_results(attack_run.path))
+    hp = AttackHparams(kappa=0.1, lambda_1=0.02, learning_rate=0.05, optimizer="adam", batch_size=8)
+    want = reference(model, ds, expected_index, hp, iterations=30, method=METHOD)
+    got = dense_results(read_attack_run(attack_run.path))
     for name in ("attacked", "success", "first_iteration", "best_iteration", "first_p", "best_p",
                  "orig_logits", "adv_logits"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
@@ -124,18 +131,17 @@ def test_stage_equals_one_process_and_follows_the_contract(ray_session, cfg, lin
     assert shape == (N, T, F)
     config = json.loads(attack_run.file("attack_config.json").read_text())
     assert config["kappa"] == 0.1 and config["iterations"] == 30 and config["num_actors"] == 2
-    assert config["lambda_decay"] == 0.5 and config["lambda_decay_every"] == 4 and config["fold"] == 0
-    assert config["early_stop_patience"] == 6
+    assert config["method"]["lambda_decay"] == 0.5 and config["method"]["lambda_decay_every"] == 4
+    assert config["fold"] == 0 and config["method"]["early_stop_patience"] == 6
     assert json.loads(attack_run.file("feature_names.json").read_text()) == NAMES
     assert "successes so far" in attack_run.file("run.log").read_text()
 
 
 def pool(ray, model, hp, iterations, worker_class=AttackWorker, retries=3):
-    spec = PoolSpec(num_actors=2, cpus_per_actor=1, gpus_per_actor=0, max_restarts=retries,
+    spec = PoolSpec(num_actors=2, placement=Placement({"CPU": 1.0}), max_restarts=retries,
                     max_batch_retries=retries)
-    state = {k: v for k, v in model.state_dict().items()}
-    model_spec = {"num_features": F, "hparams": ModelHparams(lstm_hidden=8, fc_size=8).to_dict()}
-    return AttackPool(ray, spec, state, model_spec, hp, iterations, False, worker_class=worker_class)
+    weights = checkpoint.Checkpoint.of(model, ModelHparams(lstm_hidden=8, fc_size=8), F)
+    return AttackPool(ray, spec, weights, hp, PLAIN, iterations, worker_class=worker_class)
 
 
 def test_a_dying_actor_still_yields_every_sample_once(ray_session, lineage, tmp_path):
@@ -190,11 +196,12 @@ def test_results_files_round_trip(tmp_path, lineage):
     index = np.array([3, 1, 20, 7, 11])
     res = reference(model, ds, index, hp, 15)
     table = results_table(index, ds.stay_ids[index], ds.labels[index], res)
-    write_results(tmp_path, table, sparse_perturbations(index, res), (N, T, F))
-    back_table, arrays, shape = read_results(tmp_path)
-    assert shape == (N, T, F) and list(back_table["sample_index"]) == [1, 3, 7, 11, 20]
+    write_attack_run(tmp_path, table, sparse_perturbations(index, res), (N, T, F), {"kappa": 0.0}, NAMES)
+    back_run = read_attack_run(tmp_path)
+    assert back_run.shape == (N, T, F) and list(back_run.table["sample_index"]) == [1, 3, 7, 11, 20]
+    assert back_run.config == {"kappa": 0.0} and back_run.feature_names == NAMES
     order = np.argsort(index)
-    back = dense_results(back_table, arrays, shape)
+    back = dense_results(back_run)
     for name in ("attacked", "success", "first_iteration", "best_iteration", "first_p", "best_p",
                  "orig_logits", "adv_logits"):
         np.testing.assert_array_equal(getattr(back, name), getattr(res, name)[order], err_msg=name)
@@ -221,7 +228,32 @@ def test_the_model_comes_from_the_fold_the_tuning_run_used(cfg, lineage):
     store, tune_run, _, _ = lineage
     train_run = store.ancestor(tune_run, "train")
     with store.create("tune-attack", cfg, inputs=[train_run], extra_meta={"fold": 1}) as w:
-        (w.path / "best_attack_hparams.json").write_text(json.dumps(TUNED))
+        (w.path / "best_attack_hparams.json").write_text(json.dumps({**TUNED, "fold": 1}))
     with pytest.raises(IcurtError, match="fold_1"):  # the train run only has fold_0
         run(cfg, w.run, store=store)
     assert not store.list("attack")
+
+
+def test_attack_uses_the_recorded_method_and_says_when_todays_differs(ray_session, cfg, lineage, capsys):
+    store, tune_run, ds, model = lineage
+    today = with_overrides(cfg, ["attack_method.early_stop_patience=0", "attack_method.lambda_decay=1.0"])
+    assert main(["attack", "--from", tune_run.run_id, "--set", f"paths.data={store.root}",
+                 *[arg for item in ("attack.epochs_per_batch=30", "attack.max_num_samples=30", "attack.seed=7",
+                                    "attack.num_actors=2", "attack_method.early_stop_patience=0",
+                                    "attack_method.lambda_decay=1.0", "ray.device=cpu")
+                   for arg in ("--set", item)]]) == 0
+    err = capsys.readouterr().err
+    notices = [line for line in err.splitlines() if "attack method" in line]
+    assert len(notices) == 1
+    assert "lambda_decay 0.5 (today 1.0)" in notices[0] and "early_stop_patience 6 (today 0)" in notices[0]
+    attack_run = store.latest("attack")
+    assert read_attack_run(attack_run.path).config["method"] == dataclasses.asdict(METHOD)
+    # the results are those of the recorded method, not of today's
+    hp = AttackHparams(kappa=0.1, lambda_1=0.02, learning_rate=0.05, optimizer="adam", batch_size=8)
+    index = read_attack_run(attack_run.path).table["sample_index"].to_numpy()
+    want = reference(model, ds, index, hp, iterations=30, method=METHOD)
+    np.testing.assert_array_equal(dense_results(read_attack_run(attack_run.path)).best_p, want.best_p)
+    # with today's method equal to the recorded one there is no notice
+    assert run(with_overrides(today, ["attack_method.early_stop_patience=6", "attack_method.lambda_decay=0.5"]),
+               tune_run, store=store)
+    assert "attack method" not in capsys.readouterr().err

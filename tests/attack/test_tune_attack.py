@@ -11,18 +11,24 @@ import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from icurt.attack import tune as tune_attack
 from icurt.attack.attacker import AttackHparams
+from icurt.attack.objectives import attack_score
 from icurt.attack.samples import SampleResults, attack_samples
+from icurt.attack.tuned import read_tuned
 from icurt.cli import main
 from icurt.config import load_config, with_overrides
-from icurt.dataset import Dataset, save_dataset
+from icurt.dataset import save_dataset
 from icurt.db.connection import optuna_storage_url
 from icurt.errors import IcurtError
-from icurt.model.lstm import ModelHparams, load_checkpoint, save_checkpoint
+from icurt.model import checkpoint
+from icurt.model.hparams import ModelHparams
 from icurt.model.trainer import Trainer
+from icurt.placement import Placement
+from icurt.planted import planted_dataset as planted
 from icurt.runs import RunStore
-from icurt.tuning import count_finished
+from icurt.stages import tune_attack
+from icurt.tuning.stage import study_plan
+from icurt.tuning.trials import count_finished
 
 TINY = ["tune_attack.epochs_per_batch=20", "tune_attack.report_interval=5", "tune_attack.max_num_samples=24",
         "tune_attack.sample_selection_seed=7", "tune_attack.batch_size_exponents=[3, 4]",
@@ -53,9 +59,10 @@ def test_asha_rungs_count_reports_and_the_budget_is_the_iterations():
     cfg = with_overrides(load_config(env={}), ["tune_attack.asha_grace_period=3",
                                                "tune_attack.report_interval=100",
                                                "tune_attack.epochs_per_batch=1000"])
-    plan = tune_attack.study_plan(cfg, "r1", {"CPU": 1.0})
+    task = tune_attack.tuning_task(cfg, None, None, planted_dataset(), 1, Placement({"CPU": 1.0}))
+    plan = study_plan(task, "r1")
     assert (plan.step_attr, plan.grace_period, plan.max_step, plan.mode) == ("iteration", 300, 1000, "max")
-    assert plan.study_name == "icurt-tune-attack-r1"
+    assert plan.study_name == "icurt-tune-attack-r1" and plan.resources == {"CPU": 1.0}
 
 
 def test_score_sums_the_successful_samples_best_perturbations():
@@ -67,20 +74,14 @@ def test_score_sums_the_successful_samples_best_perturbations():
                             best_iteration=np.zeros(3, np.int64), first_p=best_p, best_p=best_p,
                             orig_logits=np.zeros((3, 2), np.float32), adv_logits=np.zeros((3, 2), np.float32),
                             attacked=np.ones(3, bool))
-    assert tune_attack.attack_score("sparse_small", results, 10) == pytest.approx(2.5)
-    assert tune_attack.attack_score("sparsity", results, 10) == pytest.approx(1.25)
+    assert attack_score("sparse_small", results, 10) == pytest.approx(2.5)
+    assert attack_score("sparsity", results, 10) == pytest.approx(1.25)
 
 
 # ---- the stage ------------------------------------------------------------------------------
 
 def planted_dataset(n=120, seed=1):
-    rng = np.random.default_rng(seed)
-    s = rng.standard_normal(n)
-    labels = (s > np.quantile(s, 0.7)).astype(np.int64)
-    x = 0.5 + 0.05 * rng.standard_normal((n, 48, 19))
-    x[:, :, :3] += 0.15 * s[:, None, None] * np.linspace(0, 1, 48)[None, :, None]
-    return Dataset(np.clip(x, 0, 1).astype(np.float32), labels, np.arange(n, dtype=np.int64),
-                   [f"f{i}" for i in range(19)], {})
+    return planted(n, seed=seed, death_rate=0.3).dataset
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def train_run(make_config):
     for _ in range(4):
         trainer.train_epoch()
     with store.create("train", cfg, inputs=[tuned.run]) as trained:
-        save_checkpoint(trained.path / "fold_1", trainer.model, hp, num_features=19)
+        checkpoint.save(trained.path / "fold_1", checkpoint.Checkpoint.of(trainer.model, hp, 19))
     return cfg, store, trained.run, dataset
 
 
@@ -137,12 +138,15 @@ def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys)
 
     # the best score, recomputed here: the same 24 samples attacked with the best hyperparameters
     rows = np.sort(np.random.default_rng(7).choice(120, size=24, replace=False))
-    model = load_checkpoint(train.path / "fold_1")
+    model = checkpoint.load(train.path / "fold_1").build()
     hp = AttackHparams.from_dict(best)
+    tuned = read_tuned(run)
+    assert tuned.hp == hp and tuned.method == cfg.attack_method and tuned.fold == 1
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # as in the trial, so the float sums run in the same order
     try:
-        results = attack_samples(model, dataset.features[rows], dataset.labels[rows], hp, iterations=20)
+        results = attack_samples(model, dataset.features[rows], dataset.labels[rows], hp, tuned.method,
+                                 iterations=20)
     finally:
         torch.set_num_threads(threads)
     p = results.best_p[results.success].reshape(int(results.success.sum()), -1)
@@ -154,17 +158,18 @@ def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys)
                                        "batch_size", "optimizer"]
     assert table["state"].tolist() == [t.state.name for t in study.trials]
 
-    assert main(["show-attack-hparams", run.run_id, "--set", f"paths.data={store.root}"]) == 0
+    assert main(["show", "tune-attack", run.run_id, "--set", f"paths.data={store.root}"]) == 0
     shown = capsys.readouterr().out
     assert f"trial {best['trial']} (best): COMPLETE" in shown and f"optimizer = {best['optimizer']}" in shown
     assert "score (sparse_small)" in shown
 
     run.path.rename(run.path.parent / f".failed-{run.run_id}")   # as an interrupted run is left
     more = with_overrides(cfg, ["tune_attack.num_trials=4", "tune_attack.fold=0",   # fold comes from the run
-                                "tune_attack.n_critical=5"])
-    resumed = tune_attack.run(more, resume_id=run.run_id, store=store)
+                                "tune_attack.n_critical=5", "attack_method.early_stop_patience=3"])
+    resumed = tune_attack.run(more, resume=run.run_id, store=store)
     assert resumed.run_id == run.run_id and resumed.meta["fold"] == 1
-    assert "resuming with changed [tune_attack] settings (n_critical)" in resumed.file("run.log").read_text()
+    assert ("resuming tune-attack with changed settings (attack_method.early_stop_patience, "
+            "tune_attack.n_critical)") in resumed.file("run.log").read_text()
     study = optuna.load_study(study_name=f"icurt-tune-attack-{run.run_id}", storage=storage)
     assert count_finished([t.state.name for t in study.trials]) == 4
     assert len(pd.read_parquet(resumed.file("trials.parquet"))) == len(study.trials)

@@ -15,6 +15,7 @@ import pytest
 from psycopg2 import sql
 
 from icurt.db import query
+from icurt.stages import run_stage
 from icurt.db.connection import connect
 from icurt.db.load_csv import CsvRecordCounter, load_csv
 from icurt.db.schema import TABLES
@@ -51,7 +52,7 @@ def write_physionet_csv(frame: pd.DataFrame, folder, table: str) -> None:
 @pytest.fixture(scope="module")
 def cohort_files(tmp_path_factory):
     """A synthetic cohort (one chart value holding quotes, commas and newlines) and its CSV folder."""
-    from icurt.db.synth import generate_cohort
+    from icurt.db.synth.cohort import generate_cohort
 
     cohort = generate_cohort(120, seed=5, mortality_rate=0.1)
     chart = cohort.tables["chartevents"]
@@ -98,7 +99,7 @@ def test_record_counter_matches_csv_module():
 
 
 def test_round_trip_gives_the_same_query_output(pg_dsn, make_config, cohort_files, tmp_path):
-    from icurt.db.synth import load_cohort
+    from icurt.db.synth.cohort import load_cohort
 
     cohort, folder = cohort_files
     conn = connect(pg_dsn)
@@ -110,8 +111,8 @@ def test_round_trip_gives_the_same_query_output(pg_dsn, make_config, cohort_file
     assert _row_counts(pg_dsn, "tlc_from_csv") == expected_counts
     assert "tlc_from_csv__loading" not in _schemas(pg_dsn)
 
-    direct = query.run(make_config("db.schema=tlc_direct", data=tmp_path / "direct"))
-    from_csv = query.run(make_config("db.schema=tlc_from_csv", data=tmp_path / "from_csv"))
+    direct = run_stage("query", make_config("db.schema=tlc_direct", data=tmp_path / "direct"))
+    from_csv = run_stage("query", make_config("db.schema=tlc_from_csv", data=tmp_path / "from_csv"))
     for name in query.QUERIES:
         a = pq.read_table(direct.path / f"{name}.parquet")
         b = pq.read_table(from_csv.path / f"{name}.parquet")

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from icurt.db import query
+from icurt.stages import run_stage
 from icurt.db.load_csv import load_csv
 
 
@@ -57,7 +58,7 @@ def demo(pg_dsn, tmp_path_factory):
     cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path_factory.mktemp('demo')}",
                                                f"db.dsn={pg_dsn}", "db.schema=tdemo_mimic3"])
     loads = load_csv(cfg, DEMO)
-    run = query.run(cfg)
+    run = run_stage("query", cfg)
     return {table: _read_demo_table(table) for table in FILES}, loads, run
 
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg2 import sql
 
-from icurt.db import query
+from icurt.stages import run_stage
 from icurt.db.connection import connect
 from icurt.db.schema import TABLES, create_table_sql, recreate_schema
 from icurt.errors import IcurtError
@@ -207,7 +207,7 @@ def hand_run(pg_dsn, tmp_path_factory):
     data = tmp_path_factory.mktemp("hand_run")
     cfg = with_overrides(load_config(env={}), [f"paths.data={data}", f"db.dsn={pg_dsn}",
                                                "db.schema=tq_hand", "query.fetch_size=100"])
-    return query.run(cfg, csv=True)
+    return run_stage("query", cfg, csv=True)
 
 
 def test_icustay_detail_rules(hand_run):
@@ -321,14 +321,16 @@ def test_run_files_stats_and_csv(hand_run):
     assert not list(hand_run.path.glob("*.partial"))
 
 
-def test_printed_lines(pg_dsn, make_config, capsys):
+def test_logged_lines(pg_dsn, make_config, capsys):
     build_schema(pg_dsn, "tq_print", {})
-    run = query.run(make_config("db.schema=tq_print"))
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[:3] for line in lines] == [
-        ["[1/4]", "icustay_detail", "0"], ["[2/4]", "pivoted_vital", "0"],
-        ["[3/4]", "pivoted_lab", "0"], ["[4/4]", "pivoted_bg", "0"]]
-    assert all("rows  query" in line and line.endswith(" s") for line in lines)
+    run = run_stage("query", make_config("db.schema=tq_print"))
+    assert capsys.readouterr().out == ""   # the stage logs like the others; it prints nothing
+    lines = [line.split(" query ", 1)[1] for line in run.file("run.log").read_text().splitlines()
+             if " query [" in line]
+    assert [line.split()[:4] for line in lines] == [
+        ["[1/4]", "icustay_detail:", "0", "rows,"], ["[2/4]", "pivoted_vital:", "0", "rows,"],
+        ["[3/4]", "pivoted_lab:", "0", "rows,"], ["[4/4]", "pivoted_bg:", "0", "rows,"]]
+    assert all(", query " in line and ", write " in line and line.endswith(" s") for line in lines)
     for name, columns in CONTRACT_COLUMNS.items():        # empty results are still typed files
         table = pq.read_table(run.path / f"{name}.parquet")
         assert table.num_rows == 0 and table.column_names == columns
@@ -351,7 +353,7 @@ def test_missing_table(pg_dsn, make_config):
     build_schema(pg_dsn, "tq_no_labs", {}, skip_tables=("labevents",))
     cfg = make_config("db.schema=tq_no_labs")
     with pytest.raises(IcurtError) as err:
-        query.run(cfg)
+        run_stage("query", cfg)
     _assert_failed_cleanly(cfg, err.value, "labevents", "tq_no_labs", "icurt db load-csv")
 
 
@@ -363,14 +365,14 @@ def test_missing_column(pg_dsn, make_config):
     conn.close()
     cfg = make_config("db.schema=tq_no_error_col")
     with pytest.raises(IcurtError) as err:
-        query.run(cfg)
+        run_stage("query", cfg)
     _assert_failed_cleanly(cfg, err.value, '"error"', "pivoted_vital")
 
 
 def test_wrong_schema(make_config):
     cfg = make_config("db.schema=tq_no_such_schema")
     with pytest.raises(IcurtError) as err:
-        query.run(cfg)
+        run_stage("query", cfg)
     _assert_failed_cleanly(cfg, err.value, "tq_no_such_schema", "[db].schema")
 
 
@@ -387,7 +389,7 @@ LAB_ITEMS = (50868, 50862, 51144, 50882, 50885, 50912, 50902, 50931, 51221, 5122
 @pytest.fixture(scope="module")
 def synth_run(pg_dsn, tmp_path_factory):
     from icurt.config import load_config, with_overrides
-    from icurt.db.synth import generate_cohort, load_cohort
+    from icurt.db.synth.cohort import generate_cohort, load_cohort
 
     cohort = generate_cohort(300, seed=11, mortality_rate=0.1)
     conn = connect(pg_dsn)
@@ -396,7 +398,7 @@ def synth_run(pg_dsn, tmp_path_factory):
     cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path_factory.mktemp('synth_run')}",
                                                f"db.dsn={pg_dsn}", "db.schema=tq_synth",
                                                "query.fetch_size=1000"])
-    return cohort.tables, query.run(cfg)
+    return cohort.tables, run_stage("query", cfg)
 
 
 def _valid_chart(tables) -> pd.DataFrame:
@@ -531,7 +533,7 @@ def _as_role(pg_dsn: str, schema: str, role: str, tables: list[str]) -> str:
 def test_select_privilege_is_enough(pg_dsn, make_config):
     build_schema(pg_dsn, "tq_readonly", HAND_ROWS)
     dsn = _as_role(pg_dsn, "tq_readonly", "tq_reader", list(TABLES))
-    run = query.run(make_config("db.schema=tq_readonly", f"db.dsn={dsn}"))
+    run = run_stage("query", make_config("db.schema=tq_readonly", f"db.dsn={dsn}"))
     assert pq.read_metadata(run.path / "pivoted_vital.parquet").num_rows == 16
 
 
@@ -540,7 +542,7 @@ def test_missing_privilege(pg_dsn, make_config):
     dsn = _as_role(pg_dsn, "tq_no_grant", "tq_partial_reader", ["icustays", "admissions", "patients"])
     cfg = make_config("db.schema=tq_no_grant", f"db.dsn={dsn}")
     with pytest.raises(IcurtError) as err:
-        query.run(cfg)
+        run_stage("query", cfg)
     _assert_failed_cleanly(cfg, err.value, "chartevents", "grant")
 
 
@@ -556,7 +558,7 @@ def test_failure_while_streaming_leaves_no_partial_file(pg_dsn, make_config):
     conn.close()
     cfg = make_config("db.schema=tq_midway")
     with pytest.raises(Exception, match="division by zero"):
-        query.run(cfg)
+        run_stage("query", cfg)
     store = RunStore.from_config(cfg)
     assert store.list("query") == []
     (failed,) = store.stage_dir("query").glob(".failed-*")
@@ -576,7 +578,7 @@ def test_queries_run_in_read_only_transactions(pg_dsn, make_config):
                     "itemid, charttime, valuenum, tq_read_only.touch() AS error FROM tq_read_only.chartevents_rows")
     cfg = make_config("db.schema=tq_read_only")
     with pytest.raises(Exception, match="read-only transaction"):
-        query.run(cfg)
+        run_stage("query", cfg)
     with conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM tq_read_only.touched")
         assert cur.fetchone()[0] == 0

@@ -19,8 +19,8 @@ from sklearn.model_selection import cross_val_predict
 from icurt.cli import main
 from icurt.db.connection import connect
 from icurt.db.schema import TABLES, column_names
-from icurt.db.synth import generate_cohort, load_cohort, read_synth_truth
-from icurt.db.synth_state import synthetic_cohort_info
+from icurt.db.synth.cohort import generate_cohort, load_cohort, read_synth_truth
+from icurt.db.synth.state import synthetic_cohort_info
 from icurt.errors import IcurtError
 
 STAYS = 2500

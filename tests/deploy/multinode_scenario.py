@@ -3,27 +3,20 @@
 tune-model stage (trials take half a GPU, so four at once need both nodes) and the real full
 attack (one actor per GPU), then prints, as JSON, the node each trial and actor ran on."""
 
+import dataclasses
 import json
 import sys
 
-import numpy as np
 import ray
 from ray.cluster_utils import Cluster
 
 from icurt.config import load_config, with_overrides
-from icurt.dataset import Dataset, save_dataset
-from icurt.model.lstm import LSTMClassifier, ModelHparams, save_checkpoint
+from icurt.dataset import save_dataset
+from icurt.model import checkpoint
+from icurt.model.hparams import ModelHparams
+from icurt.model.lstm import LSTMClassifier
+from icurt.planted import planted_dataset
 from icurt.runs import RunStore
-
-
-def planted_dataset(n: int = 160, seed: int = 0) -> Dataset:
-    rng = np.random.default_rng(seed)
-    severity = rng.normal(size=n)
-    labels = (rng.random(n) < 1 / (1 + np.exp(-(2.5 * severity - 1.5)))).astype(np.int64)
-    features = rng.random((n, 48, 19)).astype(np.float32) * 0.3
-    features[:, :, :4] += (0.35 + 0.15 * severity)[:, None, None].astype(np.float32)
-    return Dataset(np.clip(features, 0, 1), labels, np.arange(n, dtype=np.int64),
-                   [f"f{j}" for j in range(19)], {})
 
 
 def nodes_of(class_name: str) -> list[str]:
@@ -36,8 +29,8 @@ def nodes_of(class_name: str) -> list[str]:
 
 
 def main(data_root: str, dsn: str) -> None:
-    from icurt.attack.full import run as run_attack
-    from icurt.model.tune import run as run_tune_model
+    from icurt.stages.attack import run as run_attack
+    from icurt.stages.tune_model import run as run_tune_model
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
     cluster.add_node(num_cpus=2, num_gpus=1)
@@ -53,17 +46,18 @@ def main(data_root: str, dsn: str) -> None:
     ])
     store = RunStore(data_root)
     with store.create("preprocess", cfg) as w:
-        save_dataset(w.path, planted_dataset())
+        save_dataset(w.path, planted_dataset(160).dataset)
     tune_run = run_tune_model(cfg, w.run, store=store)
     trial_nodes = nodes_of("ImplicitFunc")  # how Ray Tune names function-trainable actors
 
     with store.create("train", cfg, inputs=[tune_run]) as t:
         hp = ModelHparams.from_dict(json.loads(tune_run.file("best_hparams.json").read_text()))
-        save_checkpoint(t.path / "fold_0", LSTMClassifier(19, hp), hp, 19)
+        checkpoint.save(t.path / "fold_0", checkpoint.Checkpoint.of(LSTMClassifier(19, hp), hp, 19))
     with store.create("tune-attack", cfg, inputs=[t.run], extra_meta={"fold": 0}) as a:
         (a.path / "best_attack_hparams.json").write_text(json.dumps(
-            {"kappa": 0.0, "lambda_1": 1e-3, "learning_rate": 0.05, "optimizer": "adam",
-             "batch_size": 16, "fold": 0}))
+            {"kappa": 0.0, "lambda_1": 1e-3, "learning_rate": 0.05, "optimizer": "adam", "batch_size": 16,
+             "method": dataclasses.asdict(cfg.attack_method), "objective": 1.0, "objective_name": "sparse_small",
+             "trial": 0, "fold": 0}))
     attack_run = run_attack(cfg, a.run, store=store)
     print("RESULT " + json.dumps({
         "cluster_nodes": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"]),

@@ -52,12 +52,21 @@ def test_dockerfile_installs_icurt_and_everything_a_job_reads():
         assert f"COPY --chown=ray:users {folder} ./{folder}" in text
 
 
-@pytest.mark.parametrize("job", sorted(p.name for p in (ROOT / "jobs").glob("*.py") if p.name != "_job.py"))
-def test_every_job_entrypoint_names_a_real_command(job):
-    import re
+def test_the_job_entrypoint_runs_the_cli_from_a_bare_working_dir(tmp_path):
+    """`python jobs/entrypoint.py <command>` as `ray job submit --working-dir .` runs it: no install,
+    the commands are the CLI's (one per stage of the table)."""
+    import subprocess
+    import sys
 
-    from icurt.cli import build_parser
+    from icurt.stages import STAGE_NAMES
 
-    command = re.search(r'run_command\("([a-z-]+)"\)', (ROOT / "jobs" / job).read_text()).group(1)
-    subparsers = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert command in subparsers.choices
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}   # the interpreter only, icurt not installed
+    site = subprocess.run([sys.executable, "-c", "import site; print(site.getsitepackages()[0])"],
+                          capture_output=True, text=True).stdout.strip()
+    result = subprocess.run([sys.executable, "-S", str(ROOT / "jobs" / "entrypoint.py"), "--help"],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={**env, "PYTHONPATH": site})
+    assert result.returncode == 0, result.stderr
+    for stage in STAGE_NAMES:
+        assert f"    {stage}" in result.stdout
+    assert "jobs/entrypoint.py" in (ROOT / "cluster.yaml").read_text()

@@ -1,5 +1,5 @@
 """The pipeline as a Ray job: a local head with its dashboard on 127.0.0.1 accepts
-`jobs/pipeline.py` through JobSubmissionClient, the job succeeds, and its artifacts are there."""
+`jobs/entrypoint.py run` through JobSubmissionClient, the job succeeds, and its artifacts are there."""
 
 import os
 import signal
@@ -91,8 +91,9 @@ def test_pipeline_job_succeeds_with_artifacts(ray_head_with_dashboard, pg_dsn, t
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     from icurt.config import load_config, with_overrides
-    from icurt.db.synth import run_synth
-    from icurt.runs import STAGES, RunStore
+    from icurt.db.synth.cohort import run_synth
+    from icurt.runs import RunStore
+    from icurt.stages import STAGE_NAMES
 
     schema = "jobtest"
     data = tmp_path / "data"
@@ -105,7 +106,7 @@ def test_pipeline_job_succeeds_with_artifacts(ray_head_with_dashboard, pg_dsn, t
     client = JobSubmissionClient(ray_head_with_dashboard, headers={"Authorization": f"Bearer {token}"})
     job_id = submit_when_agent_is_up(
         client,
-        entrypoint=f"{sys.executable} jobs/pipeline.py --config tests/deploy/tiny.toml "
+        entrypoint=f"{sys.executable} jobs/entrypoint.py run --config tests/deploy/tiny.toml "
                    f"--set db.schema={schema}",
         runtime_env={"working_dir": str(ROOT), "excludes": ["data", ".venv", ".git", "bench/out"],
                      "env_vars": {"ICURT_DSN": pg_dsn, "ICURT_DATA": str(data)}},
@@ -119,7 +120,7 @@ def test_pipeline_job_succeeds_with_artifacts(ray_head_with_dashboard, pg_dsn, t
 
     store = RunStore(data)
     analyze = store.latest("analyze")
-    assert [r.stage for r in store.lineage(analyze)] == list(reversed(STAGES))
+    assert [r.stage for r in store.lineage(analyze)] == list(reversed(STAGE_NAMES))
     assert analyze.file("report.html").stat().st_size > 10_000
     assert store.ancestor(analyze, "preprocess").file("dataset.npz").exists()
     assert "report:" in logs

@@ -8,12 +8,11 @@ from sklearn.metrics import roc_auc_score
 
 from icurt.dataset import load_dataset
 from icurt.db.connection import connection
-from icurt.db.query import run as run_query
-from icurt.db.synth import read_synth_truth, run_synth
+from icurt.db.synth.cohort import read_synth_truth, run_synth
 from icurt.model.folds import stratified_folds
 from icurt.model.lstm import ModelHparams
 from icurt.model.trainer import Trainer
-from icurt.preprocess.stage import run as run_preprocess
+from icurt.stages import run_stage
 
 MARGIN = 0.12        # the model may trail the oracle by at most this much AUROC
 LEAK_TOLERANCE = 0.04  # sampling noise on ~300 held-out stays; more than this above the oracle is leakage
@@ -24,7 +23,7 @@ def test_trainer_learns_synthetic_signal_close_to_oracle(make_config):
     torch.manual_seed(0)
     cfg = make_config("db.schema=signal", "preprocess.engine=pandas")
     run_synth(cfg, stays=2000, seed=7)
-    dataset = load_dataset(run_preprocess(cfg, run_query(cfg)).path)
+    dataset = load_dataset(run_stage("preprocess", cfg, run_stage("query", cfg)).path)
     with connection(cfg) as conn:
         truth, _ = read_synth_truth(conn, cfg.db.schema)
     oracle = truth.set_index("icustay_id")["oracle_probability"]

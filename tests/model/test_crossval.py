@@ -1,5 +1,6 @@
 """`icurt train` on real Ray: a tiny fake tune-model run, one best checkpoint per fold, mean ± sd."""
 
+import dataclasses
 import json
 import math
 
@@ -8,10 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from icurt.dataset import Dataset, save_dataset
+from icurt.dataset import save_dataset
 from icurt.errors import IcurtError
-from icurt.model.lstm import ModelHparams, load_checkpoint
+from icurt.model import checkpoint
+from icurt.model.hparams import ModelHparams
 from icurt.model.summary import format_summary, summarize_folds
+from icurt.planted import planted_dataset
 from icurt.runs import RunStore
 
 HP = ModelHparams(lstm_hidden=8, fc_size=8, optimizer="adam", learning_rate=5e-3, batch_size=32)
@@ -21,12 +24,10 @@ FAST = ["train.num_folds=2", "train.epochs=3", "train.eval_interval=2", "train.n
 
 def fake_tune_run(store, cfg, n=60, n_died=12, seed=0):
     """A preprocess run with a small planted dataset and a tune-model run built from it."""
-    rng = np.random.default_rng(seed)
-    labels = np.r_[np.ones(n_died), np.zeros(n - n_died)].astype(np.int64)
-    features = rng.random((n, 12, 19), dtype=np.float32) * 0.5
-    features[labels == 1, :, :2] += 0.4                      # a signal the model can find
-    ds = Dataset(features=features, labels=labels, stay_ids=np.arange(1000, 1000 + n, dtype=np.int64),
-                 feature_names=[f"f{i}" for i in range(19)], normalisation={})
+    made = planted_dataset(n, hours=12, seed=seed)
+    labels = np.zeros(n, np.int64)
+    labels[np.argsort(-made.severity)[:n_died]] = 1          # exactly n_died: the most severe
+    ds = dataclasses.replace(made.dataset, labels=labels)
     with store.create("preprocess", cfg) as w:
         save_dataset(w.path, ds)
     with store.create("tune-model", cfg, inputs=[w.run]) as t:
@@ -54,7 +55,7 @@ def test_summary_mean_and_sample_sd_by_hand():
 
 @pytest.mark.slow
 def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray_session):
-    from icurt.model.crossval import run
+    from icurt.stages.train import run
 
     cfg = make_config(*FAST)
     store = RunStore.from_config(cfg)
@@ -69,7 +70,7 @@ def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray
         folder = train_run.path / f"fold_{fold['fold']}"
         state = torch.load(folder / "best.pt", weights_only=True)
         assert state and all(isinstance(v, torch.Tensor) for v in state.values())
-        model = load_checkpoint(folder)
+        model = checkpoint.load(folder).build()
         assert model.lstm.hidden_size == HP.lstm_hidden
         assert fold["best_epoch"] in (2, 3)                   # evaluations at epoch 2 and the last
         val = np.load(folder / "val_indices.npy")
@@ -94,7 +95,7 @@ def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray
 
 
 def test_trial_option_picks_that_trials_hparams(tmp_path, make_config, ray_session):
-    from icurt.model.crossval import chosen_hparams
+    from icurt.stages.tune_model import chosen_hparams
 
     cfg = make_config(*FAST)
     tune_run, _ = fake_tune_run(RunStore.from_config(cfg), cfg)
@@ -106,7 +107,7 @@ def test_trial_option_picks_that_trials_hparams(tmp_path, make_config, ray_sessi
 
 
 def test_too_few_samples_of_a_class_is_a_user_error(tmp_path, make_config):
-    from icurt.model.crossval import run
+    from icurt.stages.train import run
 
     cfg = make_config(*FAST, "train.num_folds=5")
     store = RunStore.from_config(cfg)
@@ -117,7 +118,7 @@ def test_too_few_samples_of_a_class_is_a_user_error(tmp_path, make_config):
 
 
 def test_cuda_without_gpu_is_refused_before_starting(tmp_path, make_config, ray_session):
-    from icurt.model.crossval import run
+    from icurt.stages.train import run
 
     assert ray_session.cluster_resources().get("GPU", 0) == 0
     cfg = make_config(*FAST, "ray.device=cuda")
@@ -129,7 +130,7 @@ def test_cuda_without_gpu_is_refused_before_starting(tmp_path, make_config, ray_
 
 
 def test_missing_runs_are_user_errors(tmp_path, make_config):
-    from icurt.model.crossval import run
+    from icurt.stages.train import run
 
     cfg = make_config(*FAST)
     store = RunStore.from_config(cfg)
@@ -139,19 +140,20 @@ def test_missing_runs_are_user_errors(tmp_path, make_config):
     import shutil
     shutil.rmtree(store.ancestor(tune_run, "preprocess").path)
     with pytest.raises(IcurtError, match="preprocess"):
-        run(cfg, tune_run.run_id, store=store)
+        run(cfg, store.get("tune-model", tune_run.run_id), store=store)
 
 
 @pytest.mark.slow
 def test_a_failing_fold_fails_the_run_with_its_error(tmp_path, make_config, ray_session):
     from icurt.model.fold_runner import FoldJob, run_folds
     from icurt.model.folds import stratified_folds
+    from icurt.placement import Placement
 
     cfg = make_config(*FAST)
     store = RunStore.from_config(cfg)
     tune_run, ds = fake_tune_run(store, cfg)
     # dropout 2.0 passes no validation of ours here, so torch raises inside the Ray Train worker
-    job = FoldJob({**HP.to_dict(), "dropout": 2.0}, 2, 1, 0, 1, False, {"CPU": 1.0},
+    job = FoldJob(ModelHparams(**{**HP.to_dict(), "dropout": 2.0}), 2, 1, 0, 1, Placement({"CPU": 1.0}),
                   str(tmp_path / "ray_results" / "folds"))
     with pytest.raises(IcurtError, match="fold 0 failed.*dropout"):
         with store.create("train", cfg, inputs=[tune_run]) as writer:
@@ -160,7 +162,7 @@ def test_a_failing_fold_fails_the_run_with_its_error(tmp_path, make_config, ray_
 
 
 def test_invalid_tuned_hparams_are_refused(tmp_path, make_config):
-    from icurt.model.crossval import chosen_hparams
+    from icurt.stages.tune_model import chosen_hparams
 
     cfg = make_config(*FAST)
     tune_run, _ = fake_tune_run(RunStore.from_config(cfg), cfg)
@@ -169,7 +171,7 @@ def test_invalid_tuned_hparams_are_refused(tmp_path, make_config):
         chosen_hparams(tune_run, None)
 
 
-def test_train_summary_command_prints_and_writes_the_table(tmp_path, make_config, capsys):
+def test_show_train_prints_the_table_and_writes_nothing(tmp_path, make_config, capsys):
     from icurt.cli import main
 
     cfg = make_config()
@@ -179,12 +181,14 @@ def test_train_summary_command_prints_and_writes_the_table(tmp_path, make_config
              for k, v in enumerate([0.9, 0.7, 0.8])]
     with store.create("train", cfg) as w:
         (w.path / "summary.json").write_text(json.dumps(summarize_folds(folds)))
-    assert main(["train-summary", w.run.run_id, "--set", f"paths.data={tmp_path}", "-q"]) == 0
+    before = sorted(p.name for p in w.run.path.iterdir())
+    assert main(["show", "train", w.run.run_id, "--set", f"paths.data={tmp_path}", "-q"]) == 0
     out = capsys.readouterr().out
     # mean of {0.9, 0.7, 0.8} = 0.8; sample sd = sqrt((0.01 + 0.01 + 0) / 2) = 0.1
     assert "auroc      0.8000 ± 0.1000" in out
     assert "   2         30    0.8000" in out
-    assert w.run.file("summary.txt").read_text() in out
+    assert format_summary(summarize_folds(folds)) in out
+    assert sorted(p.name for p in w.run.path.iterdir()) == before  # a show command never writes
 
 
 def test_train_command_errors_are_one_line(tmp_path, make_config, capsys):
@@ -193,7 +197,7 @@ def test_train_command_errors_are_one_line(tmp_path, make_config, capsys):
     assert main(["train", "--from", "nope", "--set", f"paths.data={tmp_path}", "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("icurt: error: no completed tune-model run 'nope'") and "\n" not in err
-    assert main(["train-summary", "--set", f"paths.data={tmp_path}", "-q"]) == 2
+    assert main(["show", "train", "--set", f"paths.data={tmp_path}", "-q"]) == 2
     assert "no completed train run" in capsys.readouterr().err
 
 
@@ -201,7 +205,7 @@ def test_train_command_errors_are_one_line(tmp_path, make_config, capsys):
 def test_two_ddp_workers_match_one_plain_trainer(tmp_path, make_config, ray_session):
     """Each DDP rank trains on half of every sampled batch; the averaged gradient is the full batch's,
     so with no dropout the fold's model matches a plain single-process Trainer on the same fold."""
-    from icurt.model.crossval import run
+    from icurt.stages.train import run
     from icurt.model.folds import stratified_folds
     from icurt.model.trainer import Trainer
 
@@ -220,18 +224,21 @@ def test_two_ddp_workers_match_one_plain_trainer(tmp_path, make_config, ray_sess
         assert got["auroc"] == pytest.approx(expected["auroc"], abs=1e-6)
 
 
-def test_gpu_choice_and_folds_side_by_side(make_config):
-    from icurt.model.crossval import concurrent_folds, wants_gpu
+def test_gpu_choice_and_folds_side_by_side():
+    from icurt.model.fold_runner import concurrent_folds
+    from icurt.placement import Capacity, Placement, place
 
-    assert wants_gpu(make_config("ray.device=auto"), 1.0) is True
-    assert wants_gpu(make_config("ray.device=auto"), 0.0) is False
-    assert wants_gpu(make_config("ray.device=cpu"), 4.0) is False
+    def worker(device, gpus, per_worker=0.5):
+        return place(device, Capacity.fixed(8, gpus), "train", 1.0, per_worker, unit="worker").use_gpu
+
+    assert worker("auto", 1.0) is True
+    assert worker("auto", 0.0) is False
+    assert worker("cpu", 4.0) is False
     with pytest.raises(IcurtError, match="gpus_per_worker"):
-        wants_gpu(make_config("ray.device=cuda", "train.gpus_per_worker=0"), 1.0)
-    cfg = make_config("train.num_workers=2", "train.cpus_per_worker=1")
+        worker("cuda", 1.0, per_worker=0)
     # 8 CPUs / (2 workers × 1 CPU) = 4 folds at once; 1 GPU / (2 × 0.25) = 2 folds
-    assert concurrent_folds(cfg, {"CPU": 8.0}, {"CPU": 1.0}, 5) == 4
-    assert concurrent_folds(cfg, {"CPU": 8.0, "GPU": 1.0}, {"CPU": 1.0, "GPU": 0.25}, 5) == 2
-    assert concurrent_folds(cfg, {"CPU": 64.0}, {"CPU": 1.0}, 5) == 5
+    assert concurrent_folds(Placement({"CPU": 1.0}), Capacity.fixed(8, 0), 2, 5) == 4
+    assert concurrent_folds(Placement({"CPU": 1.0, "GPU": 0.25}), Capacity.fixed(8, 1), 2, 5) == 2
+    assert concurrent_folds(Placement({"CPU": 1.0}), Capacity.fixed(64, 0), 2, 5) == 5
     with pytest.raises(IcurtError, match="num_workers"):
-        concurrent_folds(cfg, {"CPU": 1.0}, {"CPU": 1.0}, 5)
+        concurrent_folds(Placement({"CPU": 1.0}), Capacity.fixed(1, 0), 2, 5)

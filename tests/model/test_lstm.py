@@ -6,7 +6,10 @@ import json
 import pytest
 import torch
 
-from icurt.model.lstm import LSTMClassifier, ModelHparams, load_checkpoint, save_checkpoint
+from icurt.errors import IcurtError
+from icurt.model import checkpoint
+from icurt.model.hparams import ModelHparams
+from icurt.model.lstm import LSTMClassifier
 
 
 @pytest.mark.parametrize("hidden,lstm_act,fc_size,fc_act", itertools.product(
@@ -35,10 +38,20 @@ def test_uses_both_directions_of_the_lstm():
 def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
     hp = ModelHparams(lstm_hidden=16, fc_size=8, lstm_activation="relu")
     model = LSTMClassifier(19, hp).eval()
-    save_checkpoint(tmp_path, model, hp, 19)
+    checkpoint.save(tmp_path, checkpoint.Checkpoint.of(model, hp, 19))
     state = torch.load(tmp_path / "best.pt", weights_only=True)
     assert set(state) == set(model.state_dict())
-    assert json.loads((tmp_path / "model.json").read_text())["hparams"] == hp.to_dict()
-    loaded = load_checkpoint(tmp_path)
+    assert json.loads((tmp_path / "model.json").read_text()) == {"hparams": hp.to_dict(), "num_features": 19}
+    loaded = checkpoint.load(tmp_path).build()
     x = torch.rand(4, 48, 19)
     assert torch.equal(loaded(x), model(x)) and not loaded.training
+
+
+def test_checkpoint_feature_check_and_missing_files(tmp_path):
+    hp = ModelHparams(lstm_hidden=4, fc_size=4)
+    saved = checkpoint.Checkpoint.of(LSTMClassifier(19, hp), hp, 19)
+    saved.check_features(19, "train run r")
+    with pytest.raises(IcurtError, match="expects 19 features but the dataset has 12"):
+        saved.check_features(12, "train run r")
+    with pytest.raises(IcurtError, match="no best.pt"):
+        checkpoint.load(tmp_path)

@@ -9,21 +9,16 @@ from icurt.errors import IcurtError
 from icurt.model.folds import stratified_folds
 from icurt.model.lstm import ModelHparams
 from icurt.model.trainer import Trainer, predict_logits
+from icurt.planted import planted_dataset as planted
 
 HP = ModelHparams(lstm_hidden=16, fc_size=16, dropout=0.1, optimizer="adam", learning_rate=3e-3,
                   batch_size=64)
 
 
 def planted_dataset(n=600, seed=0, strength=3.0):
-    """A latent s sets P(died) = sigmoid(strength·s − 3) and drifts 3 of 19 features over 48 h."""
-    rng = np.random.default_rng(seed)
-    s = rng.standard_normal(n)
-    p_died = 1 / (1 + np.exp(-(strength * s - 3.0)))
-    labels = (rng.random(n) < p_died).astype(np.int64)
-    x = 0.5 + 0.1 * rng.standard_normal((n, 48, 19))
-    ramp = np.linspace(0, 1, 48)
-    x[:, :, :3] += 0.12 * s[:, None, None] * ramp[None, :, None]
-    return np.clip(x, 0, 1).astype(np.float32), labels, p_died
+    """icurt.planted's data as arrays: P(died) = sigmoid(a + strength·s), 3 of 19 features drift with s."""
+    made = planted(n, seed=seed, strength=strength, death_rate=0.2)
+    return made.dataset.features, made.dataset.labels, made.p_died
 
 
 def test_learns_a_planted_signal_close_to_the_oracle():

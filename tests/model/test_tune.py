@@ -1,4 +1,4 @@
-"""tune-model and the shared tuning machinery (icurt/tuning.py, study_runner.py, study_resume.py).
+"""tune-model and the shared tuning machinery (icurt/tuning/, icurt/resume.py, icurt/placement.py).
 
 Pure parts are checked against hand-computed values; the Ray parts run for real on the 2-CPU
 `ray_session` with the studies in the session's embedded PostgreSQL.
@@ -24,12 +24,15 @@ from icurt.config import load_config, with_overrides
 from icurt.dataset import Dataset, save_dataset
 from icurt.db.connection import optuna_storage_url
 from icurt.errors import IcurtError
-from icurt.model import tune as tune_model
+from icurt.placement import Capacity, place
+from icurt.planted import planted_dataset as planted
+from icurt.resume import changed_settings
 from icurt.runs import RunStore
-from icurt.study_resume import changed_settings
-from icurt.study_runner import open_study, run_study
-from icurt.tuning import (StudyPlan, best_trial_row, count_finished, decode_params, sampler_seed, storage_label,
-                          trial_end_state, trial_resources, trial_row, trials_frame)
+from icurt.stages import tune_model
+from icurt.tuning.space import decode_params
+from icurt.tuning.study import open_study, run_study
+from icurt.tuning.trials import (StudyPlan, best_trial_row, count_finished, sampler_seed, storage_label,
+                                 trial_end_state, trial_row, trials_frame)
 
 TINY = ["tune_model.num_folds=2", "tune_model.cv_epochs=2", "tune_model.epochs_per_cv_epoch=1",
         "tune_model.lstm_hidden_exponents=[3, 4]", "tune_model.fc_size_exponents=[3, 4]",
@@ -106,7 +109,7 @@ def test_resumed_sampler_does_not_replay_the_start_up_suggestions():
     ("auto", 1.0, 0.0, 4, {"CPU": 1.0}),
 ])
 def test_trial_resources(device, cpus, gpus, cluster_gpus, expected):
-    assert trial_resources("tune_model", device, cpus, gpus, 4, cluster_gpus) == expected
+    assert place(device, Capacity.fixed(4, cluster_gpus), "tune_model", cpus, gpus).resources == expected
 
 
 @pytest.mark.parametrize("device,cpus,gpus,cluster_gpus,message", [
@@ -118,7 +121,7 @@ def test_trial_resources(device, cpus, gpus, cluster_gpus, expected):
 ])
 def test_trial_resources_that_can_never_be_met_are_errors(device, cpus, gpus, cluster_gpus, message):
     with pytest.raises(IcurtError, match=message):
-        trial_resources("tune_model", device, cpus, gpus, 4, cluster_gpus)
+        place(device, Capacity.fixed(4, cluster_gpus), "tune_model", cpus, gpus)
 
 
 def frozen(number, state, value, params, steps=()):
@@ -222,14 +225,7 @@ def test_trials_a_killed_driver_left_running_are_failed_when_the_study_reopens(m
 # ---- the tune-model stage -----------------------------------------------------------------
 
 def planted_dataset(n=120, seed=0):
-    """48 h × 19 features; died ⇔ a latent s above its 75th percentile, and s lifts features 0-2 over time."""
-    rng = np.random.default_rng(seed)
-    s = rng.standard_normal(n)
-    labels = (s > np.quantile(s, 0.75)).astype(np.int64)
-    x = 0.5 + 0.05 * rng.standard_normal((n, 48, 19))
-    x[:, :, :3] += 0.15 * s[:, None, None] * np.linspace(0, 1, 48)[None, :, None]
-    return Dataset(np.clip(x, 0, 1).astype(np.float32), labels, np.arange(n, dtype=np.int64) + 1000,
-                   [f"f{i}" for i in range(19)], {})
+    return planted(n, seed=seed).dataset
 
 
 def make_preprocess_run(store, cfg, dataset):
@@ -259,7 +255,7 @@ def test_bad_inputs_are_errors(make_config, tmp_path):
     with pytest.raises(IcurtError, match="1 sample.*class 1.*2 folds"):
         tune_model.run(cfg, store=store)
     with pytest.raises(IcurtError, match="no interrupted tune-model run 'nope'"):
-        tune_model.run(cfg, resume_id="nope", store=store)
+        tune_model.run(cfg, resume="nope", store=store)
 
 
 def cli_settings(*items):
@@ -318,7 +314,7 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
 
     # resume in this process: the same study reaches num_trials finished trials, none lost
     wanted = len(before) + 2
-    resumed = tune_model.run(with_overrides(cfg, [f"tune_model.num_trials={wanted}"]), resume_id=run_id,
+    resumed = tune_model.run(with_overrides(cfg, [f"tune_model.num_trials={wanted}"]), resume=run_id,
                              store=store)
     assert resumed.run_id == run_id and resumed.meta["resumed"] == 1
     assert resumed.inputs == {"preprocess": pre.run_id}
@@ -354,15 +350,15 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     assert (resumed.path / "ray_results" / "tune-resume1").is_dir()
 
     capsys.readouterr()
-    assert main(["show-hparams", *settings]) == 0
+    assert main(["show", "tune-model", *settings]) == 0
     shown = capsys.readouterr().out
     assert f"run {run_id}, trial {study.best_trial.number} (best): COMPLETE" in shown
     assert f"val_loss = {study.best_trial.value:.6g}" in shown
     assert f"batch_size = {best['batch_size']}" in shown
     last = study.trials[-1]
-    assert main(["show-hparams", run_id, "--trial", str(last.number), *settings]) == 0
+    assert main(["show", "tune-model", run_id, "--trial", str(last.number), *settings]) == 0
     shown = capsys.readouterr().out
     assert f"trial {last.number}: {last.state.name}" in shown
     assert f"learning_rate = {last.params['learning_rate']}" in shown
-    assert main(["show-hparams", run_id, "--trial", "99", *settings]) == 2
+    assert main(["show", "tune-model", run_id, "--trial", "99", *settings]) == 2
     assert "no trial 99" in capsys.readouterr().err

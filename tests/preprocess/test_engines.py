@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from icurt.cli import main
 from icurt.config import FEATURE_COLUMNS, load_config, with_overrides
 from icurt.dataset import load_dataset
-from icurt.preprocess import stage
+from icurt.stages import run_stage
 from icurt.preprocess.steps import FEATURE_SOURCE
 from icurt.runs import RunStore
 
@@ -39,8 +38,8 @@ def random_query_run(qr, cfg, n_stays=30, seed=7):
 def test_modin_and_pandas_give_byte_identical_arrays(tmp_path, qr, ray_session):
     cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", "preprocess.num_partitions=3"])
     query_run = random_query_run(qr, cfg)
-    on_pandas = stage.run(cfg, query_run=query_run, engine="pandas")
-    on_modin = stage.run(cfg, query_run=query_run, engine="modin")
+    on_pandas = run_stage("preprocess", cfg, query_run, engine="pandas")
+    on_modin = run_stage("preprocess", cfg, query_run, engine="modin")
     a, b = load_dataset(on_pandas.path), load_dataset(on_modin.path)
     assert a.features.shape[0] > 5 and a.features.shape[1:] == (48, 19)
     assert a.features.tobytes() == b.features.tobytes()
@@ -58,7 +57,7 @@ def test_cli_preprocess_and_inspect(tmp_path, qr, capsys):
     assert main(["preprocess", "--engine", "pandas", "--from", query_run.run_id, *settings]) == 0
     run = RunStore(tmp_path).latest("preprocess")
     assert run.run_id in capsys.readouterr().out
-    assert main(["inspect", "preprocess", *settings]) == 0
+    assert main(["show", "preprocess", *settings]) == 0
     text = capsys.readouterr().out
     n = len(load_dataset(run.path).labels)
     assert f"samples: {n:,} × 48 h × 19 features" in text
@@ -68,15 +67,14 @@ def test_cli_preprocess_and_inspect(tmp_path, qr, capsys):
 
 
 def test_on_a_synthetic_mimic_query_run(make_config, pg_dsn):
-    synth = pytest.importorskip("icurt.db.synth")
-    query = pytest.importorskip("icurt.db.query")
     from icurt.db.connection import connection
+    from icurt.db.synth import cohort as synth
 
     cfg = make_config()
     cohort = synth.generate_cohort(300, seed=5, mortality_rate=0.2)
     with connection(cfg) as conn:
         synth.load_cohort(conn, cfg.db.schema, cohort)
-    run = stage.run(cfg, query_run=query.run(cfg), engine="pandas")
+    run = run_stage("preprocess", cfg, run_stage("query", cfg), engine="pandas")
     ds = load_dataset(run.path)
     assert ds.features.shape[1:] == (48, 19) and np.isfinite(ds.features).all()
     assert 0.0 <= ds.features.min() and ds.features.max() <= 1.0

@@ -1,0 +1,45 @@
+"""best_attack_hparams.json, the one record a tune-attack run leaves for the full attack: the best
+trial's hyperparameters, the attack method they were tuned with, the fold and the score."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from icurt.attack.attacker import AttackHparams
+from icurt.config import AttackMethod, TuneAttackConfig, section_from_dict
+from icurt.errors import IcurtError
+from icurt.files import read_json
+from icurt.tuning.trials import best_hparams_of
+
+BEST_FILE = "best_attack_hparams.json"
+
+
+@dataclass(frozen=True)
+class TunedAttack:
+    hp: AttackHparams
+    method: AttackMethod
+    fold: int
+    objective_name: str
+    score: float
+    trial: int
+
+
+def best_record(row: dict, space: dict, method: AttackMethod, ta: TuneAttackConfig, fold: int) -> dict:
+    """The JSON of the best trial (a trials-table row) of a study tuned with `method` on `fold`."""
+    return {**best_hparams_of(row, space), "method": asdict(method), "objective": row["objective"],
+            "objective_name": ta.objective, "trial": row["number"], "fold": fold}
+
+
+def read_tuned(run) -> TunedAttack:
+    """What tune-attack run `run` recorded; IcurtError when it has no (valid) record."""
+    path = run.file(BEST_FILE)
+    if not path.is_file():
+        raise IcurtError(f"tune-attack run {run.run_id} has no {BEST_FILE}; rerun `icurt tune-attack` "
+                         "or pass another run with --from")
+    values = read_json(path)
+    if "method" not in values:
+        raise IcurtError(f"tune-attack run {run.run_id} records no attack method (an older icurt wrote it); "
+                         "rerun `icurt tune-attack`")
+    return TunedAttack(hp=AttackHparams.from_dict(values), method=section_from_dict("attack_method", values["method"]),
+                       fold=int(values["fold"]), objective_name=str(values["objective_name"]),
+                       score=float(values["objective"]), trial=int(values["trial"]))

@@ -1,0 +1,260 @@
+"""`icurt db synth`: a synthetic, MIMIC-III-shaped cohort with a planted mortality signal.
+
+generate_cohort draws the seven tables (pure numpy/pandas); load_cohort replaces the schema with
+them in one transaction, COPYing CSV that pyarrow writes in a background thread, and stores each
+stay's latent severity and the oracle AUROC next to them (icurt_synth_truth, icurt_synth_info).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from psycopg2 import sql
+
+from icurt.db.synth import events, hospital, skeleton
+from icurt.db.schema import TABLES, column_names, create_index_sql, create_table_sql, recreate_schema
+from icurt.db.synth.items import d_items_frame, d_labitems_frame
+from icurt.errors import IcurtError
+
+log = logging.getLogger("icurt")
+
+TRUTH_TABLE = "icurt_synth_truth"
+INFO_TABLE = "icurt_synth_info"
+TRUTH_COLUMNS = ("icustay_id", "severity", "died", "oracle_probability")
+ROWS_PER_CSV_CHUNK = 500_000
+COPY_READ_SIZE = 4 << 20
+
+
+@dataclass(frozen=True)
+class SynthCohort:
+    tables: dict[str, pd.DataFrame]   # the seven MIMIC-III tables, columns as in icurt.db.schema
+    truth: pd.DataFrame               # icustay_id, severity, died, oracle_probability (every stay)
+    oracle_auroc: float               # of oracle_probability vs died on the qualifying stays
+    stays: int
+    seed: int
+    mortality_rate: float
+    qualifying_stays: int
+    qualifying_deaths: int
+
+    def info(self) -> dict[str, str]:
+        """The key/value rows stored in <schema>.icurt_synth_info."""
+        return {"stays": str(self.stays), "seed": str(self.seed),
+                "mortality_rate": repr(self.mortality_rate), "oracle_auroc": repr(self.oracle_auroc),
+                "qualifying_stays": str(self.qualifying_stays),
+                "qualifying_deaths": str(self.qualifying_deaths)}
+
+
+def generate_cohort(stays: int, seed: int, mortality_rate: float = 0.10) -> SynthCohort:
+    """Draw a cohort of exactly `stays` ICU stays; the same seed gives identical frames."""
+    if stays < 1 or seed < 0:
+        raise IcurtError(f"synth needs at least 1 stay and a seed >= 0 (got stays={stays}, seed={seed})")
+    if not 0 < mortality_rate < 1:
+        raise IcurtError(f"[synth].mortality_rate must be between 0 and 1 (got {mortality_rate})")
+    skeleton_rng, tables_rng, physiology_rng, chart_rng, lab_rng = np.random.default_rng(seed).spawn(5)
+    sk = skeleton.draw_skeleton(stays, skeleton_rng, mortality_rate)
+    phys = events.physiology(sk, physiology_rng)
+    tables = {
+        "patients": hospital.patients_frame(sk),
+        "admissions": hospital.admissions_frame(sk, tables_rng),
+        "icustays": hospital.icustays_frame(sk, tables_rng),
+        "chartevents": events.chartevents_frame(sk, phys, chart_rng),
+        "labevents": events.labevents_frame(sk, phys, lab_rng),
+        "d_items": d_items_frame(),
+        "d_labitems": d_labitems_frame(),
+    }
+    severity = sk.stays["severity"].to_numpy()
+    truth = pd.DataFrame({
+        "icustay_id": sk.stays["icustay_id"].to_numpy(np.int64), "severity": severity,
+        "died": sk.admissions["died"].to_numpy()[sk.stays["admission"].to_numpy()].astype(np.int64),
+        "oracle_probability": skeleton.sigmoid(sk.intercept + skeleton.MORTALITY_SLOPE * severity),
+    })
+    qualifying = sk.stays["qualifying"].to_numpy()
+    return SynthCohort(tables, truth, skeleton.oracle_auroc(truth, qualifying), stays, seed,
+                       mortality_rate, int(qualifying.sum()), int(truth["died"].to_numpy()[qualifying].sum()))
+
+
+def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
+    """Replace `schema` with the cohort (tables, indexes, truth, info) in one transaction; rows per table.
+
+    Commits on success (with whatever the connection had pending) and rolls back on any failure.
+    """
+    counts: dict[str, int] = {}
+    autocommit = conn.autocommit
+    if autocommit:  # one transaction, whatever mode the caller's connection is in
+        conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
+            recreate_schema(cur, schema)
+            for table in TABLES:
+                frame = cohort.tables[table]
+                if list(frame.columns) != column_names(table):
+                    raise IcurtError(f"synthetic table {table} has columns {list(frame.columns)}, "
+                                     f"expected {column_names(table)}; regenerate the cohort")
+                cur.execute(create_table_sql(schema, table))
+                started = time.perf_counter()
+                counts[table] = _copy_frame(cur, schema, table, frame)
+                log.info("synth: loaded %s: %d rows in %.1f s", table, counts[table],
+                         time.perf_counter() - started)
+            started = time.perf_counter()
+            for table in TABLES:
+                for statement in create_index_sql(schema, table):
+                    cur.execute(statement)
+            log.info("synth: indexes built in %.1f s", time.perf_counter() - started)
+            _store_truth(cur, schema, cohort)
+            started = time.perf_counter()
+            for table in TABLES:
+                cur.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+            log.info("synth: truth stored and tables analysed in %.1f s", time.perf_counter() - started)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        if autocommit:
+            conn.autocommit = True
+    return counts
+
+
+def read_synth_truth(conn, schema: str) -> tuple[pd.DataFrame, float]:
+    """(truth per stay, oracle AUROC) stored by synth in `schema`; IcurtError when there is none."""
+    with conn.cursor() as cur:
+        for table in (TRUTH_TABLE, INFO_TABLE):
+            cur.execute("SELECT to_regclass(%s)", (sql.Identifier(schema, table).as_string(conn),))
+            if cur.fetchone()[0] is None:
+                raise IcurtError(f"schema {schema!r} holds no synthetic-cohort truth ({table} is missing); "
+                                 "it was not built by `icurt db synth`, so there is no oracle to compare "
+                                 "with")
+        cur.execute(sql.SQL("SELECT {} FROM {}.{} ORDER BY icustay_id").format(
+            sql.SQL(", ").join(map(sql.Identifier, TRUTH_COLUMNS)), sql.Identifier(schema),
+            sql.Identifier(TRUTH_TABLE)))
+        rows = cur.fetchall()
+        cur.execute(sql.SQL("SELECT value FROM {}.{} WHERE key = 'oracle_auroc'").format(
+            sql.Identifier(schema), sql.Identifier(INFO_TABLE)))
+        auroc = cur.fetchone()
+    truth = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS)).astype(
+        {"icustay_id": np.int64, "severity": np.float64, "died": np.int64, "oracle_probability": np.float64})
+    return truth, float(auroc[0]) if auroc else math.nan
+
+
+def run_synth(cfg, stays: int, seed: int) -> dict[str, int]:
+    """Generate the cohort and load it into the configured database's schema; print a summary."""
+    from icurt.db.connection import connection
+
+    started = time.perf_counter()
+    log.info("synth: generating %d ICU stays (seed %d, mortality rate %.3f)", stays, seed,
+             cfg.synth.mortality_rate)
+    cohort = generate_cohort(stays, seed, cfg.synth.mortality_rate)
+    generated = time.perf_counter()
+    log.info("synth: generated %d rows in %.1f s", sum(map(len, cohort.tables.values())),
+             generated - started)
+    with connection(cfg) as conn:
+        counts = load_cohort(conn, cfg.db.schema, cohort)
+    finished = time.perf_counter()
+    log.info("synth: loaded schema %s in %.1f s", cfg.db.schema, finished - generated)
+    print(f"synthetic cohort in schema {cfg.db.schema}: {stays} ICU stays, seed {seed}")
+    print(f"  qualifying stays (adult, ICU >= 48 h, with chartevents): {cohort.qualifying_stays}, "
+          f"died in hospital: {cohort.qualifying_deaths} "
+          f"({cohort.qualifying_deaths / max(cohort.qualifying_stays, 1):.1%})")
+    for table, rows in counts.items():
+        print(f"  {table:<12} {rows:>12,} rows")
+    print(f"  oracle AUROC (knows each stay's severity): {cohort.oracle_auroc:.4f}")
+    print(f"  generated in {generated - started:.1f} s, loaded in {finished - generated:.1f} s")
+    return counts
+
+
+def _store_truth(cur, schema: str, cohort: SynthCohort) -> None:
+    cur.execute(sql.SQL("CREATE TABLE {}.{} (icustay_id INT PRIMARY KEY, severity DOUBLE PRECISION NOT NULL, "
+                        "died SMALLINT NOT NULL, oracle_probability DOUBLE PRECISION NOT NULL)").format(
+        sql.Identifier(schema), sql.Identifier(TRUTH_TABLE)))
+    _copy_frame(cur, schema, TRUTH_TABLE, cohort.truth[list(TRUTH_COLUMNS)])
+    cur.execute(sql.SQL("CREATE TABLE {}.{} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(
+        sql.Identifier(schema), sql.Identifier(INFO_TABLE)))
+    cur.executemany(sql.SQL("INSERT INTO {}.{} (key, value) VALUES (%s, %s)").format(
+        sql.Identifier(schema), sql.Identifier(INFO_TABLE)), list(cohort.info().items()))
+
+
+def _copy_frame(cur, schema: str, table: str, frame: pd.DataFrame) -> int:
+    # FREEZE (the table is new in this transaction): later readers need not set hint bits page by page
+    statement = sql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT csv, FREEZE)").format(
+        sql.Identifier(schema), sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
+    with _CsvReader(frame) as reader:
+        cur.copy_expert(statement, reader, size=COPY_READ_SIZE)
+    return cur.rowcount
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):  # categoricals → plain text for the CSV writer
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table
+
+
+class _CsvReader(io.RawIOBase):
+    """A file-like view of `frame` as CSV without header, written chunk by chunk in a thread so that
+    pyarrow's CSV writing overlaps PostgreSQL's parsing."""
+
+    def __init__(self, frame: pd.DataFrame):
+        super().__init__()
+        self._chunks: queue.Queue = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._buffer, self._offset, self._done = b"", 0, False
+        self._thread = threading.Thread(target=self._produce, args=(frame,), daemon=True)
+        self._thread.start()
+
+    def _produce(self, frame: pd.DataFrame) -> None:
+        try:
+            for start in range(0, len(frame), ROWS_PER_CSV_CHUNK):
+                sink = io.BytesIO()
+                pa_csv.write_csv(_arrow(frame.iloc[start:start + ROWS_PER_CSV_CHUNK]), sink,
+                                 pa_csv.WriteOptions(include_header=False))
+                if not self._put(sink.getvalue()):
+                    return
+            self._put(None)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self._put(exc)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while self._offset >= len(self._buffer):
+            if self._done:
+                return b""
+            item = self._chunks.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                self._done = True
+                return b""
+            self._buffer, self._offset = item, 0
+        end = len(self._buffer) if size is None or size < 0 else self._offset + size
+        out = self._buffer[self._offset:end]
+        self._offset += len(out)
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        super().close()

@@ -1,0 +1,81 @@
+"""The one checkpoint format: a folder with `best.pt` (a state_dict, loadable with
+`torch.load(..., weights_only=True)`) and `model.json` ({"hparams", "num_features"}).
+
+Ray Train's per-evaluation checkpoints and a train run's `fold_<k>/` folders hold the same two
+files. A `Checkpoint` is the same content in memory (CPU tensors, plain values): it travels through
+Ray's object store to tuning trials and attack actors, and `build()` is the only place a model is
+rebuilt from weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from icurt.errors import IcurtError
+from icurt.model.hparams import ModelHparams
+
+WEIGHTS_FILE, SPEC_FILE = "best.pt", "model.json"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    state_dict: dict          # parameter name -> CPU tensor
+    hparams: ModelHparams
+    num_features: int
+
+    @classmethod
+    def of(cls, model: nn.Module, hparams: ModelHparams, num_features: int) -> "Checkpoint":
+        return cls({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, hparams,
+                   int(num_features))
+
+    def build(self, device: str = "cpu") -> nn.Module:
+        """The LSTMClassifier with these weights, in eval mode on `device`."""
+        from icurt.model.lstm import LSTMClassifier
+
+        model = LSTMClassifier(self.num_features, self.hparams)
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
+
+    def check_features(self, num_features: int, where: str) -> None:
+        """IcurtError when the model's input width differs from the data's (`where` names the model)."""
+        if self.num_features != num_features:
+            raise IcurtError(f"the model of {where} expects {self.num_features} features but the dataset "
+                             f"has {num_features}; retrain on this dataset")
+
+
+def save(folder: str | Path, checkpoint: Checkpoint) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint.state_dict, folder / WEIGHTS_FILE)
+    (folder / SPEC_FILE).write_text(json.dumps({"hparams": checkpoint.hparams.to_dict(),
+                                                "num_features": checkpoint.num_features}))
+
+
+def load(folder: str | Path) -> Checkpoint:
+    """The checkpoint saved in `folder` (IcurtError when either file is missing)."""
+    folder = Path(folder)
+    for name in (WEIGHTS_FILE, SPEC_FILE):
+        if not (folder / name).is_file():
+            raise IcurtError(f"{folder} holds no {name}; it is not a model checkpoint")
+    spec = json.loads((folder / SPEC_FILE).read_text())
+    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    return Checkpoint(state, ModelHparams.from_dict(spec["hparams"]), int(spec["num_features"]))
+
+
+def fold_folder(train_run_path: Path, fold: int) -> Path:
+    return Path(train_run_path) / f"fold_{fold}"
+
+
+def load_fold(train_run, fold: int) -> Checkpoint:
+    """Fold `fold`'s checkpoint of a train run; IcurtError naming the folds it has otherwise."""
+    folder = fold_folder(train_run.path, fold)
+    if not (folder / WEIGHTS_FILE).is_file() or not (folder / SPEC_FILE).is_file():
+        trained = sorted(p.name for p in train_run.path.glob("fold_*") if (p / WEIGHTS_FILE).is_file())
+        raise IcurtError(f"train run {train_run.run_id} has no fold_{fold}/{WEIGHTS_FILE}; pick one of "
+                         f"{', '.join(trained) or 'its folds (none trained)'} with --fold")
+    return load(folder)

@@ -1,0 +1,162 @@
+"""The preprocess stage's work: a query run's files → features (N, H, F) float32, mortality
+labels, stay ids, in a run folder (icurt/stages/preprocess.py is the stage).
+
+Five steps, each saving its output as Parquet in a numbered folder of the run:
+1_prefilter  stays.parquet: icustay_detail rows with admission_age >= min_age (the > 89 patients
+             have ~300 and count as adults; `age` is admission_age capped at age_cap),
+             los_hospital >= min_los_hospital, los_icu >= min_los_icu, icustay_id, intime,
+             outtime and the window start not NULL, one row per icustay_id; typed columns, the
+             window start (intime or admittime), observed_hours = outtime - window start.
+2_merge      <source>.parquet: the features taken from their source table (glucose, sodium,
+             bicarbonate from pivoted_lab; potassium, lactate from pivoted_bg), rows with NULL
+             icustay_id or no value dropped, joined to the kept stays, hour index
+             h = floor((charttime - window start) / 1 h); only 0 <= h < observation_window_hours
+             is kept (nothing outside the window can change the result).
+3_per_stay   <source>/part-*.parquet: one record per stay and charttime (mean of duplicates).
+4_hourly     hourly.parquet: per stay, hour and feature the mean of the records in that hour;
+             linear interpolation over the hour index between measured hours, constant before
+             the first and after the last; a feature never measured in the stay's window gets the
+             feature's global median; then winsorised at the [p_low, p_high] percentiles and
+             scaled (v - p_low) / (p_high - p_low) (a constant feature → 0). Percentiles and
+             median are over all measured hourly values (before interpolation) of the stays in
+             this step (those later dropped for a short stay included, as in the reference).
+5_window     stays.parquet: the stays kept — at least one record in the window and
+             outtime - window start >= min_observation_hours — ordered by icustay_id.
+Then dataset.npz (features, labels = hospital_expire_flag, stay_ids), feature_names.json,
+normalisation.json, imputation.json (per feature: fraction of kept stays where it was never
+measured) and cohort.json (sample and label counts, rows left after each filter).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from icurt.config import Config
+from icurt.dataset import Dataset, save_dataset
+from icurt.errors import IcurtError
+from icurt.files import write_json
+from icurt.preprocess import hourly, steps
+from icurt.preprocess.engine import PandasEngine, partition_count
+
+log = logging.getLogger("icurt")
+STEP_FOLDERS = ("1_prefilter", "2_merge", "3_per_stay", "4_hourly", "5_window")
+
+
+def query_files(folder: Path, features) -> dict[str, Path]:
+    """The query run's Parquet files, checked for every column the features need."""
+    needed = steps.required_columns(features)
+    files, available = {}, {}
+    for table in needed:
+        path = Path(folder) / f"{table}.parquet"
+        if not path.exists():
+            raise IcurtError(f"the query run at {folder} has no {table}.parquet; "
+                             "rerun `icurt query` or pass another run with --from")
+        files[table], available[table] = path, pq.read_schema(path).names
+    steps.check_columns(available, features)
+    return files
+
+
+def build_dataset(cfg: Config, files: dict[str, Path], engine: PandasEngine, out: Path) -> dict:
+    """All five steps from the query files into `out`; returns seconds per step."""
+    settings, features = cfg.preprocess, list(cfg.preprocess.features)
+    hours, by_source = settings.observation_window_hours, steps.source_features(features)
+    for folder in STEP_FOLDERS:
+        (out / folder).mkdir()
+    clock = _Clock(engine.name)
+
+    prefiltered = steps.prefilter(engine.read(files[steps.DETAIL], list(steps.DETAIL_COLUMNS)), settings)
+    stays = engine.to_pandas(prefiltered.stays)
+    parts = partition_count(settings.num_partitions, len(stays), engine.cpus())
+    stays = steps.assign_partitions(stays, parts)
+    stays.to_parquet(out / "1_prefilter" / "stays.parquet", index=False)
+    clock.step("1_prefilter", f"{len(stays):,} stays, {parts} partitions")
+
+    stay_keys = engine.from_pandas(stays[["icustay_id", "window_start", "part"]])
+    merged = {}
+    for source, names in by_source.items():
+        if names:
+            table = engine.read(files[source], [*steps.KEY_COLUMNS, *names])
+            merged[source] = steps.merge_measurements(table, stay_keys, names, hours)
+            engine.write(merged[source], out / "2_merge" / f"{source}.parquet")
+    clock.step("2_merge", f"{sum(len(m) for m in merged.values()):,} rows in the window")
+
+    stay_ids = [stays["icustay_id"].to_numpy()[stays["part"].to_numpy() == p] for p in range(parts)]
+    work = partial(hourly.summarise_partition, source_features=by_source,
+                   feature_names=features, hours=hours)
+    summaries = engine.summarise(merged, stay_ids, work)
+    _write_records(engine.records(summaries), out / "3_per_stay")
+    clock.step("3_per_stay", "one record per stay and timestamp")
+
+    means = engine.hourly(summaries)
+    stats = hourly.global_statistics([m.means for m in means], features,
+                                     tuple(settings.winsorize_percentiles))
+    finished = engine.finish(summaries, stats)
+    scaled = np.concatenate([values for values, _ in finished])
+    never = np.concatenate([missing for _, missing in finished])
+    check_finite(scaled, features)
+    _write_hourly(scaled, stays["icustay_id"].to_numpy(), features, out / "4_hourly" / "hourly.parquet")
+    clock.step("4_hourly", f"statistics from {sum(int((~np.isnan(m.means)).sum()) for m in means):,} "
+               "measured hourly values")
+
+    n_measurements = np.concatenate([m.n_measurements for m in means])
+    keep = steps.final_window(stays, n_measurements, settings, prefiltered.filters)
+    kept = stays[keep].assign(n_measurements=n_measurements[keep],
+                              hours_with_data=np.concatenate([m.hours_with_data for m in means])[keep],
+                              features_never_measured=never[keep].sum(axis=1))
+    kept.drop(columns=["part"]).to_parquet(out / "5_window" / "stays.parquet", index=False)
+    ds = Dataset(features=scaled[keep], labels=kept["hospital_expire_flag"].to_numpy(np.int64),
+                 stay_ids=kept["icustay_id"].to_numpy(np.int64), feature_names=features,
+                 normalisation=stats.to_json(features))
+    save_dataset(out, ds)
+    write_json(out / "imputation.json", {name: float(never[keep][:, f].mean())
+                                          for f, name in enumerate(features)})
+    died = int(ds.labels.sum())
+    write_json(out / "cohort.json", {"n_samples": len(ds.labels), "n_died": died,
+                                      "n_survived": len(ds.labels) - died,
+                                      "filters": prefiltered.filters})
+    clock.step("5_window", f"{len(ds.labels):,} samples, {died:,} died")
+    return clock.seconds
+
+
+def check_finite(values: np.ndarray, features: list[str]) -> None:
+    """IcurtError naming the features with NaN or infinite values left (nothing is written)."""
+    bad = ~np.isfinite(values).all(axis=(0, 1))
+    if bad.any():
+        names = ", ".join(name for name, b in zip(features, bad) if b)
+        raise IcurtError(f"NaN or infinite values are left in {names} after preprocessing; nothing "
+                         "was written — check the query run for infinite measurements")
+
+
+class _Clock:
+    def __init__(self, engine: str):
+        self.engine, self.seconds, self.last = engine, {}, time.perf_counter()
+
+    def step(self, name: str, what: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.last, 3)
+        log.info("preprocess [%s] %s: %s (%.1f s)", self.engine, name, what, now - self.last)
+        self.last = now
+
+
+def _write_records(records: list[dict], folder: Path) -> None:
+    for part, by_source in enumerate(records):
+        for source, frame in by_source.items():
+            (folder / source).mkdir(exist_ok=True)
+            frame.to_parquet(folder / source / f"part-{part:05d}.parquet", index=False)
+
+
+def _write_hourly(scaled: np.ndarray, stay_ids: np.ndarray, features: list[str], path: Path) -> None:
+    n_stays, hours, _ = scaled.shape
+    columns = {"icustay_id": np.repeat(stay_ids, hours),
+               "hour": np.tile(np.arange(hours, dtype=np.int16), n_stays)}
+    columns.update({name: scaled[:, :, f].ravel() for f, name in enumerate(features)})
+    pq.write_table(pa.table(columns), path)
+
+

@@ -1,0 +1,67 @@
+"""Which input run a stage reads, and resuming an interrupted run of a stage.
+
+`input_run` is the one way a stage picks its input: the run given (`--from`), else the newest
+completed run of its input stage, or, when resuming, the input the interrupted run started from.
+What a stage's settings are is the stage table's `reads`; a setting that changed since an
+interrupted run started is named in a warning when it resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from typing import Any
+
+from icurt.errors import IcurtError
+from icurt.stages import config_values, settings_read, stage as stage_row
+
+log = logging.getLogger("icurt")
+
+
+def changed_settings(started_with: dict[str, Any], now: dict[str, Any], ignore=("num_trials",)) -> list[str]:
+    """Settings (`ignore` aside) whose value differs from the one a run started with."""
+    return sorted(key for key, value in now.items() if key not in ignore and started_with.get(key) != value)
+
+
+def flat_settings(cfg_values: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The stage's settings as {"section.key": value}."""
+    flat = {}
+    for item, value in settings_read(cfg_values, stage_row(stage)).items():
+        if isinstance(value, dict):
+            flat.update({f"{item}.{key}": v for key, v in value.items()})
+        else:
+            flat[item] = value
+    return flat
+
+
+def settings_changed_since(store, stage: str, resume_id: str, cfg, ignore=()) -> list[str]:
+    """The settings of `stage` that differ from those the interrupted run `resume_id` started with."""
+    snapshot = store.interrupted_folder(stage, resume_id) / "config.toml"
+    started_with = tomllib.loads(snapshot.read_text()) if snapshot.is_file() else {}
+    return changed_settings(flat_settings(started_with, stage), flat_settings(config_values(cfg), stage),
+                            ignore)
+
+
+def warn_changed_settings(stage: str, changed: list[str]) -> None:
+    if changed:
+        log.warning("resuming %s with changed settings (%s); what it finished used the old values",
+                    stage, ", ".join(changed))
+
+
+def resumed_input(store, stage: str, resume_id: str, given=None):
+    """The input Run that the interrupted run `resume_id` was started from; `given` must agree."""
+    input_stage = stage_row(stage).input
+    input_id = store.interrupted_meta(stage, resume_id).get("inputs", {}).get(input_stage)
+    if not input_id:
+        raise IcurtError(f"{stage} run '{resume_id}' records no {input_stage} input; start a new run")
+    if given is not None and given.run_id != input_id:
+        raise IcurtError(f"{stage} run '{resume_id}' was started from {input_stage} run {input_id}, not "
+                         f"{given.run_id}; drop --from when resuming")
+    return store.get(input_stage, input_id)
+
+
+def input_run(store, stage: str, given=None, resume: str | None = None):
+    """The run `stage` reads: the resumed run's own input, else `given`, else the newest one."""
+    if resume:
+        return resumed_input(store, stage, resume, given)
+    return given if given is not None else store.latest(stage_row(stage).input)

@@ -1,0 +1,116 @@
+"""Stage 7, `icurt analyze`: statistics, PNG plots and one self-contained report.html for an attack run.
+
+Reads the attack run (results.parquet, perturbations.npz, feature_names.json, attack_config.json)
+and, through its lineage, the preprocess run (normalisation, cohort, imputation) and the train
+run (summary.json). Only the attack run's results are required; a missing summary is named in
+the report instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from icurt.config import Config
+from icurt.errors import IcurtError
+from icurt.files import read_json, write_text
+from icurt.runs import Run, RunStore
+
+log = logging.getLogger("icurt")
+STAGE, REPORT_FILE = "analyze", "report.html"
+
+
+def _read_json(path: Path, what: str, missing: dict[str, str], key: str):
+    """The JSON at `path`, or None with the reason recorded under `key` in `missing`."""
+    if not path.is_file():
+        missing[key] = f"{path.name} is missing from {what}"
+        return None
+    try:
+        return read_json(path)
+    except (OSError, json.JSONDecodeError) as exc:
+        missing[key] = f"{path.name} in {what} could not be read ({exc.__class__.__name__})"
+        return None
+
+
+def _ancestor(store: RunStore, run: Run, stage: str) -> Run | None:
+    try:
+        return store.ancestor(run, stage)
+    except IcurtError:
+        return None
+
+
+def _feature_names(recorded: list | None, preprocess: Run | None, count: int) -> list[str]:
+    path = preprocess.file("feature_names.json") if preprocess else None
+    for names in (recorded, read_json(path) if path and path.is_file() else None):
+        if names and len(names) == count:
+            return [str(n) for n in names]
+    log.warning("no feature_names.json with %d names in the attack or preprocess run; "
+                "features are named by index", count)
+    return [f"feature_{j}" for j in range(count)]
+
+
+def _context(attack: Run, attack_config: dict | None, preprocess: Run | None, train: Run | None):
+    from icurt.analysis.report import ReportContext
+
+    missing: dict[str, str] = {}
+    ctx = ReportContext(analyze_run_id="", lineage=[], missing=missing)
+    ctx.attack_config = attack_config
+    if attack_config is None:
+        missing["attack_config"] = f"attack_config.json is missing from attack run {attack.run_id}"
+    if preprocess is None:
+        for key in ("cohort", "imputation", "normalisation"):
+            missing[key] = "no preprocess run in the attack run's lineage"
+    else:
+        where = f"preprocess run {preprocess.run_id}"
+        ctx.cohort = _read_json(preprocess.file("cohort.json"), where, missing, "cohort")
+        ctx.imputation = _read_json(preprocess.file("imputation.json"), where, missing, "imputation")
+    if train is None:
+        missing["cv_summary"] = "no train run in the attack run's lineage"
+    else:
+        ctx.cv_summary = _read_json(train.file("summary.json"), f"train run {train.run_id}",
+                                    missing, "cv_summary")
+    return ctx
+
+
+def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
+    """Analyse an attack run (default: the newest completed one) into a new analyze run."""
+    from icurt.analysis.plots import all_plots
+    from icurt.analysis.report import build_report
+    from icurt.analysis.stats import analyse
+    from icurt.analysis.tables import write_tables
+    from icurt.attack.results import read_attack_run
+    from icurt.resume import input_run as resolve_input
+
+    attack_run = resolve_input(store, STAGE, input_run)
+    attack = read_attack_run(attack_run.path)
+    preprocess = _ancestor(store, attack_run, "preprocess")
+    ctx = _context(attack_run, attack.config, preprocess, _ancestor(store, attack_run, "train"))
+    normalisation = {}
+    if preprocess is not None:
+        normalisation = _read_json(preprocess.file("normalisation.json"), f"preprocess run "
+                                   f"{preprocess.run_id}", ctx.missing, "normalisation") or {}
+    names = _feature_names(attack.feature_names, preprocess, attack.shape[2])
+    ctx.top_features = cfg.analyze.top_features
+    with store.create(STAGE, cfg, inputs=[attack_run]) as writer:
+        for piece, why in ctx.missing.items():
+            log.warning("analyze: %s not shown (%s)", piece, why)
+        analysis = analyse(attack.table, attack.perturbations, attack.shape, names, normalisation,
+                           cfg.analyze.top_features)
+        write_tables(writer.path, analysis, attack_run.run_id)
+        plots = all_plots(analysis)
+        for plot in plots:
+            (writer.path / plot.name).write_bytes(plot.png)
+        ctx.analyze_run_id = writer.run_id
+        ctx.lineage = [("analyze", writer.run_id)] + [(r.stage, r.run_id) for r in store.lineage(attack_run)]
+        write_text(writer.path / REPORT_FILE, build_report(analysis, ctx, plots))
+    log.info("analyze: %d samples, %d plots, report at %s", len(attack.table), len(plots),
+             writer.run.file(REPORT_FILE))
+    return writer.run
+
+
+def show(run: Run, cfg: Config) -> str:
+    from icurt.analysis.report import headline_text
+    from icurt.analysis.tables import read_headline
+
+    return f"{headline_text(read_headline(run.path))}\nreport: {run.file(REPORT_FILE).resolve()}"

@@ -1,0 +1,102 @@
+"""Stage 6, `icurt attack`: the tuned sparse attack on the dataset, its batches sharded over a pool
+of Ray actors (icurt/attack/actors.py).
+
+Reads the tune-attack run's record (best hyperparameters, the attack method they were tuned with
+and the fold), that fold's model from the train run and the dataset of the preprocess run. The
+attack runs the recorded method; when today's [attack_method] differs, one line says so. Up to
+[attack].max_num_samples samples (chosen with [attack].seed, in dataset order) are cut into
+batches of the tuned batch size (or [attack].batch_size). Writes results.parquet,
+perturbations.npz, attack_config.json and feature_names.json (icurt/attack/results.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, replace
+
+from icurt.config import Config
+from icurt.errors import IcurtError
+from icurt.runs import Run, RunStore
+
+log = logging.getLogger("icurt")
+STAGE = "attack"
+
+
+def method_notice(recorded, today) -> str | None:
+    """One line naming the [attack_method] settings that differ from the recorded method, or None."""
+    changed = [f"{k} {v} (today {getattr(today, k)})" for k, v in asdict(recorded).items()
+               if getattr(today, k) != v]
+    if not changed:
+        return None
+    return ("attack: using the attack method the tune-attack run was tuned with; today's "
+            f"[attack_method] differs: {', '.join(changed)}")
+
+
+def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
+    """Attack the dataset with the tuned attack; returns the completed attack run."""
+    import pandas as pd
+
+    from icurt.attack.actors import AttackPool, PoolSpec
+    from icurt.attack.batches import BatchCollector, cut_batches, select_samples
+    from icurt.attack.results import merge_perturbations, write_attack_run
+    from icurt.attack.tuned import read_tuned
+    from icurt.dataset import load_dataset
+    from icurt.model.checkpoint import load_fold
+    from icurt.placement import cluster_capacity, place, units_that_fit
+    from icurt.ray_runtime import init_ray
+    from icurt.resume import input_run as resolve_input
+
+    tune_run = resolve_input(store, STAGE, input_run)
+    tuned = read_tuned(tune_run)
+    hp = replace(tuned.hp, batch_size=cfg.attack.batch_size) if cfg.attack.batch_size else tuned.hp
+    train_run = store.ancestor(tune_run, "train")
+    checkpoint = load_fold(train_run, tuned.fold)
+    dataset = load_dataset(store.ancestor(tune_run, "preprocess").path)
+    checkpoint.check_features(dataset.features.shape[2], f"train run {train_run.run_id}")
+    sample_index = select_samples(len(dataset.labels), cfg.attack.max_num_samples, cfg.attack.seed)
+    batches = cut_batches(sample_index, hp.batch_size)
+    notice = method_notice(tuned.method, cfg.attack_method)
+    with store.create(STAGE, cfg, inputs=[tune_run]) as writer:
+        if notice:
+            log.warning("%s", notice)
+        ray = init_ray(cfg)
+        capacity = cluster_capacity(ray)
+        placement = place(cfg.ray.device, capacity, "attack", cfg.attack.cpus_per_actor,
+                          cfg.attack.gpus_per_actor, unit="actor")
+        actors = cfg.attack.num_actors or max(1, units_that_fit(placement, capacity))
+        spec = PoolSpec(num_actors=min(actors, len(batches)), placement=placement,
+                        max_restarts=cfg.attack.max_batch_retries, max_batch_retries=cfg.attack.max_batch_retries)
+        log.info("attack: %d samples in %d batches of %d on %d actor(s) (%s), %d iterations each",
+                 len(sample_index), len(batches), hp.batch_size, spec.num_actors, placement.device.upper(),
+                 cfg.attack.epochs_per_batch)
+        collector = BatchCollector(dataset, batches)
+        pool = AttackPool(ray, spec, checkpoint, hp, tuned.method, cfg.attack.epochs_per_batch)
+        try:
+            pool.run(dataset.features, dataset.labels, batches, on_batch=collector, keep_results=False)
+        finally:
+            pool.shutdown()
+        table = pd.concat(collector.tables, ignore_index=True) if collector.tables else None
+        if table is None or len(table) != len(sample_index):
+            raise IcurtError("the attack returned no results for some samples; run `icurt attack` again")
+        attack_config = {**asdict(hp), "method": asdict(tuned.method), "iterations": cfg.attack.epochs_per_batch,
+                         "fold": tuned.fold, "seed": cfg.attack.seed, "num_samples": int(len(sample_index)),
+                         "num_actors": spec.num_actors, "resources_per_actor": placement.resources,
+                         "tune_attack_run": tune_run.run_id, "train_run": train_run.run_id}
+        write_attack_run(writer.path, table, merge_perturbations(collector.perturbations), dataset.features.shape,
+                         attack_config, dataset.feature_names)
+        summary = {"samples": int(len(table)), "attacked": int(table["attacked"].sum()),
+                   "successes": int(table["success"].sum())}
+        writer.update_meta(summary=summary)
+        log.info("attack: %d samples, %d attacked, %d adversarial examples", *summary.values())
+    return writer.run
+
+
+def show(run: Run, cfg: Config) -> str:
+    from icurt.attack.results import read_attack_run
+
+    attack = read_attack_run(run.path)
+    table = attack.table
+    lines = [f"attack run {run.run_id}: {int(table['success'].sum())} adversarial examples from "
+             f"{int(table['attacked'].sum())} attacked of {len(table)} samples"]
+    lines += [f"  {key} = {value}" for key, value in attack.config.items()]
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""Stage 5, `icurt tune-attack`: the sparse attack's hyperparameters tuned by the shared tuning
+stage (Ray Tune + OptunaSearch + ASHA, icurt/tuning/stage.py) on one fold's model of a train run.
+
+A trial attacks the same `max_num_samples` samples (chosen with `sample_selection_seed`) with the
+configured [attack_method] and, after every `report_interval` iterations, reports its score: the
+objective summed over the samples that have an adversarial example. The model and the samples
+reach trials through Ray's object store. Writes best_attack_hparams.json (the best trial's
+hyperparameters and the method they were tuned with), trials.parquet and study.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from icurt.config import AttackMethod, Config, TuneAttackConfig
+from icurt.placement import WorkerSetup
+from icurt.runs import Run, RunStore
+from icurt.tuning.space import LOG2_PREFIX, choice, exponent_range, uniform
+
+if TYPE_CHECKING:
+    from icurt.tuning.stage import TuningTask
+
+log = logging.getLogger("icurt")
+
+STAGE = "tune-attack"
+METRIC, STEP = "score", "iteration"
+
+
+def search_space(ta: TuneAttackConfig) -> dict:
+    """Optuna distributions of the attack's hyperparameters, from the [tune_attack] ranges."""
+    return {
+        "kappa": uniform(ta.kappa),
+        "lambda_1": uniform(ta.lambda_1, log=True),
+        "learning_rate": uniform(ta.learning_rate, log=True),
+        f"{LOG2_PREFIX}batch_size": exponent_range(ta.batch_size_exponents),
+        "optimizer": choice(ta.optimizers),
+    }
+
+
+def attack_trial(config: dict, checkpoint, x: np.ndarray, y: np.ndarray, ta: TuneAttackConfig,
+                 method: AttackMethod, worker: WorkerSetup) -> None:
+    """Ray Tune trainable: attack the samples with `method` (the attack `icurt attack` runs),
+    reporting the score after every block of iterations."""
+    from ray import tune
+
+    from icurt.attack.attacker import AttackHparams
+    from icurt.attack.objectives import attack_score
+    from icurt.attack.samples import attack_samples
+    from icurt.tuning.space import decode_params
+
+    device = worker.torch_device()
+    hp = AttackHparams.from_dict(decode_params(config))
+    last = {"step": 0}
+
+    def report(iterations: int, results) -> None:
+        last["step"] = iterations
+        tune.report({STEP: iterations, METRIC: attack_score(ta.objective, results, ta.n_critical),
+                     "successes": int(results.success.sum()), "attacked": int(results.attacked.sum())})
+
+    results = attack_samples(checkpoint.build(), x, y, hp, method, ta.epochs_per_batch, device=device,
+                             report_every=ta.report_interval, on_report=report)
+    if last["step"] < ta.epochs_per_batch:  # the budget's last block was not reported: report its end
+        report(ta.epochs_per_batch, results)
+
+
+def tuning_task(cfg: Config, input_run: Run, checkpoint, dataset, fold: int, placement) -> TuningTask:
+    """tune-attack's part of the shared tuning stage: fold `fold`'s model (a Checkpoint) of
+    train run `input_run`, attacked on the selected samples of `dataset`."""
+    from icurt.attack.batches import select_samples
+    from icurt.attack.tuned import BEST_FILE, best_record
+    from icurt.tuning.stage import TuningTask
+
+    ta = cfg.tune_attack
+    rows = select_samples(len(dataset.labels), ta.max_num_samples, ta.sample_selection_seed)
+    space = search_space(ta)
+    return TuningTask(
+        stage=STAGE, settings=ta, space=space, trainable=attack_trial,
+        data={"checkpoint": checkpoint, "x": dataset.features[rows], "y": dataset.labels[rows], "ta": ta,
+              "method": cfg.attack_method, "worker": placement.worker()},
+        metric=METRIC, mode="max", step_attr=STEP, max_step=ta.epochs_per_batch,
+        grace_period=ta.asha_grace_period * ta.report_interval, placement=placement, input_run=input_run,
+        best_file=BEST_FILE, best_record=lambda row: best_record(row, space, cfg.attack_method, ta, fold),
+        what=f"on fold {fold} of train run {getattr(input_run, 'run_id', '?')}, {len(rows)} samples",
+        extra_meta={"fold": fold, "num_samples": len(rows)}, resume_ignores=("tune_attack.fold",))
+
+
+def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int | None = None,
+        resume: str | None = None) -> Run:
+    """Tune the attack on fold `fold` (default [tune_attack].fold) of a train run (the newest by default)."""
+    from icurt.dataset import load_dataset
+    from icurt.errors import IcurtError
+    from icurt.model.checkpoint import load_fold
+    from icurt.placement import cluster_capacity, place
+    from icurt.ray_runtime import init_ray
+    from icurt.resume import input_run as resolve_input
+    from icurt.tuning.stage import tune_stage
+
+    ta = cfg.tune_attack
+    input_run = resolve_input(store, STAGE, input_run, resume)
+    if resume:
+        recorded = store.interrupted_meta(STAGE, resume).get("fold")
+        if fold is not None and recorded is not None and fold != recorded:
+            raise IcurtError(f"run '{resume}' attacks fold {recorded}, not {fold}; drop --fold when resuming")
+        fold = recorded if fold is None else fold
+    fold = ta.fold if fold is None else fold
+    checkpoint = load_fold(input_run, fold)
+    dataset = load_dataset(store.ancestor(input_run, "preprocess").path)
+    checkpoint.check_features(dataset.features.shape[2], f"train run {input_run.run_id}")
+    placement = place(cfg.ray.device, cluster_capacity(init_ray(cfg)), "tune_attack", ta.cpus_per_trial,
+                      ta.gpus_per_trial)
+    task = tuning_task(cfg, input_run, checkpoint, dataset, fold, placement)
+    return tune_stage(cfg, task, store=store, resume=resume)
+
+
+def show(run: Run, cfg: Config, trial: int | None = None) -> str:
+    from icurt.attack.tuned import read_tuned
+    from icurt.tuning.trials import describe_trial
+
+    tuned = read_tuned(run)
+    text = describe_trial(run, trial, "max", f"score ({tuned.objective_name})", search_space(cfg.tune_attack))
+    return text + "\n  attack method: " + ", ".join(f"{k} = {v}" for k, v in asdict(tuned.method).items())

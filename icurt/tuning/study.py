@@ -1,0 +1,156 @@
+"""The Ray edge of tuning: one Optuna study (TPE, in PostgreSQL) run by Ray Tune with
+OptunaSearch + ASHA on the trial's own step counter, until it has the planned finished trials."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from icurt.errors import IcurtError
+from icurt.tuning.trials import (TRIALS_FILE, StudyPlan, count_finished, sampler_seed, trial_end_state,
+                          write_study_files)
+
+log = logging.getLogger("icurt")
+
+
+def open_study(plan: StudyPlan, storage_url: str):
+    """The plan's Optuna study (created or loaded); trials a killed driver left RUNNING become FAIL."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(storage_url)
+    study = optuna.create_study(storage=storage, study_name=plan.study_name, load_if_exists=True,
+                                direction="minimize" if plan.mode == "min" else "maximize")
+    fail_running_trials(study)
+    return study
+
+
+def fail_running_trials(study) -> None:
+    """Mark FAIL the trials no driver is running any more (cut off by an interruption)."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        log.warning("trial %d was cut off by an interruption; marking it failed", trial.number)
+        study.tell(trial.number, state=TrialState.FAIL)
+
+
+def run_study(plan: StudyPlan, trainable: Callable, space: dict[str, Any], storage_url: str,
+              results_dir: Path, experiment_name: str):
+    """Run trials until the study has plan.num_trials finished ones; returns the Optuna study.
+
+    Raises IcurtError when the Tuner stops earlier (interrupted, or trials failing).
+    """
+    study = open_study(plan, storage_url)
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    remaining = plan.num_trials - count_finished(states)
+    if remaining <= 0:
+        log.info("study %s already has %d finished trials", plan.study_name, count_finished(states))
+        return study
+    log.info("study %s: %d finished, running %d more trial(s) with %s each", plan.study_name,
+             count_finished(states), remaining, plan.resources)
+    errors = _fit(plan, trainable, space, storage_url, results_dir, experiment_name, remaining,
+                  sampler_seed(plan.seed, len(states)))
+    fail_running_trials(study)  # an interrupted Tuner leaves its running trials RUNNING in the study
+    finished = count_finished([t.state.name for t in study.get_trials(deepcopy=False)])
+    if finished < plan.num_trials:
+        cause = f"; first trial error: {str(errors[0]).strip().splitlines()[-1]}" if errors else ""
+        raise IcurtError(f"tuning stopped with {finished} of {plan.num_trials} trials finished{cause}; "
+                         f"continue it with `icurt {plan.stage} --resume {plan.run_id}`")
+    return study
+
+
+def run_study_keeping_trials(plan: StudyPlan, trainable: Callable, space: dict[str, Any],
+                             storage_url: str, run_folder: Path, experiment_name: str):
+    """run_study with results under run_folder/ray_results; if it fails, trials.parquet is still
+    written for inspection before the error propagates (the run folder becomes .failed-<id>)."""
+    try:
+        return run_study(plan, trainable, space, storage_url, run_folder / "ray_results", experiment_name)
+    except BaseException:
+        try:
+            import optuna
+
+            write_study_files(run_folder, optuna.load_study(study_name=plan.study_name, storage=storage_url),
+                              space, storage_url)
+        except Exception as exc:  # the original error matters more than this one
+            log.warning("could not write %s for the failed run: %s", TRIALS_FILE, type(exc).__name__)
+        raise
+
+
+def _fit(plan: StudyPlan, trainable, space, storage_url, results_dir, experiment_name, num_samples,
+         seed) -> list:
+    import optuna
+    from ray import tune
+
+    searcher, scheduler = _searcher_and_scheduler(plan, space, storage_url, seed)
+    # reuse_actors: a trial slot keeps its worker; a fresh one per trial spends seconds importing torch
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, plan.resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
+                                    max_concurrent_trials=plan.max_concurrent_trials or None,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(Path(results_dir).resolve()), name=experiment_name,
+                                  verbose=0),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        grid = tuner.fit()
+    return list(grid.errors)
+
+
+def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int):
+    """OptunaSearch that records ASHA-stopped trials as PRUNED and steps by plan.step_attr."""
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    stopped: set[str] = set()
+
+    class RecordingASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if decision == TrialScheduler.STOP:
+                stopped.add(trial.trial_id)
+            return decision
+
+    class StudySearch(OptunaSearch):
+        def on_trial_result(self, trial_id, result):
+            if trial_id in self._completed_trials or self.metric not in result:
+                return
+            _report(self._ot_trials[trial_id], result[self.metric], result[plan.step_attr])
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            value = (result or {}).get(self.metric)
+            step = (result or {}).get(plan.step_attr)
+            state = trial_end_state(error, value, step, plan.max_step, trial_id in stopped)
+            if state != "FAIL":
+                _report(ot_trial, value, step)
+            ot_trial.set_user_attr("ray_trial_id", trial_id)  # finds its folder under ray_results/
+            self._ot_study.tell(ot_trial, float(value) if state == "COMPLETE" else None,
+                                state=optuna.trial.TrialState[state])
+            self._completed_trials.add(trial_id)
+            log.info("trial %d %s at %s %s: %s %.4g", ot_trial.number, state.lower(), plan.step_attr, step,
+                     plan.metric, math.nan if value is None else value)
+
+    # constant_liar: trials run side by side, so running ones count as bad until they finish
+    sampler = optuna.samplers.TPESampler(n_startup_trials=plan.startup_trials, seed=seed,
+                                         constant_liar=True)
+    searcher = StudySearch(space, metric=plan.metric, mode=plan.mode, sampler=sampler,
+                           study_name=plan.study_name,
+                           storage=optuna.storages.RDBStorage(storage_url))
+    scheduler = RecordingASHA(time_attr=plan.step_attr, metric=plan.metric, mode=plan.mode,
+                              max_t=plan.max_step, grace_period=min(plan.grace_period, plan.max_step),
+                              reduction_factor=plan.reduction_factor)
+    return searcher, scheduler
+
+
+def _report(ot_trial, value: float, step: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a step reported twice is ignored by Optuna, with a warning
+        ot_trial.report(float(value), int(step))
+

@@ -1,6 +1,0 @@
-"""Ray job: `icurt analyze`.  ray job submit --working-dir . -- python jobs/analyze.py [--config FILE] [--set k=v]"""
-
-from _job import run_command
-
-if __name__ == "__main__":
-    run_command("analyze")

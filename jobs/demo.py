@@ -1,6 +1,0 @@
-"""Ray job: `icurt demo`.  ray job submit --working-dir . -- python jobs/demo.py [--config FILE] [--set k=v]"""
-
-from _job import run_command
-
-if __name__ == "__main__":
-    run_command("demo")
