@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -10,6 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from icurt.errors import IcurtError
+from icurt.files import read_json, write_json
 
 ARRAYS_FILE, FEATURES_FILE, STATS_FILE = "dataset.npz", "feature_names.json", "normalisation.json"
 
@@ -21,21 +21,34 @@ class Dataset:
     stay_ids: np.ndarray        # (N,) int64 icustay_id
     feature_names: list[str]    # length F, the order of the last axis
     normalisation: dict         # per feature: {"p_low", "p_high", "median"} in clinical units
+    subject_ids: np.ndarray | None = None  # (N,) int64 subject_id (the patient); None in hand-made data
+    hadm_ids: np.ndarray | None = None     # (N,) int64 hadm_id (the hospital admission)
+    measured: np.ndarray | None = None     # (N, T, F) bool: the hour × feature cell holds a measurement
+                                           # (False: interpolated, held constant or imputed)
 
     def __post_init__(self):
-        n, _, f = self.features.shape
+        n, t, f = self.features.shape
         if self.labels.shape != (n,) or self.stay_ids.shape != (n,) or len(self.feature_names) != f:
             raise ValueError("dataset arrays disagree in shape")
+        for name, shape in (("subject_ids", (n,)), ("hadm_ids", (n,)), ("measured", (n, t, f))):
+            value = getattr(self, name)
+            if value is not None and value.shape != shape:
+                raise ValueError(f"dataset {name} has shape {value.shape}, expected {shape}")
+
+
+OPTIONAL_ARRAYS = {"subject_ids": np.int64, "hadm_ids": np.int64, "measured": np.bool_}
 
 
 def save_dataset(folder: Path, ds: Dataset) -> None:
     if not np.isfinite(ds.features).all():
         raise IcurtError("the features contain NaN or infinite values; nothing was written — "
                          "check the preprocess inputs")
+    optional = {name: getattr(ds, name).astype(dtype) for name, dtype in OPTIONAL_ARRAYS.items()
+                if getattr(ds, name) is not None}
     np.savez(folder / ARRAYS_FILE, features=ds.features.astype(np.float32),
-             labels=ds.labels.astype(np.int64), stay_ids=ds.stay_ids.astype(np.int64))
-    (folder / FEATURES_FILE).write_text(json.dumps(ds.feature_names))
-    (folder / STATS_FILE).write_text(json.dumps(ds.normalisation, indent=2))
+             labels=ds.labels.astype(np.int64), stay_ids=ds.stay_ids.astype(np.int64), **optional)
+    write_json(folder / FEATURES_FILE, list(ds.feature_names))
+    write_json(folder / STATS_FILE, ds.normalisation)
 
 
 def load_dataset(folder: Path) -> Dataset:
@@ -43,9 +56,10 @@ def load_dataset(folder: Path) -> Dataset:
     if not path.exists():
         raise IcurtError(f"{folder} holds no {ARRAYS_FILE}; is it a completed preprocess run?")
     with np.load(path, allow_pickle=False) as arrays:
+        optional = {name: arrays[name] for name in OPTIONAL_ARRAYS if name in arrays.files}
         return Dataset(features=arrays["features"], labels=arrays["labels"], stay_ids=arrays["stay_ids"],
-                       feature_names=json.loads((Path(folder) / FEATURES_FILE).read_text()),
-                       normalisation=json.loads((Path(folder) / STATS_FILE).read_text()))
+                       feature_names=read_json(Path(folder) / FEATURES_FILE),
+                       normalisation=read_json(Path(folder) / STATS_FILE), **optional)
 
 
 def scaling_range(normalisation: Mapping, feature: str) -> tuple[float, float] | None:

@@ -22,7 +22,8 @@ Five steps, each saving its output as Parquet in a numbered folder of the run:
              this step (those later dropped for a short stay included, as in the reference).
 5_window     stays.parquet: the stays kept — at least one record in the window and
              outtime - window start >= min_observation_hours — ordered by icustay_id.
-Then dataset.npz (features, labels = hospital_expire_flag, stay_ids), feature_names.json,
+Then dataset.npz (features, labels = hospital_expire_flag, stay_ids, subject_ids, hadm_ids, and
+`measured`: which hour × feature cells hold a measurement rather than a filled value), feature_names.json,
 normalisation.json, imputation.json (per feature: fraction of kept stays where it was never
 measured) and cohort.json (sample and label counts, rows left after each filter).
 """
@@ -111,9 +112,11 @@ def build_dataset(cfg: Config, files: dict[str, Path], engine: PandasEngine, out
                               hours_with_data=np.concatenate([m.hours_with_data for m in means])[keep],
                               features_never_measured=never[keep].sum(axis=1))
     kept.drop(columns=["part"]).to_parquet(out / "5_window" / "stays.parquet", index=False)
+    measured = np.concatenate([~np.isnan(m.means) for m in means])
     ds = Dataset(features=scaled[keep], labels=kept["hospital_expire_flag"].to_numpy(np.int64),
                  stay_ids=kept["icustay_id"].to_numpy(np.int64), feature_names=features,
-                 normalisation=stats.to_json(features))
+                 normalisation=stats.to_json(features), subject_ids=kept["subject_id"].to_numpy(np.int64),
+                 hadm_ids=kept["hadm_id"].to_numpy(np.int64), measured=measured[keep])
     save_dataset(out, ds)
     write_json(out / "imputation.json", {name: float(never[keep][:, f].mean())
                                           for f, name in enumerate(features)})

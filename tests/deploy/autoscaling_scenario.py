@@ -92,6 +92,13 @@ def stop_everything_of(gcs_address: str, head) -> None:
                 process.kill()
             except psutil.Error:
                 pass
+    # `ray start` recorded this head as the machine's current cluster; Ray APIs called later
+    # without an address would wait on it
+    from ray._common.utils import get_ray_address_file
+
+    record = Path(get_ray_address_file(None))
+    if record.is_file() and record.read_text().strip().endswith(gcs_address.rsplit(":", 1)[1]):
+        record.unlink()
 
 
 def node_kinds() -> dict[str, list[str]]:

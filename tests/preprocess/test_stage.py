@@ -71,8 +71,17 @@ def test_stage_output_matches_the_hand_computation(tmp_path, qr):
     ds = load_dataset(run.path)
     assert ds.features.dtype == np.float32 and ds.features.shape == (3, 48, 4)
     assert ds.stay_ids.tolist() == [101, 102, 105]
+    assert ds.subject_ids.tolist() == [1101, 1102, 1105] and ds.hadm_ids.tolist() == [5101, 5102, 5105]
     assert ds.labels.tolist() == [0, 1, 0]
     assert ds.feature_names == FEATURES
+    # measured cells, by hand from the rows above (feature order heartrate, sysbp, glucose, ph)
+    measured = {101: [(2, 0), (6, 0), (10, 1), (3, 2)],
+                102: [(0, 0), (1, 1), (3, 1), (10, 2), (5, 3), (7, 3)],
+                105: [(47, 0), (20, 1), (30, 2), (1, 3)]}
+    for s, cells in enumerate(measured.values()):
+        expected = np.zeros((48, 4), bool)
+        expected[tuple(zip(*cells))] = True
+        np.testing.assert_array_equal(ds.measured[s], expected)
     for f, name in enumerate(FEATURES):
         low, high = np.percentile(MEASURED[name], [25, 75])
         for s, series in enumerate(FILLED[name]):
