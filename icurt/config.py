@@ -168,6 +168,21 @@ class AttackMethod:
 
 
 @dataclass(frozen=True)
+class FragilityConfig:
+    """The fragility sweep: the attack again under L0 and clinical-unit L∞ budgets."""
+    l0_budgets: list[int] = setting(min=1)
+    linf_scales: list[float] = setting(min=1e-6)
+    clinical_step: dict[str, float] = setting(min=1e-12, choices=FEATURE_COLUMNS)
+    cells: list[str] = setting(choices=("measured", "all"))
+    headline_k: int = setting(min=1)
+    iterations: int = setting(min=1)
+    early_stop_patience: int = setting(min=0)
+    warm_start: bool = setting()
+    max_num_samples: int = setting(min=1)
+    seed: int = setting(min=0)
+
+
+@dataclass(frozen=True)
 class AnalyzeConfig:
     top_features: int = setting(min=1, max=19)
 
@@ -185,6 +200,7 @@ class Config:
     tune_attack: TuneAttackConfig
     attack_method: AttackMethod
     attack: AttackConfig
+    fragility: FragilityConfig
     analyze: AnalyzeConfig
 
 

@@ -14,12 +14,17 @@ from icurt.errors import IcurtError
 
 
 def dict_to_toml(data: dict[str, Any]) -> str:
+    """Sections as TOML tables; a setting that is itself a table becomes a [section.key] sub-table."""
     lines: list[str] = []
     for section, values in data.items():
         lines.append(f"[{section}]")
+        tables = {key: value for key, value in values.items() if isinstance(value, dict)}
         for key, value in values.items():
-            lines.append(f"{key} = {toml_value(value)}")
+            if key not in tables:
+                lines.append(f"{key} = {toml_value(value)}")
         lines.append("")
+        for key, table in tables.items():
+            lines += [f"[{section}.{key}]", *(f"{k} = {toml_value(v)}" for k, v in table.items()), ""]
     return "\n".join(lines)
 
 
@@ -56,7 +61,10 @@ def merge(base: dict[str, Any], update: dict[str, Any], origin: str) -> None:
             if key not in base[section]:
                 raise IcurtError(f"unknown config key '{section}.{key}' in {origin}; "
                                  "see `icurt config show` for all keys")
-            base[section][key] = value
+            if isinstance(base[section][key], dict) and isinstance(value, dict):
+                base[section][key] = {**base[section][key], **value}   # a table setting: key by key
+            else:
+                base[section][key] = value
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -65,9 +73,13 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     section, dot, name = key.partition(".")
     if not sep or not dot:
         raise IcurtError(f"override '{item}' must look like section.key=value, e.g. train.epochs=20")
-    if section not in raw or name not in raw[section]:
+    name, _, entry = name.partition(".")   # section.table.entry sets one entry of a table setting
+    if section not in raw or name not in raw[section] or (entry and not isinstance(raw[section][name], dict)):
         raise IcurtError(f"unknown config key '{key}'; see `icurt config show` for all keys")
-    raw[section][name] = parse_override_value(text.strip())
+    if entry:
+        raw[section][name] = {**raw[section][name], entry: parse_override_value(text.strip())}
+    else:
+        raw[section][name] = parse_override_value(text.strip())
 
 
 def parse_override_value(text: str) -> Any:
@@ -99,6 +111,12 @@ def build_section(name: str, section_type: type, values: Any):
 
 def coerce(key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
+    if origin is dict:
+        _, item_type = typing.get_args(hint)
+        if not isinstance(value, dict) or not value:
+            raise IcurtError(f"config key '{key}' must be a non-empty table of name = {item_type.__name__}, "
+                             f"got {value!r}")
+        return {str(name): coerce(f"{key}.{name}", item_type, v) for name, v in value.items()}
     if origin is list:
         (item_type,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -129,8 +147,16 @@ def coerce(key: str, hint: Any, value: Any) -> Any:
 
 
 def check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
-    items = value if isinstance(value, list) else [value]
+    """Bounds of a value, each list item or each table entry; a table's `choices` are its names."""
     lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(choices or value))
+        if unknown:
+            raise IcurtError(f"config key '{key}' has no entry '{unknown[0]}'; entries are {', '.join(choices)}")
+        for name, entry in value.items():
+            check_bounds(f"{key}.{name}", entry, {"min": lo, "max": hi})
+        return
+    items = value if isinstance(value, list) else [value]
     for item in items:
         if choices is not None and item not in choices:
             raise IcurtError(f"config key '{key}' has {item!r}; choose from {', '.join(choices)}")

@@ -32,6 +32,9 @@ def changed_value(cfg: Config, section: str, key: str):
     """An override string giving `section.key` a different value that still validates."""
     value = getattr(getattr(cfg, section), key)
     hint = typing.get_type_hints(type(getattr(cfg, section)))[key]
+    if isinstance(value, dict):   # a table setting: change one entry
+        name = next(iter(value))
+        return f"{section}.{key}.{name}={value[name] * 2}"
     if isinstance(value, bool):
         candidates = [not value]
     elif isinstance(value, (int, float)):

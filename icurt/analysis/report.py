@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from icurt.analysis.fragility_report import fragility_section
 from icurt.analysis.plots import Plot
 from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE, KINDS, METRIC_TITLE, Analysis
 
@@ -49,6 +50,7 @@ class ReportContext:
     attack_config: dict | None = None
     missing: dict[str, str] = field(default_factory=dict)  # piece -> why it is not shown
     top_features: int = 10
+    fragility: object | None = None               # analysis/fragility_report.FragilityView
 
 
 def _is_missing(value) -> bool:
@@ -238,6 +240,7 @@ def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> s
         _headline_section(analysis), _distribution_section(analysis, plots),
         _where_section(analysis, plots), _susceptibility_section(analysis),
         _clinical_section(analysis, ctx),
+        fragility_section(ctx.fragility, plots, _table, _figure, _note),
     ])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>icurt attack analysis {html.escape(ctx.analyze_run_id)}</title>"

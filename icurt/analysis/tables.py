@@ -13,11 +13,13 @@ from icurt.files import read_json, write_json
 HEADLINE_FILE = "headline.json"
 
 
-def write_tables(folder: Path, analysis: Analysis, attack_run_id: str) -> None:
+def write_tables(folder: Path, analysis: Analysis, attack_run_id: str, fragility: dict | None = None) -> None:
+    """The tables; `fragility` is the fragility run's headline per direction (fragility.json)."""
     folder = Path(folder)
     rows = analysis.headline.to_dict(orient="records")
     write_json(folder / HEADLINE_FILE, {"attack_run": attack_run_id,
-                                        "rows": [{k: _plain(v) for k, v in row.items()} for row in rows]})
+                                        "rows": [{k: _plain(v) for k, v in row.items()} for row in rows],
+                                        "fragility": fragility or {}})
     analysis.headline.to_csv(folder / "headline.csv", index=False)
     analysis.distributions.to_csv(folder / "distributions.csv", index=False)
     analysis.feature_stats.to_csv(folder / "feature_stats.csv", index=False)
@@ -33,6 +35,10 @@ def write_tables(folder: Path, analysis: Analysis, attack_run_id: str) -> None:
 
 def read_headline(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(read_json(Path(folder) / HEADLINE_FILE)["rows"])
+
+
+def read_fragility_headline(folder: Path) -> dict:
+    return read_json(Path(folder) / HEADLINE_FILE).get("fragility", {})
 
 
 def _plain(value):

@@ -107,19 +107,33 @@ class SparseAttack:
         """The model's logits for x (B, T, F), as the attack sees them."""
         return self.model(torch.as_tensor(x, dtype=torch.float32).to(self.device)).float()
 
-    def init(self, x, y) -> AttackState:
-        """A fresh state for inputs x (B, T, F) in [0, 1]; y is the class each sample is pushed away from."""
+    def init(self, x, y, p0=None, max_abs=None, allowed=None) -> AttackState:
+        """A fresh state for inputs x (B, T, F) in [0, 1]; y is the class each sample is pushed away from.
+
+        A budget (icurt/attack/budget.py) narrows the box every iterate is projected onto:
+        |P_tj| ≤ max_abs_j (F,) scaled units, P = 0 where `allowed` (B, T, F) is False; the
+        method's max_perts is its L0 part. `p0` (B, T, F) is a warm start, projected onto the box.
+        """
         x = torch.as_tensor(x, dtype=torch.float32).to(self.device).contiguous()
         target = torch.as_tensor(y, dtype=torch.int64).to(self.device)
         orig_logits = self.logits(x)
         batch = x.shape[0]
-        p = torch.zeros_like(x, requires_grad=True)
+        lower, upper = -x, 1.0 - x
+        if max_abs is not None:
+            bound = torch.as_tensor(max_abs, dtype=torch.float32, device=self.device)
+            lower, upper = torch.maximum(lower, -bound), torch.minimum(upper, bound)
+        if allowed is not None:
+            keep = torch.as_tensor(allowed, dtype=torch.bool, device=self.device)
+            lower, upper = torch.where(keep, lower, 0.0), torch.where(keep, upper, 0.0)
+        start = torch.zeros_like(x) if p0 is None else torch.as_tensor(p0, dtype=torch.float32).to(self.device)
+        p = torch.minimum(torch.maximum(start, lower), upper).contiguous().requires_grad_(True)
         return AttackState(
             rows=torch.arange(batch, device=self.device), x=x, target=target, p=p,
-            lambda_1=torch.full((batch,), self.hp.lambda_1, device=self.device), lower=-x, upper=1.0 - x,
+            lambda_1=torch.full((batch,), self.hp.lambda_1, device=self.device), lower=lower, upper=upper,
             optimizer=OPTIMIZER_CLASSES[self.hp.optimizer]([p], lr=self.hp.learning_rate),
             records=Records.empty(x, orig_logits.shape[1]), stopped=Records.empty(x, orig_logits.shape[1]),
-            orig_logits=orig_logits, window_best_loss=torch.full((batch,), math.inf, device=self.device))
+            orig_logits=orig_logits, window_best_loss=torch.full((batch,), math.inf, device=self.device),
+            checked=0 if p0 is None else -1)   # a warm start is itself a candidate (iterate 0)
 
     def step(self, state: AttackState, iterations: int) -> AttackState:
         """Advance the batch by `iterations` updates (callable repeatedly)."""

@@ -30,12 +30,13 @@ ReportFn = Callable[[int, SampleResults], "bool | None"]
 
 def attack_samples(model: nn.Module, x, y, hp: AttackHparams, method: AttackMethod, iterations: int,
                    device: str = "cpu", report_every: int | None = None,
-                   on_report: ReportFn | None = None) -> SampleResults:
+                   on_report: ReportFn | None = None, p0=None, max_abs=None, allowed=None) -> SampleResults:
     """Attack all samples in consecutive batches of hp.batch_size; misclassified ones only if the
     method says so. x is (N, T, F) in scaled [0, 1] units, y (N,) the labels.
 
     With `report_every`, all batches advance together in blocks and `on_report(iterations_done,
-    results so far)` runs after each block; it returns False to stop early.
+    results so far)` runs after each block; it returns False to stop early. A budget narrows every
+    iterate (SparseAttack.init): max_abs (F,) scaled, allowed (N, T, F) bool; p0 (N, T, F) warm-starts.
     """
     # writable, so torch can share it without a warning (arrays from the object store are read-only)
     x, y = np.require(x, np.float32, ["W"]), np.asarray(y, dtype=np.int64)
@@ -44,7 +45,11 @@ def attack_samples(model: nn.Module, x, y, hp: AttackHparams, method: AttackMeth
     if len(x) and (x.min() < 0 or x.max() > 1):
         raise IcurtError("attack inputs must be scaled to [0, 1]; use a preprocess run's dataset")
     attack = SparseAttack(model, hp, method, device)
-    jobs = (_BatchJob.start(attack, x[i:i + hp.batch_size], y[i:i + hp.batch_size], method.attack_misclassified)
+    def part(values, i):
+        return None if values is None else np.asarray(values)[i:i + hp.batch_size]
+
+    jobs = (_BatchJob.start(attack, x[i:i + hp.batch_size], y[i:i + hp.batch_size], method.attack_misclassified,
+                            p0=part(p0, i), max_abs=max_abs, allowed=part(allowed, i))
             for i in range(0, len(x), hp.batch_size))
     if not report_every:  # one batch at a time, so only one batch's state is ever held
         parts = [job.advance(attack, iterations).result(attack) for job in jobs]
@@ -71,11 +76,14 @@ class _BatchJob:
     state: AttackState | None
 
     @classmethod
-    def start(cls, attack: SparseAttack, x: np.ndarray, y: np.ndarray, attack_misclassified: bool) -> "_BatchJob":
+    def start(cls, attack: SparseAttack, x: np.ndarray, y: np.ndarray, attack_misclassified: bool,
+              p0=None, max_abs=None, allowed=None) -> "_BatchJob":
         orig_logits = to_numpy(attack.logits(x))
         prediction = orig_logits.argmax(axis=1)
         attacked = np.ones(len(y), bool) if attack_misclassified else prediction == y
-        state = attack.init(x[attacked], prediction[attacked]) if attacked.any() else None
+        state = attack.init(x[attacked], prediction[attacked], p0=None if p0 is None else p0[attacked],
+                            max_abs=max_abs, allowed=None if allowed is None else allowed[attacked]) \
+            if attacked.any() else None
         return cls(attacked=attacked, orig_logits=orig_logits, shape=x.shape, state=state)
 
     def advance(self, attack: SparseAttack, iterations: int) -> "_BatchJob":

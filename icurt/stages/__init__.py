@@ -91,9 +91,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("attack", "tune-attack", ("attack", "attack_method"),
           "stage 6: the tuned sparse attack on the dataset, batches sharded over Ray actors",
           show_summary="samples attacked, adversarial examples, the attack's settings"),
-    Stage("analyze", "attack", ("analyze",),
-          "stage 7: success, sparsity, susceptibility by measurement and hour; PNG plots and one "
-          "HTML report",
+    Stage("fragility", "attack", ("fragility", "attack"),
+          "stage 7: the attack again under L0 and clinical-unit L∞ budgets — how little it takes to "
+          "flip the model",
+          options=(RESUME,),
+          show_summary="the headline number and the success rate per budget and direction"),
+    Stage("analyze", "fragility", ("analyze",),
+          "stage 8: success, sparsity, susceptibility by measurement and hour, fragility curves; PNG "
+          "plots and one HTML report",
           show_summary="the headline table and the report's path"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)

@@ -1,4 +1,5 @@
-"""Stage 7, `icurt analyze`: statistics, PNG plots and one self-contained report.html for an attack run.
+"""Stage 8, `icurt analyze`: statistics, PNG plots and one self-contained report.html for a fragility
+run and the attack run it swept.
 
 Reads the attack run (results.parquet, perturbations.npz, feature_names.json, attack_config.json)
 and, through its lineage, the preprocess run (normalisation, cohort, imputation) and the train
@@ -74,15 +75,20 @@ def _context(attack: Run, attack_config: dict | None, preprocess: Run | None, tr
 
 
 def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
-    """Analyse an attack run (default: the newest completed one) into a new analyze run."""
+    """Analyse a fragility run and the attack run it swept (default: the newest fragility run)."""
+    from icurt.analysis.fragility_report import build_view, fragility_plots
     from icurt.analysis.plots import all_plots
     from icurt.analysis.report import build_report
     from icurt.analysis.stats import analyse
     from icurt.analysis.tables import write_tables
+    from icurt.attack.fragility_run import read_fragility_run
     from icurt.attack.results import read_attack_run
+    from icurt.dataset import load_dataset
     from icurt.resume import input_run as resolve_input
 
-    attack_run = resolve_input(store, STAGE, input_run)
+    fragility_run = resolve_input(store, STAGE, input_run)
+    fragility = read_fragility_run(fragility_run.path)
+    attack_run = store.ancestor(fragility_run, "attack")
     attack = read_attack_run(attack_run.path)
     preprocess = _ancestor(store, attack_run, "preprocess")
     ctx = _context(attack_run, attack.config, preprocess, _ancestor(store, attack_run, "train"))
@@ -92,17 +98,24 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
                                    f"{preprocess.run_id}", ctx.missing, "normalisation") or {}
     names = _feature_names(attack.feature_names, preprocess, attack.shape[2])
     ctx.top_features = cfg.analyze.top_features
-    with store.create(STAGE, cfg, inputs=[attack_run]) as writer:
+    features = None
+    if preprocess is not None and normalisation:
+        try:
+            features = load_dataset(preprocess.path).features
+        except IcurtError as exc:
+            ctx.missing["fragility_examples"] = str(exc)
+    ctx.fragility = build_view(fragility, features, names, normalisation)
+    with store.create(STAGE, cfg, inputs=[fragility_run]) as writer:
         for piece, why in ctx.missing.items():
             log.warning("analyze: %s not shown (%s)", piece, why)
         analysis = analyse(attack.table, attack.perturbations, attack.shape, names, normalisation,
                            cfg.analyze.top_features)
-        write_tables(writer.path, analysis, attack_run.run_id)
-        plots = all_plots(analysis)
+        write_tables(writer.path, analysis, attack_run.run_id, fragility.summary.get("headline", {}))
+        plots = all_plots(analysis) + (fragility_plots(ctx.fragility) if ctx.fragility else [])
         for plot in plots:
             (writer.path / plot.name).write_bytes(plot.png)
         ctx.analyze_run_id = writer.run_id
-        ctx.lineage = [("analyze", writer.run_id)] + [(r.stage, r.run_id) for r in store.lineage(attack_run)]
+        ctx.lineage = [("analyze", writer.run_id)] + [(r.stage, r.run_id) for r in store.lineage(fragility_run)]
         write_text(writer.path / REPORT_FILE, build_report(analysis, ctx, plots))
     log.info("analyze: %d samples, %d plots, report at %s", len(attack.table), len(plots),
              writer.run.file(REPORT_FILE))
@@ -111,6 +124,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
 
 def show(run: Run, cfg: Config) -> str:
     from icurt.analysis.report import headline_text
-    from icurt.analysis.tables import read_headline
+    from icurt.analysis.tables import read_fragility_headline, read_headline
 
-    return f"{headline_text(read_headline(run.path))}\nreport: {run.file(REPORT_FILE).resolve()}"
+    sentences = [f"{h['sentence']}." for h in read_fragility_headline(run.path).values()]
+    return "\n".join([headline_text(read_headline(run.path)), *sentences,
+                      f"report: {run.file(REPORT_FILE).resolve()}"])

@@ -68,8 +68,31 @@ def attack_files(folder, success=SUCCESS):
     write_json(folder, "feature_names.json", NAMES)
 
 
+# The fragility sweep, by hand: samples 0, 1 (label 0) and 2, 3 (label 1) swept under k ≤ 1 and k ≤ 4
+# on measured cells; s0 flips at k = 1 (one cell), s1 and s2 at k = 4, s3 never.
+FLIPS = {1: {0}, 4: {0, 1, 2}}
+
+
+def fragility_files(folder):
+    from icurt.attack.fragility_run import write_fragility_run
+
+    rows, coo = [], {"cell": [0, 1], "sample": [0, 0], "t": [0, 0], "f": [0, 0], "value": [0.25, 0.25]}
+    for cell, k in enumerate((1, 4)):
+        for s in range(4):
+            ok = s in FLIPS[k]
+            rows.append({"sample_index": s, "stay_id": 200 + s, "label": LABELS[s], "curve": "k", "cells": "measured",
+                         "budget": k, "cell": cell, "attacked": True, "success": ok, "found_at": 2 if ok else -1,
+                         "n_nonzero": 1 if ok else 0, "max_step_ratio": 0.5 if ok else math.nan,
+                         "p_died_after": 0.6 if ok else math.nan, "p_died_before": 0.2})
+    cells = [{"curve": "k", "cells": "measured", "budget": k, "label": f"k≤{k}"} for k in (1, 4)]
+    headline = {"1to0": {"sentence": "50.0 % of 2 correctly predicted deaths flip to survival"}}
+    write_fragility_run(folder, pd.DataFrame(rows), {k: np.array(v) for k, v in coo.items()},
+                        {"cells": cells, "headline": headline, "samples": 4,
+                         "clinical_step": {"creatinine": 0.3, "sodium": 3.0}})
+
+
 def make_runs(store, cfg, summary=True, preprocess_files=True, success=SUCCESS):
-    """preprocess → tune-model → train → tune-attack → attack, each linked to the one before."""
+    """preprocess → tune-model → train → tune-attack → attack → fragility, each linked to the one before."""
     with store.create("preprocess", cfg) as w:
         write_json(w.path, "feature_names.json", NAMES)
         if preprocess_files:
@@ -94,14 +117,17 @@ def make_runs(store, cfg, summary=True, preprocess_files=True, success=SUCCESS):
         attack_files(w.path, success)
         write_json(w.path, "attack_config.json", {"kappa": 0.0, "lambda_1": 0.001, "learning_rate": .05,
                                                   "optimizer": "adam", "batch_size": 32})
-    return w.run
+    attack = w.run
+    with store.create("fragility", cfg, inputs=[attack]) as w:
+        fragility_files(w.path)
+    return attack, w.run
 
 
 def test_stage_writes_every_output_with_hand_computed_numbers(cfg, tmp_path):
     store = RunStore(tmp_path)
-    attack = make_runs(store, cfg)
-    result = run(cfg, store=store)  # the newest attack run by default
-    assert result.stage == "analyze" and result.inputs == {"attack": attack.run_id}
+    attack, fragility = make_runs(store, cfg)
+    result = run(cfg, store=store)  # the newest fragility run by default
+    assert result.stage == "analyze" and result.inputs == {"fragility": fragility.run_id}
     for name in EXPECTED_FILES:
         assert result.file(name).is_file(), name
         if name.endswith(".png"):
@@ -128,16 +154,22 @@ def test_stage_writes_every_output_with_hand_computed_numbers(cfg, tmp_path):
     hours = hours[(hours["kind"] == "best") & (hours["direction"] == "0to1")]
     assert hours["sample_frequency"].tolist() == pytest.approx([.5, 0, 1])
     report = result.file("report.html").read_text()
-    for run_ in store.lineage(attack):
+    for run_ in store.lineage(fragility):
         assert run_.run_id in report
     assert result.run_id in report and "0.777" in report and "48 h observed" in report
+    # fragility: k ≤ 1 flips 1 of 2 label-0 samples, k ≤ 4 2 of 2; label 1: 0 of 2, then 1 of 2
+    assert "50.0 % of 2 correctly predicted deaths flip to survival" in report
+    assert "Fragility under a budget" in report and "Worked examples" in report
+    for name in ("fragility_curves.png", "fragility_minimal_k.png"):
+        assert result.file(name).read_bytes().startswith(b"\x89PNG")
+    assert json.loads(result.file("headline.json").read_text())["fragility"]["1to0"]["sentence"].startswith("50.0 %")
 
 
 def test_missing_optional_pieces_and_no_success_are_reported(cfg, tmp_path):
     store = RunStore(tmp_path)
-    attack = make_runs(store, cfg, summary=False, preprocess_files=False, success=[False] * 4)
+    attack, fragility = make_runs(store, cfg, summary=False, preprocess_files=False, success=[False] * 4)
     attack.file("attack_config.json").unlink()
-    result = run(cfg, attack, store=store)
+    result = run(cfg, fragility, store=store)
     report = result.file("report.html").read_text()
     assert "Cross-validation summary not available: summary.json is missing from train run" in report
     assert "Cohort summary not available: cohort.json is missing from preprocess run" in report
@@ -149,16 +181,16 @@ def test_missing_optional_pieces_and_no_success_are_reported(cfg, tmp_path):
 
 def test_incomplete_attack_run_is_an_error_and_writes_nothing(cfg, tmp_path):
     store = RunStore(tmp_path)
-    attack = make_runs(store, cfg)
+    attack, fragility = make_runs(store, cfg)
     attack.file("results.parquet").unlink()
     with pytest.raises(IcurtError, match="results.parquet"):
-        run(cfg, attack, store=store)
+        run(cfg, fragility, store=store)
     assert store.list("analyze") == [] and store.failed("analyze") == []
 
 
 def test_analyze_command_prints_headline_and_report_path(cfg, tmp_path, capsys):
-    attack = make_runs(RunStore(tmp_path), cfg)
-    assert main(["analyze", "--from", attack.run_id, "--set", f"paths.data={tmp_path}"]) == 0
+    _, fragility = make_runs(RunStore(tmp_path), cfg)
+    assert main(["analyze", "--from", fragility.run_id, "--set", f"paths.data={tmp_path}"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("direction") and out[2].startswith("0 → 1") and "100.0%" in out[2]
     report = out[-2]

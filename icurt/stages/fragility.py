@@ -1,0 +1,121 @@
+"""Stage `icurt fragility`: how little it takes to flip the model — the attack of an attack run
+again under L0 and clinical-unit L∞ budgets (icurt/attack/budget.py, sweep.py), sharded as Ray
+tasks per (curve, batch) (icurt/attack/sweep_runner.py), resumable with `--resume`.
+
+Reads the attack run (its attacked samples, their unbudgeted best examples for warm starts, the
+attack and method it ran), the model of its fold and the dataset (the measured mask and the
+scaling statistics that turn the clinical steps into scaled units). Writes sweep.parquet,
+examples.npz and fragility.json (icurt/attack/fragility_run.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+
+from icurt.config import Config
+from icurt.errors import IcurtError
+from icurt.runs import Run, RunStore
+
+log = logging.getLogger("icurt")
+STAGE = "fragility"
+
+
+def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: str | None = None) -> Run:
+    """Sweep the budgets over an attack run's attacked samples (the newest attack run by default)."""
+    from icurt.analysis.fragility import headline, success_curves
+    from icurt.attack import fragility_run as files
+    from icurt.attack.attacker import AttackHparams
+    from icurt.attack.batches import cut_batches, select_samples
+    from icurt.attack.budget import scaled_steps
+    from icurt.attack.results import dense_results, read_attack_run
+    from icurt.attack.sweep import sweep_curves
+    from icurt.attack.sweep_runner import SweepTask, run_sweep
+    from icurt.config import section_from_dict
+    from icurt.dataset import load_dataset
+    from icurt.model.checkpoint import load_fold
+    from icurt.placement import cluster_capacity, place
+    from icurt.ray_runtime import init_ray
+    from icurt.resume import input_run as resolve_input, settings_changed_since, warn_changed_settings
+
+    fc = cfg.fragility
+    attack_run = resolve_input(store, STAGE, input_run, resume)
+    attack = read_attack_run(attack_run.path)
+    if not attack.config or "method" not in attack.config:
+        raise IcurtError(f"attack run {attack_run.run_id} records no attack method; rerun `icurt attack`")
+    if fc.headline_k not in fc.l0_budgets:
+        raise IcurtError(f"fragility.headline_k is {fc.headline_k} but fragility.l0_budgets is {fc.l0_budgets}; "
+                         "pick one of them")
+    hp = AttackHparams.from_dict(attack.config)
+    method = section_from_dict("attack_method", attack.config["method"])
+    method = replace(method, early_stop_patience=fc.early_stop_patience or method.early_stop_patience)
+    checkpoint = load_fold(store.ancestor(attack_run, "train"), int(attack.config["fold"]))
+    dataset = load_dataset(store.ancestor(attack_run, "preprocess").path)
+    if "measured" in fc.cells and dataset.measured is None:
+        raise IcurtError("the preprocess run has no measured mask (an older icurt wrote it); rerun "
+                         "`icurt preprocess`, or set fragility.cells = [\"all\"]")
+    steps = scaled_steps(fc.clinical_step, dataset.normalisation, dataset.feature_names)
+
+    table = attack.table[attack.table["attacked"].astype(bool)].sort_values("sample_index")
+    chosen = table.iloc[select_samples(len(table), fc.max_num_samples, fc.seed)]
+    samples = chosen["sample_index"].to_numpy(np.int64)
+    warm = dense_results(attack).best_p[np.searchsorted(attack.table["sample_index"].to_numpy(), samples)] \
+        if fc.warm_start else None
+    curves = sweep_curves(fc)
+    offsets, start = {}, 0
+    for curve in curves:
+        offsets[curve[0].curve, curve[0].cells] = start
+        start += len(curve)
+    cells = [cell for curve in curves for cell in curve]
+    batches = cut_batches(np.arange(len(samples)), hp.batch_size)
+    tasks = [SweepTask(files.task_name(curve[0].curve, curve[0].cells, b), curve, batch)
+             for curve in curves for b, batch in enumerate(batches)]
+    changed = settings_changed_since(store, STAGE, resume, cfg) if resume else []
+    with store.create(STAGE, cfg, inputs=[attack_run], resume_id=resume) as writer:
+        warn_changed_settings(STAGE, changed)
+        done = files.finished_tasks(writer.path)
+        todo = [task for task in tasks if task.name not in done]
+        log.info("fragility: %d samples × %d budgets, %d tasks (%d already done), %d iterations each",
+                 len(samples), len(cells), len(tasks), len(tasks) - len(todo), fc.iterations)
+        if todo:
+            ray = init_ray(cfg)
+            placement = place(cfg.ray.device, cluster_capacity(ray), "attack", cfg.attack.cpus_per_actor,
+                              cfg.attack.gpus_per_actor, unit="actor")
+            run_sweep(ray, placement, cfg.attack.max_batch_retries, todo,
+                      lambda task, arrays: files.write_task(writer.path, task.name, arrays),
+                      checkpoint, dataset.features[samples], dataset.labels[samples],
+                      None if dataset.measured is None else dataset.measured[samples], warm, hp, method, steps,
+                      fc.iterations)
+        sweep, examples = files.assemble(writer.path, tasks, cells, offsets, samples, attack.table, steps)
+        curves_table = success_curves(sweep)
+        summary = {
+            "attack_run": attack_run.run_id, "samples": int(len(samples)), "iterations": fc.iterations,
+            "warm_start": fc.warm_start, "method": attack.config["method"] | {"early_stop_patience":
+                                                                              method.early_stop_patience},
+            "cells": [{"curve": c.curve, "cells": c.cells, "budget": c.value, "label": c.budget.label}
+                      for c in cells],
+            "clinical_step": dict(fc.clinical_step),
+            "scaled_step": {n: float(s) for n, s in zip(dataset.feature_names, steps)},
+            "headline": {d: headline(curves_table, fc.headline_k, d) for d in ("1to0", "0to1")}}
+        files.write_fragility_run(writer.path, sweep, examples, summary)
+        log.info("fragility: %s", summary["headline"]["1to0"]["sentence"])
+    return writer.run
+
+
+def show(run: Run, cfg: Config) -> str:
+    from icurt.analysis.fragility import success_curves
+    from icurt.attack.fragility_run import read_fragility_run
+
+    fragility = read_fragility_run(run.path)
+    curves = success_curves(fragility.sweep)
+    lines = [f"fragility run {run.run_id}: {fragility.summary['samples']} samples",
+             *(f"  {h['sentence']}" for h in fragility.summary["headline"].values()), "",
+             f"{'curve':<6}{'cells':<10}{'budget':>8}{'direction':>11}{'flipped':>10}{'rate':>9}  95 % CI"]
+    for r in curves.itertuples():
+        rate = "–" if np.isnan(r.success_rate) else f"{100 * r.success_rate:.1f}%"
+        ci = "–" if np.isnan(r.ci_low) else f"{100 * r.ci_low:.1f}–{100 * r.ci_high:.1f}%"
+        lines.append(f"{r.curve:<6}{r.cells:<10}{r.budget:>8g}{r.direction:>11}{f'{r.successes}/{r.samples}':>10}"
+                     f"{rate:>9}  {ci}")
+    return "\n".join(lines)
