@@ -92,7 +92,9 @@ def run_icurt(model, x, y, args, iterations: int | None = None, early_stop: floa
                        batch_size=args.batch_size)
     method = AttackMethod(max_perts=0, lambda_decay=args.lambda_decay,
                           lambda_decay_every=max(1, iterations // 10),  # ~10 adjustments, as EAD's ~9 steps
-                          early_stop_patience=round(early_stop * iterations), attack_misclassified=False)
+                          early_stop_patience=round(early_stop * iterations), attack_misclassified=False,
+                          threshold="preconditioned", loss_norm="elementwise", loss_reduction="sum",
+                          optimizer_state="per_batch")
     sync(args.device)
     start = time.perf_counter()
     res = attack_samples(model, x, y, hp, method, iterations, device=args.device)

@@ -85,7 +85,7 @@ def tuning_task(cfg: Config, input_run: Run, checkpoint, dataset, fold: int, pla
         grace_period=ta.asha_grace_period * ta.report_interval, placement=placement, input_run=input_run,
         best_file=BEST_FILE, best_record=lambda row: best_record(row, space, cfg.attack_method, ta, fold),
         what=f"on fold {fold} of train run {getattr(input_run, 'run_id', '?')}, {len(rows)} samples",
-        extra_meta={"fold": fold, "num_samples": len(rows)}, resume_ignores=("tune_attack.fold",))
+        extra_meta={"fold": fold, "num_samples": len(rows)}, resume_ignores=("tune_attack.fold",), prune=ta.prune)
 
 
 def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int | None = None,
