@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from icurt.analysis.stats import (DIRECTIONS, GROUP_TITLE, KINDS, METRIC_TITLE, METRICS, Analysis,
@@ -176,7 +177,7 @@ def discovery_plot(analysis: Analysis) -> Plot:
 
 
 MAGNITUDE_MAPS = {"ganzp": ("ganzp_tj: mean non-zero |P|", "viridis"),
-                  "sensitivity": ("sensitivity_tj = gpp_tj / ganzp_tj", "magma")}
+                  "sensitivity": ("sensitivity_tj = gpp_tj / ganzp_tj (log colour scale)", "magma")}
 
 
 def magnitude_map_plot(analysis: Analysis, quantity: str) -> Plot:
@@ -193,7 +194,10 @@ def magnitude_map_plot(analysis: Analysis, quantity: str) -> Plot:
             _say_empty(ax)
             continue
         grid = mean_nonzero_map(st) if quantity == "ganzp" else sensitivity_map(st)
-        image = ax.imshow(np.ma.masked_invalid(grid.T), aspect="auto", cmap=cmap, interpolation="nearest")
+        grid = np.ma.masked_invalid(grid.T)
+        # sensitivity spans orders of magnitude (a rare, tiny perturbation scores high): log colours
+        norm = LogNorm() if quantity == "sensitivity" and grid.count() and grid.min() > 0 else None
+        image = ax.imshow(grid, aspect="auto", cmap=cmap, interpolation="nearest", norm=norm)
         ax.set_yticks(np.arange(len(names)), names, fontsize=7)
         ax.set_xlabel("hour of the observation window")
         fig.colorbar(image, ax=ax)

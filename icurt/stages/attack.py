@@ -71,9 +71,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         actors = cfg.attack.num_actors or max(1, units_that_fit(placement, capacity))
         spec = PoolSpec(num_actors=min(actors, len(batches)), placement=placement,
                         max_restarts=cfg.attack.max_batch_retries, max_batch_retries=cfg.attack.max_batch_retries)
-        log.info("attack: %d samples in %d batches of %d on %d actor(s) (%s), %d iterations each",
-                 len(sample_index), len(batches), hp.batch_size, spec.num_actors, placement.device.upper(),
-                 cfg.attack.epochs_per_batch)
+        log.info("attack: %d samples in %d %s of %d on %d actor(s) (%s), %d iterations each",
+                 len(sample_index), len(batches), "chain(s) of batches" if unit != hp.batch_size else "batches",
+                 hp.batch_size, spec.num_actors, placement.device.upper(), cfg.attack.epochs_per_batch)
         collector = BatchCollector(dataset, batches)
         pool = AttackPool(ray, spec, checkpoint, hp, tuned.method, cfg.attack.epochs_per_batch)
         try:
