@@ -92,7 +92,9 @@ def run_icurt(model, x, y, args, iterations: int | None = None, early_stop: floa
                        batch_size=args.batch_size)
     method = AttackMethod(max_perts=0, lambda_decay=args.lambda_decay,
                           lambda_decay_every=max(1, iterations // 10),  # ~10 adjustments, as EAD's ~9 steps
-                          early_stop_patience=round(early_stop * iterations), attack_misclassified=False)
+                          early_stop_patience=round(early_stop * iterations), attack_misclassified=False,
+                          threshold="preconditioned", loss_norm="elementwise", loss_reduction="sum",
+                          optimizer_state="per_batch")
     sync(args.device)
     start = time.perf_counter()
     res = attack_samples(model, x, y, hp, method, iterations, device=args.device)
@@ -100,22 +102,27 @@ def run_icurt(model, x, y, args, iterations: int | None = None, early_stop: floa
     return summarise(model, x, y, res.best_p, res.success, time.perf_counter() - start, args.device)
 
 
-def run_torchattacks(model, x, y, args) -> dict:
+def eadl1(model, x, y, *, steps: int, max_iterations: int, beta: float, initial_const: float, batch_size: int,
+          device: str) -> tuple[np.ndarray, float]:
+    """torchattacks' EADL1 (kappa 0, lr 0.01) on x in batches: (perturbations like x, wall seconds)."""
     import torchattacks
 
-    steps = args.search_steps
     attack = torchattacks.EADL1(RNNTrainMode(model), kappa=0, lr=0.01, binary_search_steps=steps,
-                                max_iterations=args.iterations // steps, initial_const=args.initial_const,
-                                beta=args.peer_beta)
+                                max_iterations=max_iterations, initial_const=initial_const, beta=beta)
     attack.set_model_training_mode(model_training=True, batchnorm_training=False, dropout_training=False)
-    xs, ys = torch.from_numpy(x).to(args.device), torch.from_numpy(y).to(args.device)
-    sync(args.device)
+    xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    sync(device)
     start = time.perf_counter()
-    adv = torch.cat([attack(xs[i:i + args.batch_size], ys[i:i + args.batch_size])
-                     for i in range(0, len(ys), args.batch_size)])
-    sync(args.device)
-    seconds = time.perf_counter() - start
-    return summarise(model, x, y, (adv - xs).detach().cpu().numpy(), None, seconds, args.device)
+    adv = torch.cat([attack(xs[i:i + batch_size], ys[i:i + batch_size]) for i in range(0, len(ys), batch_size)])
+    sync(device)
+    return (adv - xs).detach().cpu().numpy(), time.perf_counter() - start
+
+
+def run_torchattacks(model, x, y, args) -> dict:
+    p, seconds = eadl1(model, x, y, steps=args.search_steps, max_iterations=args.iterations // args.search_steps,
+                       beta=args.peer_beta, initial_const=args.initial_const, batch_size=args.batch_size,
+                       device=args.device)
+    return summarise(model, x, y, p, None, seconds, args.device)
 
 
 def run_art(model, x, y, args) -> dict:

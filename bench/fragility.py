@@ -110,7 +110,8 @@ def main() -> None:
     steps = np.full(x.shape[2], 0.2)   # every clinical step is 0.2 scaled units
     hp = AttackHparams(kappa=0.0, lambda_1=0.01, learning_rate=0.05, optimizer="adam", batch_size=64)
     plain = AttackMethod(max_perts=0, lambda_decay=0.5, lambda_decay_every=10, early_stop_patience=0,
-                         attack_misclassified=False)
+                         attack_misclassified=False, threshold="preconditioned", loss_norm="elementwise",
+                      loss_reduction="sum", optimizer_state="per_batch")
     stop = dataclasses.replace(plain, early_stop_patience=args.patience)
     cells = sum(len(c) for c in curves)
     print(f"{len(y)} samples ({y.mean():.0%} label 1), {cells} budgets, {args.iterations} iterations each, "

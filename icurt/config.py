@@ -20,6 +20,12 @@ from icurt.errors import IcurtError
 from icurt.model.hparams import ACTIVATIONS, OPTIMIZERS
 from icurt.shipped import shipped_path
 
+# [attack_method] choices: icurt's first, the reference study's second (configs/reference.toml)
+THRESHOLDS = ("preconditioned", "lambda")
+LOSS_NORMS = ("elementwise", "induced")
+LOSS_REDUCTIONS = ("sum", "mean")
+OPTIMIZER_STATES = ("per_batch", "carried")
+
 FEATURE_COLUMNS = (
     "potassium", "calcium", "ph", "pco2", "lactate",
     "albumin", "bun", "creatinine", "sodium", "bicarbonate", "platelet", "glucose", "magnesium",
@@ -137,6 +143,7 @@ class TuneAttackConfig(TuningDriverConfig):
     sample_selection_seed: int = setting(min=0)
     objective: str = setting(choices=OBJECTIVES)
     n_critical: int = setting(min=1)
+    prune: bool = setting()
     kappa: list[float] = setting(min=0, ascending_pair=True)
     lambda_1: list[float] = setting(min=1e-12, ascending_pair=True)
     learning_rate: list[float] = setting(min=1e-12, max=10, ascending_pair=True)
@@ -165,6 +172,15 @@ class AttackMethod:
     lambda_decay_every: int = setting(min=1)
     early_stop_patience: int = setting(min=0)
     attack_misclassified: bool = setting()
+    threshold: str = setting(choices=THRESHOLDS)
+    loss_norm: str = setting(choices=LOSS_NORMS)
+    loss_reduction: str = setting(choices=LOSS_REDUCTIONS)
+    optimizer_state: str = setting(choices=OPTIMIZER_STATES)
+
+    def __post_init__(self):
+        if self.optimizer_state == "carried" and self.early_stop_patience:
+            raise IcurtError("config key 'attack_method.optimizer_state' is 'carried', which needs every sample "
+                             "of a batch to run the whole budget; set attack_method.early_stop_patience = 0")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from icurt.analysis.stats import (DIRECTIONS, GROUP_TITLE, KINDS, METRIC_TITLE, METRICS, Analysis,
@@ -152,10 +153,88 @@ def map_plot(analysis: Analysis, direction: str, kind: str) -> Plot:
                 "susceptibility S_tj.", _png(fig))
 
 
+def discovery_plot(analysis: Analysis) -> Plot:
+    """Per direction: the share of attacked samples with a first / best example by iteration."""
+    fig, axes = _new_figure(10, 3.6, 1, 2)
+    table = analysis.discovery
+    for ax, direction in zip(axes, DIRECTIONS):
+        ax.set_title(GROUP_TITLE[direction])
+        rows = table[table["direction"] == direction] if table is not None and len(table) else None
+        if rows is None or not len(rows) or not rows["attacked"].iloc[0]:
+            _say_empty(ax)
+            continue
+        for kind, style in zip(KINDS, ("-", "--")):
+            part = rows[rows["kind"] == kind]
+            ax.plot(part["iteration"], part["share"], style, color=COLORS[direction],
+                    label=f"{kind} (end {part['share'].iloc[-1]:.1%})")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("share of attacked samples")
+        ax.legend(frameon=False, loc="lower right")
+    return Plot("discovery.png", "discovery",
+                "Share of attacked samples whose first (solid) and best (dashed) adversarial example was found "
+                "by each iteration; the end value is the success rate.", _png(fig))
+
+
+MAGNITUDE_MAPS = {"ganzp": ("ganzp_tj: mean non-zero |P|", "viridis"),
+                  "sensitivity": ("sensitivity_tj = gpp_tj / ganzp_tj (log colour scale)", "magma")}
+
+
+def magnitude_map_plot(analysis: Analysis, quantity: str) -> Plot:
+    """Feature × hour maps of ganzp or sensitivity: rows directions, columns first / best."""
+    from icurt.analysis.reference_stats import mean_nonzero_map, sensitivity_map
+
+    label, cmap = MAGNITUDE_MAPS[quantity]
+    names = analysis.feature_names
+    fig, axes = _new_figure(13, 8, 2, 2)
+    for ax, (direction, kind) in zip(axes, [(d, k) for d in DIRECTIONS for k in KINDS]):
+        st = analysis.locations[kind, direction]
+        ax.set_title(f"{GROUP_TITLE[direction]}, {kind} (n={st.n_samples})", fontsize=10)
+        if not st.n_samples:
+            _say_empty(ax)
+            continue
+        grid = mean_nonzero_map(st) if quantity == "ganzp" else sensitivity_map(st)
+        grid = np.ma.masked_invalid(grid.T)
+        # sensitivity spans orders of magnitude (a rare, tiny perturbation scores high): log colours
+        norm = LogNorm() if quantity == "sensitivity" and grid.count() and grid.min() > 0 else None
+        image = ax.imshow(grid, aspect="auto", cmap=cmap, interpolation="nearest", norm=norm)
+        ax.set_yticks(np.arange(len(names)), names, fontsize=7)
+        ax.set_xlabel("hour of the observation window")
+        fig.colorbar(image, ax=ax)
+    fig.suptitle(label + " (blank: never perturbed)")
+    return Plot(f"map_{quantity}.png", "reference_maps",
+                f"Feature × hour maps of {label} over the successful samples, by direction and example.",
+                _png(fig))
+
+
+def sign_plot(analysis: Analysis) -> Plot:
+    """Per feature: non-zero elements that raised it (up) and lowered it (down), by direction and example."""
+    names = analysis.feature_names
+    x = np.arange(len(names))
+    fig, axes = _new_figure(12, 7, 2, 2)
+    for ax, (direction, kind) in zip(axes, [(d, k) for d in DIRECTIONS for k in KINDS]):
+        ax.set_title(f"{GROUP_TITLE[direction]}, {kind} example", fontsize=10)
+        signs = analysis.signs
+        rows = signs[(signs["direction"] == direction) & (signs["kind"] == kind)] if signs is not None else None
+        if rows is None or not (rows["raised"].sum() + rows["lowered"].sum()):
+            _say_empty(ax)
+            continue
+        ax.bar(x, rows["raised"], color=COLORS[direction], label="raised (P > 0)")
+        ax.bar(x, -rows["lowered"].to_numpy(), color="gray", label="lowered (P < 0)")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("non-zero elements")
+        ax.legend(frameon=False, fontsize=8)
+    return Plot("signs.png", "signs", "Whether the attack raised or lowered each feature: non-zero elements "
+                "with P > 0 (up) and P < 0 (down), over the successful samples.", _png(fig))
+
+
 def all_plots(analysis: Analysis) -> list[Plot]:
     """Every plot of the report, in report order."""
-    plots = [histogram_plot(analysis, metric) for metric in METRICS]
+    plots = [histogram_plot(analysis, metric) for metric in (*METRICS, "mean_nonzero")]
     plots += [feature_plot(analysis, kind) for kind in KINDS]
     plots += [hour_plot(analysis, kind) for kind in KINDS]
     plots += [map_plot(analysis, d, kind) for d in DIRECTIONS for kind in KINDS]
+    plots += [discovery_plot(analysis), magnitude_map_plot(analysis, "ganzp"),
+              magnitude_map_plot(analysis, "sensitivity"), sign_plot(analysis)]
     return plots

@@ -227,6 +227,37 @@ def _clinical_section(analysis: Analysis, ctx: ReportContext) -> str:
     return "".join(parts)
 
 
+def _discovery_section(analysis: Analysis, plots: list[Plot]) -> str:
+    from icurt.analysis.reference_stats import discovery_summary
+
+    parts = ["<h2>When adversarial examples are found</h2>"]
+    if analysis.discovery is None or analysis.discovery.empty:
+        parts.append(_note("The attack run records no iterations: no discovery curve."))
+    else:
+        parts.append("<p>Share of attacked samples with a first / best example by iteration (the reference "
+                     "study's discovery curve); the last column is the success rate.</p>")
+        parts.append(_frame(discovery_summary(analysis.discovery)))
+    return "".join(parts + [_figure(p) for p in plots if p.section == "discovery"])
+
+
+def _magnitude_and_sign_section(analysis: Analysis, plots: list[Plot]) -> str:
+    parts = ["<h2>Size and sign of the perturbations by location</h2>",
+             "<p>ganzp<sub>tj</sub>: the mean |P<sub>tj</sub>| of the non-zero elements at hour t and "
+             "feature j; sensitivity<sub>tj</sub> = PP<sub>tj</sub> / ganzp<sub>tj</sub>, high where small "
+             "perturbations often make an example (the reference study's maps). ↑ counts the non-zero "
+             "elements that raised a feature, ↓ those that lowered it.</p>"]
+    parts += [_figure(p) for p in plots if p.section == "reference_maps"]
+    signs = analysis.signs
+    if signs is not None and (signs["raised"].sum() + signs["lowered"].sum()):
+        columns = {f"{GROUP_TITLE[d]}, {k}": signs[(signs["direction"] == d) & (signs["kind"] == k)]
+                   for d in DIRECTIONS for k in KINDS}
+        rows = [[name, *[f"{int(t['raised'].iloc[j])} ↑ / {int(t['lowered'].iloc[j])} ↓" for t in columns.values()]]
+                for j, name in enumerate(analysis.feature_names)]
+        parts.append(_table(["feature", *columns], rows))
+    parts += [_figure(p) for p in plots if p.section == "signs"]
+    return "".join(parts)
+
+
 def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> str:
     """The whole report as one HTML document."""
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -238,7 +269,8 @@ def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> s
         "<h2>Lineage</h2>", lineage,
         _cohort_section(ctx), _cv_section(ctx), _attack_section(ctx),
         _headline_section(analysis), _distribution_section(analysis, plots),
-        _where_section(analysis, plots), _susceptibility_section(analysis),
+        _discovery_section(analysis, plots), _where_section(analysis, plots),
+        _magnitude_and_sign_section(analysis, plots), _susceptibility_section(analysis),
         _clinical_section(analysis, ctx),
         fragility_section(ctx.fragility, plots, _table, _figure, _note),
     ])

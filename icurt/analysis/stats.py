@@ -34,7 +34,8 @@ GROUPS = ("all", *DIRECTIONS)
 ORIGINAL_LABEL = {"0to1": 0, "1to0": 1}
 GROUP_TITLE = {"all": "all", "0to1": "0 → 1", "1to0": "1 → 0"}
 METRICS = ("n_nonzero", "l1", "maxabs")  # per-sample sizes in results.parquet
-METRIC_TITLE = {"n_nonzero": "perturbed elements", "l1": "L1 = Σ|P|", "maxabs": "max |P|"}
+METRIC_TITLE = {"n_nonzero": "perturbed elements", "l1": "L1 = Σ|P|", "maxabs": "max |P|",
+                "mean_nonzero": "mean non-zero |P|"}
 QUANTILES = {"q10": 0.10, "q25": 0.25, "median": 0.50, "q75": 0.75, "q90": 0.90}
 CLINICAL_UNITS = {
     "heartrate": "bpm", "sysbp": "mmHg", "diasbp": "mmHg", "tempc": "°C", "resprate": "breaths/min",
@@ -81,6 +82,8 @@ class Analysis:
     hour_stats: pd.DataFrame | None = None
     susceptibility: dict = field(default_factory=dict)  # (direction, kind) -> ranked S_j table
     clinical: dict = field(default_factory=dict)        # (direction, kind) -> top features table
+    discovery: pd.DataFrame | None = None               # reference_stats: share found by iteration
+    signs: pd.DataFrame | None = None                   # reference_stats: raised / lowered per feature
 
 
 def group_rows(results: pd.DataFrame, group: str) -> pd.DataFrame:
@@ -256,13 +259,18 @@ def clinical_table(ranked: pd.DataFrame, st: LocationStats, names: list[str],
 
 
 def analyse(results: pd.DataFrame, perturbations: dict[str, Perturbations], shape: tuple,
-            names: list[str], normalisation: Mapping, top_features: int) -> Analysis:
-    """All statistics of one attack run."""
+            names: list[str], normalisation: Mapping, top_features: int,
+            iterations: int | None = None) -> Analysis:
+    """All statistics of one attack run (`iterations`: its budget, for the discovery curves)."""
+    from icurt.analysis.reference_stats import discovery_table, sign_table, with_mean_nonzero
+
     check_results(results)
     if len(names) != shape[2]:
         raise IcurtError(f"{len(names)} feature names for {shape[2]} features in perturbations.npz; "
                          "the attack run's feature_names.json does not match — rerun `icurt attack`")
-    analysis = Analysis(list(names), shape, results, success_table(results), distribution_table(results))
+    analysis = Analysis(list(names), shape, with_mean_nonzero(results), success_table(results),
+                        distribution_table(results), discovery=discovery_table(results, iterations),
+                        signs=sign_table(perturbations, results, names))
     for kind in KINDS:
         for group in GROUPS:
             samples = successful_rows(results, group)["sample_index"].to_numpy(dtype=np.int64)

@@ -1,5 +1,6 @@
 """The analyze run's tables, written and read only here: headline.json/.csv, distributions,
-feature and hour statistics, susceptibility per direction and kind, clinical changes (CSV)."""
+feature and hour statistics, susceptibility per direction and kind, clinical changes, discovery
+curves and raised/lowered counts per feature (CSV)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def write_tables(folder: Path, analysis: Analysis, attack_run_id: str, fragility
     analysis.distributions.to_csv(folder / "distributions.csv", index=False)
     analysis.feature_stats.to_csv(folder / "feature_stats.csv", index=False)
     analysis.hour_stats.to_csv(folder / "hour_stats.csv", index=False)
+    analysis.discovery.to_csv(folder / "discovery.csv", index=False)
+    analysis.signs.to_csv(folder / "signs.csv", index=False)
     clinical = []
     for direction in DIRECTIONS:
         for kind in KINDS:

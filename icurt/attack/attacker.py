@@ -24,6 +24,15 @@ With early_stop_patience > 0 a sample stops once its iterate is adversarial, its
 back at lambda_1 and its best loss fell by less than EARLY_STOP_TOLERANCE (relative) over the last
 early_stop_patience iterations (EAD's abort_early, per sample). Stopped samples leave the batch,
 so the model runs only on the samples still moving and a batch ends when all have stopped.
+
+The reference study's attack is the same loop with four switches of AttackMethod (each icurt's
+value first): `threshold` "lambda" shrinks every element by exactly lambda_1 per iteration;
+`loss_norm` "induced" back-propagates margin + lambda_1 · max_j Σ_t |P_tj| (torch's
+matrix_norm(P, ord=1) over hours × features) and judges "best" by it; `loss_reduction` "mean"
+divides the batch's loss by its size; `optimizer_state` "carried" starts a batch from the
+optimizer state (moments, step counts) the previous batch of the same size left (`init(carry=)`).
+The recorded loss is f + lambda_1 · norm with f = max(margin + kappa, 0): the reference's
+max(margin, −kappa) + lambda_1 · norm plus the constant kappa.
 """
 
 from __future__ import annotations
@@ -107,12 +116,15 @@ class SparseAttack:
         """The model's logits for x (B, T, F), as the attack sees them."""
         return self.model(torch.as_tensor(x, dtype=torch.float32).to(self.device)).float()
 
-    def init(self, x, y, p0=None, max_abs=None, allowed=None) -> AttackState:
+    def init(self, x, y, p0=None, max_abs=None, allowed=None, carry: AttackState | None = None) -> AttackState:
         """A fresh state for inputs x (B, T, F) in [0, 1]; y is the class each sample is pushed away from.
 
         A budget (icurt/attack/budget.py) narrows the box every iterate is projected onto:
         |P_tj| ≤ max_abs_j (F,) scaled units, P = 0 where `allowed` (B, T, F) is False; the
         method's max_perts is its L0 part. `p0` (B, T, F) is a warm start, projected onto the box.
+        With `carry` (the finished state of the previous batch) and optimizer_state "carried", the
+        optimizer continues from carry's moments and step counts when its batch had the same size
+        (the reference's one optimizer per attack, rebuilt only when the batch size changes).
         """
         x = torch.as_tensor(x, dtype=torch.float32).to(self.device).contiguous()
         target = torch.as_tensor(y, dtype=torch.int64).to(self.device)
@@ -127,12 +139,17 @@ class SparseAttack:
             lower, upper = torch.where(keep, lower, 0.0), torch.where(keep, upper, 0.0)
         start = torch.zeros_like(x) if p0 is None else torch.as_tensor(p0, dtype=torch.float32).to(self.device)
         p = torch.minimum(torch.maximum(start, lower), upper).contiguous().requires_grad_(True)
+        optimizer = OPTIMIZER_CLASSES[self.hp.optimizer]([p], lr=self.hp.learning_rate)
+        if self.method.optimizer_state == "carried" and carry is not None and carry.p.shape == p.shape:
+            optimizer.state[p] = {k: v.clone() if isinstance(v, torch.Tensor) else v
+                                  for k, v in carry.optimizer.state[carry.p].items()}
         return AttackState(
             rows=torch.arange(batch, device=self.device), x=x, target=target, p=p,
             lambda_1=torch.full((batch,), self.hp.lambda_1, device=self.device), lower=lower, upper=upper,
-            optimizer=OPTIMIZER_CLASSES[self.hp.optimizer]([p], lr=self.hp.learning_rate),
+            optimizer=optimizer,
             records=Records.empty(x, orig_logits.shape[1]), stopped=Records.empty(x, orig_logits.shape[1]),
             orig_logits=orig_logits, window_best_loss=torch.full((batch,), math.inf, device=self.device),
+            loss_divisor=float(max(batch, 1)) if self.method.loss_reduction == "mean" else 1.0,
             checked=0 if p0 is None else -1)   # a warm start is itself a candidate (iterate 0)
 
     def step(self, state: AttackState, iterations: int) -> AttackState:
@@ -149,7 +166,10 @@ class SparseAttack:
             if state.checked < state.iteration:
                 self._record(state, logits.detach(), margin_loss.detach())
             state.optimizer.zero_grad(set_to_none=True)
-            margin_loss.sum().backward()
+            loss = margin_loss
+            if self.method.loss_norm == "induced":
+                loss = loss + state.lambda_1 * induced_l1(state.p)
+            (loss.sum() / state.loss_divisor).backward()
             state.optimizer.step()
             with torch.no_grad():
                 if self.method.lambda_decay < 1 and (state.iteration + 1) % self.method.lambda_decay_every == 0:
@@ -168,9 +188,15 @@ class SparseAttack:
         records.put(state.rows, state.records)
         return BatchResult(
             success=to_numpy(records.first_iteration >= 0), first_iteration=to_numpy(records.first_iteration),
-            best_iteration=to_numpy(records.best_iteration), first_p=to_numpy(records.first_p),
+            best_iteration=to_numpy(records.best_iteration), first_loss=_finite_or_nan(records.first_loss),
+            best_loss=_finite_or_nan(records.best_loss), first_p=to_numpy(records.first_p),
             best_p=to_numpy(records.best_p), orig_logits=to_numpy(state.orig_logits),
             adv_logits=to_numpy(records.best_logits))
+
+    def norm(self, p: torch.Tensor) -> torch.Tensor:
+        """The size of each perturbation (B, T, F) that the loss weighs by lambda_1: Σ|P|
+        (loss_norm "elementwise") or max_j Σ_t |P_tj| ("induced")."""
+        return induced_l1(p) if self.method.loss_norm == "induced" else p.abs().sum(dim=(1, 2))
 
     @staticmethod
     def _margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -183,10 +209,11 @@ class SparseAttack:
         # Masked updates with torch.where keep every sample's bookkeeping in parallel, with no sync.
         p, rec = state.p.detach(), state.records
         adversarial = logits.argmax(dim=1) != state.target
-        loss = margin_loss + self.hp.lambda_1 * p.abs().sum(dim=(1, 2))
+        loss = margin_loss + self.hp.lambda_1 * self.norm(p)
         new_first = adversarial & (rec.first_iteration < 0)
         better = adversarial & (loss < rec.best_loss)
         rec.first_iteration = torch.where(new_first, state.iteration, rec.first_iteration)
+        rec.first_loss = torch.where(new_first, loss, rec.first_loss)
         rec.first_p = torch.where(new_first[:, None, None], p, rec.first_p)
         rec.best_iteration = torch.where(better, state.iteration, rec.best_iteration)
         rec.best_loss = torch.where(better, loss, rec.best_loss)
@@ -225,7 +252,9 @@ class SparseAttack:
 
     def _proximal_step(self, state: AttackState) -> None:
         p = state.p
-        threshold = self.hp.learning_rate * state.lambda_1[:, None, None] / self._preconditioner(state)
+        threshold = state.lambda_1[:, None, None]
+        if self.method.threshold == "preconditioned":
+            threshold = self.hp.learning_rate * threshold / self._preconditioner(state)
         shrunk = torch.clamp(p.abs() - threshold, min=0.0)
         p.copy_(torch.minimum(torch.maximum(torch.sign(p) * shrunk, state.lower), state.upper))
         cap = self.method.max_perts
@@ -246,6 +275,16 @@ class SparseAttack:
         if self.hp.optimizer == "rmsprop":
             return opt_state["square_avg"].sqrt() + group["eps"]
         return 1.0
+
+
+def induced_l1(p: torch.Tensor) -> torch.Tensor:
+    """The induced matrix 1-norm of each (T, F) perturbation of p (B, T, F): the largest
+    per-feature column sum max_j Σ_t |P_tj| (the reference's torch.linalg.matrix_norm(P, ord=1))."""
+    return torch.linalg.matrix_norm(p, ord=1)
+
+
+def _finite_or_nan(tensor: torch.Tensor) -> np.ndarray:
+    return to_numpy(torch.where(torch.isfinite(tensor), tensor, torch.nan))
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:

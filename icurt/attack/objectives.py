@@ -6,6 +6,8 @@ Per sample, with P its best perturbation (T × F elements):
   sparse_small          = sparsity / ‖P‖₁
   sparse_small_max      = sparsity / max |P|
 A trial scores the sum over the samples that have an adversarial example (higher is better).
+The reference's max_num_nonzero_perts counts n_nonzero ≤ its `max_perts` m, i.e. n_critical = m + 1
+here; icurt's [attack_method].max_perts is another thing, a cap inside the attack.
 An all-zero P (never adversarial for a correctly classified sample) scores 0 on the ratios.
 """
 

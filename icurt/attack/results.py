@@ -1,5 +1,6 @@
 """An attack run's files, written and read only here: results.parquet (one row per sample),
 perturbations.npz (COO), attack_config.json (the attack that ran) and feature_names.json.
+results.parquet's loss_first / loss_best are the attack's loss (SparseAttack.norm) at each example.
 
 Only the non-zero elements of P are stored: for kind in (first, best), `{kind}_sample` (int64
 sample_index), `{kind}_t` (int16 hour), `{kind}_f` (int16 feature), `{kind}_value` (float32,
@@ -65,6 +66,7 @@ def results_table(sample_index: np.ndarray, stay_ids: np.ndarray, labels: np.nda
         "first_iteration": results.first_iteration.astype(np.int64),
         "best_iteration": results.best_iteration.astype(np.int64),
         "adv_logit_0": results.adv_logits[:, 0], "adv_logit_1": results.adv_logits[:, 1],
+        "loss_first": results.first_loss.astype(np.float32), "loss_best": results.best_loss.astype(np.float32),
     })
     for kind in KINDS:
         n_nonzero, l1, maxabs = perturbation_sizes(getattr(results, f"{kind}_p"))
@@ -175,9 +177,12 @@ def dense_results(attack: AttackRun):
         p[rows, coo.t, coo.f] = coo.value
         dense[kind] = p
     column = lambda name: table[name].to_numpy()  # noqa: E731
+    loss = {kind: column(f"loss_{kind}").astype(np.float32) if f"loss_{kind}" in table
+            else np.full(len(table), np.nan, np.float32) for kind in KINDS}  # runs before the loss columns
     return SampleResults(
         success=column("success").astype(bool), first_iteration=column("first_iteration").astype(np.int64),
-        best_iteration=column("best_iteration").astype(np.int64), first_p=dense["first"], best_p=dense["best"],
+        best_iteration=column("best_iteration").astype(np.int64), first_loss=loss["first"],
+        best_loss=loss["best"], first_p=dense["first"], best_p=dense["best"],
         orig_logits=np.stack([column("orig_logit_0"), column("orig_logit_1")], axis=1).astype(np.float32),
         adv_logits=np.stack([column("adv_logit_0"), column("adv_logit_1")], axis=1).astype(np.float32),
         attacked=column("attacked").astype(bool))

@@ -37,6 +37,8 @@ def attack_samples(model: nn.Module, x, y, hp: AttackHparams, method: AttackMeth
     With `report_every`, all batches advance together in blocks and `on_report(iterations_done,
     results so far)` runs after each block; it returns False to stop early. A budget narrows every
     iterate (SparseAttack.init): max_abs (F,) scaled, allowed (N, T, F) bool; p0 (N, T, F) warm-starts.
+    With the method's optimizer_state "carried" the batches depend on each other and run as the
+    reference runs them (see _attack_in_order); on_report then runs once, at the end.
     """
     # writable, so torch can share it without a warning (arrays from the object store are read-only)
     x, y = np.require(x, np.float32, ["W"]), np.asarray(y, dtype=np.int64)
@@ -45,6 +47,12 @@ def attack_samples(model: nn.Module, x, y, hp: AttackHparams, method: AttackMeth
     if len(x) and (x.min() < 0 or x.max() > 1):
         raise IcurtError("attack inputs must be scaled to [0, 1]; use a preprocess run's dataset")
     attack = SparseAttack(model, hp, method, device)
+    if method.optimizer_state == "carried":
+        results = _attack_in_order(attack, x, y, iterations, p0=p0, max_abs=max_abs, allowed=allowed)
+        if on_report is not None:  # the batches run one after another: only the end can be reported
+            on_report(iterations, results)
+        return results
+
     def part(values, i):
         return None if values is None else np.asarray(values)[i:i + hp.batch_size]
 
@@ -92,18 +100,52 @@ class _BatchJob:
         return self
 
     def result(self, attack: SparseAttack) -> SampleResults:
-        n, t, f = self.shape
-        c = self.orig_logits.shape[1]
-        out = SampleResults(
-            success=np.zeros(n, bool), first_iteration=np.full(n, -1, np.int64),
-            best_iteration=np.full(n, -1, np.int64), first_p=np.zeros((n, t, f), np.float32),
-            best_p=np.zeros((n, t, f), np.float32), orig_logits=self.orig_logits,
-            adv_logits=np.full((n, c), np.nan, np.float32), attacked=self.attacked.copy())
+        out = _not_found(self.orig_logits, self.attacked, self.shape)
         if self.state is not None:
-            part = attack.result(self.state)
-            for name in ("success", "first_iteration", "best_iteration", "first_p", "best_p", "adv_logits"):
-                getattr(out, name)[self.attacked] = getattr(part, name)
+            _fill(out, self.attacked, attack.result(self.state))
         return out
+
+
+ATTACK_FIELDS = ("success", "first_iteration", "best_iteration", "first_loss", "best_loss", "first_p", "best_p",
+                 "adv_logits")
+
+
+def _not_found(orig_logits: np.ndarray, attacked: np.ndarray, shape: tuple) -> SampleResults:
+    """Results of samples that have no adversarial example (yet)."""
+    n, t, f = shape
+    return SampleResults(
+        success=np.zeros(n, bool), first_iteration=np.full(n, -1, np.int64),
+        best_iteration=np.full(n, -1, np.int64), first_loss=np.full(n, np.nan, np.float32),
+        best_loss=np.full(n, np.nan, np.float32), first_p=np.zeros((n, t, f), np.float32),
+        best_p=np.zeros((n, t, f), np.float32), orig_logits=orig_logits,
+        adv_logits=np.full((n, orig_logits.shape[1]), np.nan, np.float32), attacked=attacked.copy())
+
+
+def _fill(out: SampleResults, rows, part) -> None:
+    for name in ATTACK_FIELDS:
+        getattr(out, name)[rows] = getattr(part, name)
+
+
+def _attack_in_order(attack: SparseAttack, x: np.ndarray, y: np.ndarray, iterations: int, p0=None,
+                     max_abs=None, allowed=None) -> SampleResults:
+    """The reference's way: the samples to attack are chosen first (the correctly classified ones,
+    unless attack_misclassified), cut into batches of hp.batch_size in order and attacked one batch
+    after another, each starting from the optimizer state the one before left (SparseAttack.init's
+    carry; a batch of another size, the last one, starts afresh)."""
+    size = attack.hp.batch_size
+    orig_logits = (np.concatenate([to_numpy(attack.logits(x[i:i + size])) for i in range(0, len(x), size)])
+                   if len(x) else np.zeros((0, 2), np.float32))
+    prediction = orig_logits.argmax(axis=1)
+    attacked = np.ones(len(y), bool) if attack.method.attack_misclassified else prediction == y
+    out = _not_found(orig_logits, attacked, x.shape)
+    rows, state = np.flatnonzero(attacked), None
+    for start in range(0, len(rows), size):
+        batch = rows[start:start + size]
+        state = attack.step(attack.init(x[batch], prediction[batch], p0=None if p0 is None else p0[batch],
+                                        max_abs=max_abs, allowed=None if allowed is None else allowed[batch],
+                                        carry=state), iterations)
+        _fill(out, batch, attack.result(state))
+    return out
 
 
 def _collect(attack: SparseAttack, batches: list[_BatchJob], shape: tuple) -> SampleResults:

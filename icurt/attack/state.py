@@ -15,6 +15,7 @@ class Records:
     """Per-sample records of an attack: the first adversarial example and the lowest-loss one."""
 
     first_iteration: torch.Tensor  # (B,) -1 until found
+    first_loss: torch.Tensor       # (B,) inf until found
     first_p: torch.Tensor          # (B, T, F)
     best_iteration: torch.Tensor   # (B,) -1 until found
     best_loss: torch.Tensor        # (B,) inf until found
@@ -25,7 +26,8 @@ class Records:
     def empty(cls, x: torch.Tensor, num_classes: int) -> "Records":
         batch = x.shape[0]
         never = torch.full((batch,), -1, dtype=torch.int64, device=x.device)
-        return cls(first_iteration=never, first_p=torch.zeros_like(x), best_iteration=never.clone(),
+        return cls(first_iteration=never, first_loss=torch.full((batch,), math.inf, device=x.device),
+                   first_p=torch.zeros_like(x), best_iteration=never.clone(),
                    best_loss=torch.full((batch,), math.inf, device=x.device), best_p=torch.zeros_like(x),
                    best_logits=torch.full((batch, num_classes), math.nan, device=x.device))
 
@@ -57,6 +59,7 @@ class AttackState:
     stopped: Records              # batch-sized; rows of stopped samples are final
     orig_logits: torch.Tensor     # (B, C)
     window_best_loss: torch.Tensor  # (A,) best loss at the last early-stop check
+    loss_divisor: float = 1.0     # the batch's loss is summed, then divided by this (1: sum; B: mean)
     adversarial: torch.Tensor | None = None  # (A,) whether the newest checked iterate is adversarial
     iteration: int = 0            # updates applied so far
     checked: int = 0              # newest iterate whose logits are recorded
@@ -69,6 +72,8 @@ class BatchResult:
     success: np.ndarray           # (B,) bool
     first_iteration: np.ndarray   # (B,) int64
     best_iteration: np.ndarray    # (B,) int64
+    first_loss: np.ndarray        # (B,) float32, the attack's loss at the first example (NaN: none)
+    best_loss: np.ndarray         # (B,) float32, the lowest loss (NaN: none)
     first_p: np.ndarray           # (B, T, F) float32
     best_p: np.ndarray            # (B, T, F) float32
     orig_logits: np.ndarray       # (B, C) float32

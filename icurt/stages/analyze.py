@@ -109,7 +109,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         for piece, why in ctx.missing.items():
             log.warning("analyze: %s not shown (%s)", piece, why)
         analysis = analyse(attack.table, attack.perturbations, attack.shape, names, normalisation,
-                           cfg.analyze.top_features)
+                           cfg.analyze.top_features, iterations=(attack.config or {}).get("iterations"))
         write_tables(writer.path, analysis, attack_run.run_id, fragility.summary.get("headline", {}))
         plots = all_plots(analysis) + (fragility_plots(ctx.fragility) if ctx.fragility else [])
         for plot in plots:

@@ -5,7 +5,10 @@ Reads the tune-attack run's record (best hyperparameters, the attack method they
 and the fold), that fold's model from the train run and the dataset of the preprocess run. The
 attack runs the recorded method; when today's [attack_method] differs, one line says so. Up to
 [attack].max_num_samples samples (chosen with [attack].seed, in dataset order) are cut into
-batches of the tuned batch size (or [attack].batch_size). Writes results.parquet,
+batches of the tuned batch size (or [attack].batch_size); with the method's optimizer_state
+"carried" (the reference's optimizer that carries its state from batch to batch) all samples go to
+one actor as one unit, which attacks their batches in order (attack_samples), so the result
+equals one process's and a retry redoes the whole chain. Writes results.parquet,
 perturbations.npz, attack_config.json and feature_names.json (icurt/attack/results.py).
 """
 
@@ -54,7 +57,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
     dataset = load_dataset(store.ancestor(tune_run, "preprocess").path)
     checkpoint.check_features(dataset.features.shape[2], f"train run {train_run.run_id}")
     sample_index = select_samples(len(dataset.labels), cfg.attack.max_num_samples, cfg.attack.seed)
-    batches = cut_batches(sample_index, hp.batch_size)
+    # carried optimizer state chains the batches: they run in order, as one unit on one actor
+    unit = len(sample_index) if tuned.method.optimizer_state == "carried" else hp.batch_size
+    batches = cut_batches(sample_index, max(unit, 1))
     notice = method_notice(tuned.method, cfg.attack_method)
     with store.create(STAGE, cfg, inputs=[tune_run]) as writer:
         if notice:
@@ -66,9 +71,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         actors = cfg.attack.num_actors or max(1, units_that_fit(placement, capacity))
         spec = PoolSpec(num_actors=min(actors, len(batches)), placement=placement,
                         max_restarts=cfg.attack.max_batch_retries, max_batch_retries=cfg.attack.max_batch_retries)
-        log.info("attack: %d samples in %d batches of %d on %d actor(s) (%s), %d iterations each",
-                 len(sample_index), len(batches), hp.batch_size, spec.num_actors, placement.device.upper(),
-                 cfg.attack.epochs_per_batch)
+        log.info("attack: %d samples in %d %s of %d on %d actor(s) (%s), %d iterations each",
+                 len(sample_index), len(batches), "chain(s) of batches" if unit != hp.batch_size else "batches",
+                 hp.batch_size, spec.num_actors, placement.device.upper(), cfg.attack.epochs_per_batch)
         collector = BatchCollector(dataset, batches)
         pool = AttackPool(ray, spec, checkpoint, hp, tuned.method, cfg.attack.epochs_per_batch)
         try:
@@ -78,7 +83,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         table = pd.concat(collector.tables, ignore_index=True) if collector.tables else None
         if table is None or len(table) != len(sample_index):
             raise IcurtError("the attack returned no results for some samples; run `icurt attack` again")
-        attack_config = {**asdict(hp), "method": asdict(tuned.method), "iterations": cfg.attack.epochs_per_batch,
+        attack_config = {**asdict(hp), "method": asdict(tuned.method), "objective": tuned.objective_name,
+                         "iterations": cfg.attack.epochs_per_batch,
                          "fold": tuned.fold, "seed": cfg.attack.seed, "num_samples": int(len(sample_index)),
                          "num_actors": spec.num_actors, "resources_per_actor": placement.resources,
                          "tune_attack_run": tune_run.run_id, "train_run": train_run.run_id}

@@ -50,7 +50,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
                          "pick one of them")
     hp = AttackHparams.from_dict(attack.config)
     method = section_from_dict("attack_method", attack.config["method"])
-    method = replace(method, early_stop_patience=fc.early_stop_patience or method.early_stop_patience)
+    if method.optimizer_state != "carried":   # carried optimizer state needs every sample to run the whole budget
+        method = replace(method, early_stop_patience=fc.early_stop_patience or method.early_stop_patience)
     checkpoint = load_fold(store.ancestor(attack_run, "train"), int(attack.config["fold"]))
     dataset = load_dataset(store.ancestor(attack_run, "preprocess").path)
     if "measured" in fc.cells and dataset.measured is None:

@@ -3,7 +3,9 @@ stage (Ray Tune + OptunaSearch + ASHA, icurt/tuning/stage.py) on one fold's mode
 
 A trial attacks the same `max_num_samples` samples (chosen with `sample_selection_seed`) with the
 configured [attack_method] and, after every `report_interval` iterations, reports its score: the
-objective summed over the samples that have an adversarial example. The model and the samples
+objective summed over the samples that have an adversarial example (a method with carried
+optimizer state reports only its end). ASHA stops poor trials on those reports unless
+[tune_attack].prune is false, as in the reference study, where every trial runs its budget. The model and the samples
 reach trials through Ray's object store. Writes best_attack_hparams.json (the best trial's
 hyperparameters and the method they were tuned with), trials.parquet and study.json.
 """
@@ -85,7 +87,7 @@ def tuning_task(cfg: Config, input_run: Run, checkpoint, dataset, fold: int, pla
         grace_period=ta.asha_grace_period * ta.report_interval, placement=placement, input_run=input_run,
         best_file=BEST_FILE, best_record=lambda row: best_record(row, space, cfg.attack_method, ta, fold),
         what=f"on fold {fold} of train run {getattr(input_run, 'run_id', '?')}, {len(rows)} samples",
-        extra_meta={"fold": fold, "num_samples": len(rows)}, resume_ignores=("tune_attack.fold",))
+        extra_meta={"fold": fold, "num_samples": len(rows)}, resume_ignores=("tune_attack.fold",), prune=ta.prune)
 
 
 def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int | None = None,

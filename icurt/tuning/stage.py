@@ -44,6 +44,7 @@ class TuningTask:
     what: str = ""                    # what is tuned on, for the log
     extra_meta: dict = field(default_factory=dict)
     resume_ignores: tuple[str, ...] = ()  # settings a resumed study may change without a warning
+    prune: bool = True                # ASHA stops trials on intermediate results; False: none is stopped
 
 
 def study_plan(task: TuningTask, run_id: str) -> StudyPlan:
@@ -52,7 +53,8 @@ def study_plan(task: TuningTask, run_id: str) -> StudyPlan:
                      step_attr=task.step_attr, max_step=task.max_step, grace_period=task.grace_period,
                      reduction_factor=s.asha_reduction_factor, num_trials=s.num_trials,
                      startup_trials=s.optuna_startup_trials, seed=s.seed,
-                     max_concurrent_trials=s.max_concurrent_trials, resources=task.placement.resources)
+                     max_concurrent_trials=s.max_concurrent_trials, resources=task.placement.resources,
+                     prune=task.prune)
 
 
 def tune_stage(cfg: Config, task: TuningTask, *, store: RunStore, resume: str | None = None) -> Run:

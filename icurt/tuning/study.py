@@ -100,13 +100,13 @@ def _fit(plan: StudyPlan, trainable, space, storage_url, results_dir, experiment
     return list(grid.errors)
 
 
-def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int):
-    """OptunaSearch that records ASHA-stopped trials as PRUNED and steps by plan.step_attr."""
-    import optuna
-    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
-    from ray.tune.search.optuna import OptunaSearch
+def scheduler(plan: StudyPlan, stopped: set[str]):
+    """ASHA on plan.step_attr, adding the trials it stops to `stopped`; with plan.prune False a
+    FIFO scheduler that stops none."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-    stopped: set[str] = set()
+    if not plan.prune:
+        return FIFOScheduler()
 
     class RecordingASHA(ASHAScheduler):
         def on_trial_result(self, tune_controller, trial, result):
@@ -114,6 +114,17 @@ def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int)
             if decision == TrialScheduler.STOP:
                 stopped.add(trial.trial_id)
             return decision
+
+    return RecordingASHA(time_attr=plan.step_attr, metric=plan.metric, mode=plan.mode, max_t=plan.max_step,
+                         grace_period=min(plan.grace_period, plan.max_step), reduction_factor=plan.reduction_factor)
+
+
+def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int):
+    """OptunaSearch that records ASHA-stopped trials as PRUNED and steps by plan.step_attr."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    stopped: set[str] = set()
 
     class StudySearch(OptunaSearch):
         def on_trial_result(self, trial_id, result):
@@ -143,10 +154,7 @@ def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int)
     searcher = StudySearch(space, metric=plan.metric, mode=plan.mode, sampler=sampler,
                            study_name=plan.study_name,
                            storage=optuna.storages.RDBStorage(storage_url))
-    scheduler = RecordingASHA(time_attr=plan.step_attr, metric=plan.metric, mode=plan.mode,
-                              max_t=plan.max_step, grace_period=min(plan.grace_period, plan.max_step),
-                              reduction_factor=plan.reduction_factor)
-    return searcher, scheduler
+    return searcher, scheduler(plan, stopped)
 
 
 def _report(ot_trial, value: float, step: int) -> None:

@@ -33,6 +33,7 @@ class StudyPlan:
     seed: int
     max_concurrent_trials: int  # 0 → as many as the resources allow
     resources: dict            # Ray resources of one trial
+    prune: bool = True         # False: no scheduler stops a trial (every one runs its whole budget)
 
     @property
     def study_name(self) -> str:

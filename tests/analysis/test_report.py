@@ -118,7 +118,7 @@ def test_report_is_well_formed_html(report):
 def test_every_image_is_an_embedded_png(report):
     _, plots, document = report
     parser = parse(document)
-    assert len(parser.images) == len(plots) == 3 + 2 + 2 + 4
+    assert len(parser.images) == len(plots) == 4 + 2 + 2 + 4 + 4
     for src in parser.images:
         prefix = "data:image/png;base64,"
         assert src.startswith(prefix)

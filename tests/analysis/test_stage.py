@@ -24,7 +24,8 @@ BEST = {0: [(0, 0, .25), (2, 1, .1)], 1: [(2, 1, -.3)], 2: [(1, 0, .5)]}
 FIRST = {0: [(0, 0, .25)], 1: [(2, 1, -.3), (1, 1, .1)], 2: [(1, 0, .5)]}
 LABELS, SUCCESS = [0, 0, 1, 1], [True, True, True, False]
 EXPECTED_FILES = (["headline.json", "headline.csv", "feature_stats.csv", "hour_stats.csv", "report.html",
-                   "distributions.csv", "clinical_changes.csv"]
+                   "distributions.csv", "clinical_changes.csv", "discovery.csv", "signs.csv",
+                   "discovery.png", "map_ganzp.png", "map_sensitivity.png", "signs.png", "hist_mean_nonzero.png"]
                   + [f"susceptibility_{d}_{k}.csv" for d in ("0to1", "1to0") for k in ("first", "best")]
                   + [f"hist_{m}.png" for m in ("n_nonzero", "l1", "maxabs")]
                   + [f"{p}_{k}.png" for p in ("features", "hours") for k in ("first", "best")]
@@ -150,6 +151,13 @@ def test_stage_writes_every_output_with_hand_computed_numbers(cfg, tmp_path):
     row = clinical[(clinical["direction"] == "0to1") & (clinical["kind"] == "best")].set_index("feature")
     assert row.loc["sodium", "median_change"] == pytest.approx(.2 * 20)  # median of .1, .3
     assert row.loc["creatinine", "median_change"] == pytest.approx(.25 * 4)
+    # first examples at iterate 3, best at 8 (the attack config names no budget: the curve ends at 8)
+    discovery = pd.read_csv(result.file("discovery.csv"))
+    best_1to0 = discovery[(discovery["direction"] == "1to0") & (discovery["kind"] == "best")]
+    assert best_1to0["share"].tolist() == pytest.approx([0] * 8 + [.5])
+    signs = pd.read_csv(result.file("signs.csv")).set_index(["direction", "kind", "feature"])
+    assert signs.loc[("0to1", "best", "sodium"), ["raised", "lowered"]].tolist() == [1, 1]  # +.1 and −.3
+    assert "When adversarial examples are found" in result.file("report.html").read_text()
     hours = pd.read_csv(result.file("hour_stats.csv"))
     hours = hours[(hours["kind"] == "best") & (hours["direction"] == "0to1")]
     assert hours["sample_frequency"].tolist() == pytest.approx([.5, 0, 1])

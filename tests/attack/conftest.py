@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -11,3 +12,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class LinearScore(nn.Module):
+    """Logits [0, Σ W·x + b]: the input gradient of the margin is ±W everywhere."""
+
+    def __init__(self, weight: torch.Tensor, bias: float):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(torch.tensor(bias))
+
+    def forward(self, x):
+        score = (x * self.weight).sum(dim=(1, 2)) + self.bias
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+@pytest.fixture
+def linear_score():
+    """The LinearScore class: a model whose attack steps can be computed by hand."""
+    return LinearScore

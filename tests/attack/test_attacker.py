@@ -46,7 +46,8 @@ def tiny(one_thread):
 
 
 PLAIN_METHOD = AttackMethod(max_perts=0, lambda_decay=1.0, lambda_decay_every=10, early_stop_patience=0,
-                            attack_misclassified=False)
+                            attack_misclassified=False, threshold="preconditioned", loss_norm="elementwise",
+                            loss_reduction="sum", optimizer_state="per_batch")
 
 
 def hparams(**changes) -> AttackHparams:
@@ -141,19 +142,8 @@ def test_first_comes_before_best_and_best_has_the_lowest_loss(tiny, decay):
     assert (best <= first + 1e-5).all() and (best < first - 1e-4).any()
 
 
-class LinearScore(nn.Module):
-    """Logits [0, Σ W·x + b]: the input gradient of the margin is ±W everywhere."""
-
-    def __init__(self, weight: torch.Tensor, bias: float):
-        super().__init__()
-        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(torch.tensor(bias))
-
-    def forward(self, x):
-        score = (x * self.weight).sum(dim=(1, 2)) + self.bias
-        return torch.stack([torch.zeros_like(score), score], dim=1)
-
-
-def test_one_step_matches_the_proximal_update_by_hand():
+def test_one_step_matches_the_proximal_update_by_hand(linear_score):
+    LinearScore = linear_score
     weight = torch.tensor([[[0.5, -2.0, 0.05], [3.0, 0.0, -0.2]]])
     x = np.array([[[0.5, 0.1, 0.5], [0.9, 0.5, 0.5]]], np.float32)
     model = LinearScore(weight, bias=-5.0)  # class 0, margin Z0 - Z1 = 5 - Σ W·x
@@ -177,7 +167,8 @@ def test_one_step_matches_the_proximal_update_by_hand():
     np.testing.assert_allclose(p, expected, atol=1e-6)
 
 
-def test_lambda_search_frees_samples_whose_gradients_are_all_below_lambda():
+def test_lambda_search_frees_samples_whose_gradients_are_all_below_lambda(linear_score):
+    LinearScore = linear_score
     weight = torch.full((1, 2, 3), 0.2)          # |gradient| 0.2 everywhere, below lambda_1 = 0.5
     x = np.full((1, 2, 3), 0.5, np.float32)      # score 0.2 · 3 - 1 = -0.4: class 0; flips once Σ P > 2
     model = LinearScore(weight, bias=-1.0)

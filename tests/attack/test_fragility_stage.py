@@ -35,7 +35,8 @@ N, T, F = 48, 8, 3
 NAMES = ["creatinine", "sodium", "heartrate"]
 NORMALISATION = {name: {"p_low": 1.0, "p_high": 9.0, "median": 5.0} for name in NAMES}
 METHOD = AttackMethod(max_perts=0, lambda_decay=0.5, lambda_decay_every=4, early_stop_patience=0,
-                      attack_misclassified=False)
+                      attack_misclassified=False, threshold="preconditioned", loss_norm="elementwise",
+                      loss_reduction="sum", optimizer_state="per_batch")
 TUNED = {"kappa": 0.0, "lambda_1": 0.01, "learning_rate": 0.05, "batch_size": 8, "optimizer": "adam",
          "method": dataclasses.asdict(METHOD), "objective": 1.0, "objective_name": "sparse_small", "trial": 0,
          "fold": 0}

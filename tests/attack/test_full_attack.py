@@ -32,10 +32,12 @@ from icurt.stages.attack import run
 
 N, T, F = 40, 8, 3
 NAMES = ["creatinine", "sodium", "heartrate"]
+ICURT_SWITCHES = {"threshold": "preconditioned", "loss_norm": "elementwise", "loss_reduction": "sum",
+                  "optimizer_state": "per_batch"}
 METHOD = AttackMethod(max_perts=0, lambda_decay=0.5, lambda_decay_every=4, early_stop_patience=6,
-                      attack_misclassified=False)
+                      attack_misclassified=False, **ICURT_SWITCHES)
 PLAIN = AttackMethod(max_perts=0, lambda_decay=1.0, lambda_decay_every=10, early_stop_patience=0,
-                     attack_misclassified=False)
+                     attack_misclassified=False, **ICURT_SWITCHES)
 TUNED = {"kappa": 0.1, "lambda_1": 0.02, "learning_rate": 0.05, "batch_size": 8, "optimizer": "adam",
          "method": dataclasses.asdict(METHOD), "objective": 3.5, "objective_name": "sparse_small", "trial": 2,
          "fold": 0}
@@ -44,7 +46,7 @@ CONTRACT_COLUMNS = {
     "orig_logit_1": "float32", "orig_pred": "int64", "attacked": "bool", "success": "bool",
     "first_iteration": "int64", "best_iteration": "int64", "adv_logit_0": "float32", "adv_logit_1": "float32",
     "n_nonzero_first": "int64", "n_nonzero_best": "int64", "l1_first": "float64", "l1_best": "float64",
-    "maxabs_first": "float64", "maxabs_best": "float64"}
+    "maxabs_first": "float64", "maxabs_best": "float64", "loss_first": "float32", "loss_best": "float32"}
 
 
 def tiny_dataset(seed: int = 0) -> Dataset:
@@ -257,3 +259,29 @@ def test_attack_uses_the_recorded_method_and_says_when_todays_differs(ray_sessio
     assert run(with_overrides(today, ["attack_method.early_stop_patience=6", "attack_method.lambda_decay=0.5"]),
                tune_run, store=store)
     assert "attack method" not in capsys.readouterr().err
+
+
+REFERENCE = dataclasses.replace(PLAIN, threshold="lambda", loss_norm="induced", loss_reduction="mean",
+                                optimizer_state="carried")
+
+
+def test_the_reference_method_runs_its_chained_batches_in_order_on_one_actor(ray_session, cfg, lineage):
+    store, tune_run, ds, model = lineage
+    train_run = store.ancestor(tune_run, "train")
+    with store.create("tune-attack", cfg, inputs=[train_run]) as w:
+        (w.path / "best_attack_hparams.json").write_text(json.dumps({**TUNED, "lambda_1": 0.002,
+                                                                     "method": dataclasses.asdict(REFERENCE)}))
+    attack_run = run(cfg, w.run, store=store)  # cfg asks for 2 actors; chained batches need one
+    config = read_attack_run(attack_run.path).config
+    assert config["num_actors"] == 1 and config["method"]["optimizer_state"] == "carried"
+    index = read_attack_run(attack_run.path).table["sample_index"].to_numpy()
+    hp = AttackHparams(kappa=0.1, lambda_1=0.002, learning_rate=0.05, optimizer="adam", batch_size=8)
+    want = reference(model, ds, index, hp, iterations=30, method=REFERENCE)
+    got = dense_results(read_attack_run(attack_run.path))
+    for name in ("attacked", "success", "first_iteration", "best_iteration", "first_loss", "best_loss",
+                 "first_p", "best_p", "adv_logits"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert want.success.sum() >= 10
+    # the batches depend on each other: cut one by one (fresh optimizers) they give other perturbations
+    alone = reference(model, ds, index, hp, iterations=30, method=dataclasses.replace(REFERENCE, optimizer_state="per_batch"))
+    assert not np.array_equal(alone.best_p, want.best_p)

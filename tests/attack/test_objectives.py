@@ -38,3 +38,10 @@ def test_edge_cases():
     assert objective_score("sparsity", np.zeros((1, 2, 3)), 10) == 1.0
     with pytest.raises(IcurtError):
         objective_score("l0", P, 10)
+
+
+@pytest.mark.parametrize("max_perts", [0, 1, 2])
+def test_the_references_max_perts_cut_off_is_n_critical_one_above(max_perts):
+    # the reference's max_num_nonzero_perts counts examples with n_nonzero ≤ max_perts (P: 2 and 1 non-zero)
+    by_hand = [float(2 <= max_perts), float(1 <= max_perts)]
+    np.testing.assert_array_equal(per_sample_scores("max_num_nonzero_perts", P, max_perts + 1), by_hand)

@@ -21,7 +21,8 @@ NORMALISATION = {"heartrate": {"p_low": 60.0, "p_high": 110.0}, "potassium": {"p
                  "sodium": {"p_low": 133.0, "p_high": 145.0}}
 STEP = {"heartrate": 10.0, "potassium": 0.5, "sodium": 3.0}   # scaled: 0.2, 0.25, 0.25
 METHOD = AttackMethod(max_perts=0, lambda_decay=0.5, lambda_decay_every=5, early_stop_patience=0,
-                      attack_misclassified=False)
+                      attack_misclassified=False, threshold="preconditioned", loss_norm="elementwise",
+                      loss_reduction="sum", optimizer_state="per_batch")
 HP = AttackHparams(kappa=0.0, lambda_1=0.005, learning_rate=0.05, optimizer="adam", batch_size=64)
 
 

@@ -65,13 +65,36 @@ def test_asha_rungs_count_reports_and_the_budget_is_the_iterations():
     assert plan.study_name == "icurt-tune-attack-r1" and plan.resources == {"CPU": 1.0}
 
 
+@pytest.mark.parametrize("prune", [True, False])
+def test_prune_false_lets_every_trial_run_its_budget(prune):
+    from types import SimpleNamespace
+
+    from icurt.tuning.study import scheduler
+
+    cfg = with_overrides(load_config(env={}), ["tune_attack.asha_grace_period=1", "tune_attack.report_interval=10",
+                                               "tune_attack.epochs_per_batch=100", f"tune_attack.prune={str(prune).lower()}"])
+    task = tune_attack.tuning_task(cfg, None, None, planted_dataset(), 1, Placement({"CPU": 1.0}))
+    plan = study_plan(task, "r1")
+    assert plan.prune is prune
+    stopped: set = set()
+    chosen = scheduler(plan, stopped)
+    trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(4)]
+    for trial in trials:
+        chosen.on_trial_add(None, trial)
+    # at the first rung (10 iterations), trials far below the first: ASHA stops them, no pruning keeps them
+    decisions = [chosen.on_trial_result(None, trial, {"iteration": 10, "score": score})
+                 for trial, score in zip(trials, [10.0, 9.0, 1.0, 0.5])]
+    assert (decisions.count("STOP"), len(stopped)) == ((3, 3) if prune else (0, 0))
+
+
 def test_score_sums_the_successful_samples_best_perturbations():
     best_p = np.zeros((3, 2, 2), np.float32)
     best_p[0, 0, 0] = 0.5                     # 1 of 4 non-zero: sparsity .75, L1 .5 → 1.5
     best_p[1, :, 0] = [0.25, 0.25]            # sparsity .5, L1 .5 → 1.0
     best_p[2, 1, 1] = 0.1                     # not successful: not counted
     results = SampleResults(success=np.array([True, True, False]), first_iteration=np.zeros(3, np.int64),
-                            best_iteration=np.zeros(3, np.int64), first_p=best_p, best_p=best_p,
+                            best_iteration=np.zeros(3, np.int64), first_loss=np.zeros(3, np.float32),
+                            best_loss=np.zeros(3, np.float32), first_p=best_p, best_p=best_p,
                             orig_logits=np.zeros((3, 2), np.float32), adv_logits=np.zeros((3, 2), np.float32),
                             attacked=np.ones(3, bool))
     assert attack_score("sparse_small", results, 10) == pytest.approx(2.5)
