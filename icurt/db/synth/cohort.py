@@ -22,7 +22,7 @@ import pyarrow.csv as pa_csv
 from psycopg2 import sql
 
 from icurt.db.synth import events, hospital, skeleton
-from icurt.db.schema import TABLES, column_names, create_index_sql, create_table_sql, recreate_schema
+from icurt.db.schema import TABLES, add_keys, column_names, create_index_sql, create_table_sql, recreate_schema
 from icurt.db.synth.items import d_items_frame, d_labitems_frame
 from icurt.errors import IcurtError
 
@@ -108,9 +108,10 @@ def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
                          time.perf_counter() - started)
             started = time.perf_counter()
             for table in TABLES:
+                add_keys(cur, schema, table)
                 for statement in create_index_sql(schema, table):
                     cur.execute(statement)
-            log.info("synth: indexes built in %.1f s", time.perf_counter() - started)
+            log.info("synth: keys and indexes built in %.1f s", time.perf_counter() - started)
             _store_truth(cur, schema, cohort)
             started = time.perf_counter()
             for table in TABLES:
