@@ -32,6 +32,10 @@ class AttackWorker:
 
     def __init__(self, checkpoint, hp: AttackHparams, method: AttackMethod, iterations: int,
                  worker: WorkerSetup = WorkerSetup(use_gpu=False, threads=1)):
+        if isinstance(checkpoint, list):  # [ObjectRef] from AttackPool: fetched here, see there
+            import ray
+
+            checkpoint = ray.get(checkpoint[0])
         self.device = worker.torch_device()
         self.model = checkpoint.build(self.device)
         self.hp, self.method, self.iterations = hp, method, iterations
@@ -67,8 +71,11 @@ class AttackPool:
         remote_class = ray.remote(worker_class).options(
             num_cpus=resources["CPU"], num_gpus=resources.get("GPU", 0), max_restarts=spec.max_restarts)
         self._checkpoint_ref = ref = ray.put(checkpoint)  # held so restarted actors can rebuild the model
+        # The reference travels inside a list: a restartable actor whose constructor argument is an
+        # object-store reference makes Ray log an error line to the console (Ray issue 53727); the
+        # driver holds the object for the pool's lifetime, so a restart finds it.
         # The driver picks the device: with GPUs unassigned, Ray may leave CUDA visible to an actor.
-        self.actors = [remote_class.remote(ref, hp, method, iterations, spec.placement.worker())
+        self.actors = [remote_class.remote([ref], hp, method, iterations, spec.placement.worker())
                        for _ in range(spec.num_actors)]
 
     def run(self, features: np.ndarray, labels: np.ndarray, batches: list[np.ndarray],
