@@ -54,10 +54,25 @@ class SynthCohort:
                 "qualifying_deaths": str(self.qualifying_deaths)}
 
 
+def check_cohort_request(stays: int, seed: int) -> None:
+    """IcurtError unless `stays` and `seed` lie within [synth].stays / [synth].seed's bounds."""
+    from dataclasses import fields
+
+    from icurt.config import SynthConfig
+
+    bounds = {f.name: f.metadata for f in fields(SynthConfig)}
+    low, high = bounds["stays"]["min"], bounds["stays"]["max"]
+    if not low <= stays <= high:
+        raise IcurtError(f"a synthetic cohort has {low:,} to {high:,} ICU stays, not {stays:,}; "
+                         "pass --stays N in that range (or set [synth].stays)")
+    if seed < bounds["seed"]["min"]:
+        raise IcurtError(f"the synthetic cohort's seed must be >= {bounds['seed']['min']}, not {seed}; "
+                         "pass --seed N (or set [synth].seed)")
+
+
 def generate_cohort(stays: int, seed: int, mortality_rate: float = 0.10) -> SynthCohort:
     """Draw a cohort of exactly `stays` ICU stays; the same seed gives identical frames."""
-    if stays < 1 or seed < 0:
-        raise IcurtError(f"synth needs at least 1 stay and a seed >= 0 (got stays={stays}, seed={seed})")
+    check_cohort_request(stays, seed)
     if not 0 < mortality_rate < 1:
         raise IcurtError(f"[synth].mortality_rate must be between 0 and 1 (got {mortality_rate})")
     skeleton_rng, tables_rng, physiology_rng, chart_rng, lab_rng = np.random.default_rng(seed).spawn(5)
@@ -152,6 +167,7 @@ def run_synth(cfg, stays: int, seed: int) -> dict[str, int]:
     """Generate the cohort and load it into the configured database's schema; print a summary."""
     from icurt.db.connection import connection
 
+    check_cohort_request(stays, seed)
     started = time.perf_counter()
     log.info("synth: generating %d ICU stays (seed %d, mortality rate %.3f)", stays, seed,
              cfg.synth.mortality_rate)
