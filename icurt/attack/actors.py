@@ -79,16 +79,18 @@ class AttackPool:
                        for _ in range(spec.num_actors)]
 
     def run(self, features: np.ndarray, labels: np.ndarray, batches: list[np.ndarray],
-            on_batch: Progress | None = None, keep_results: bool = True) -> dict[int, SampleResults]:
+            on_batch: Progress | None = None, keep_results: bool = True,
+            only: list[int] | None = None) -> dict[int, SampleResults]:
         """Every batch's SampleResults (by batch index); `on_batch(batch_index, results)` as each lands.
 
-        With keep_results=False only on_batch sees them (the dense perturbations are not all held).
+        With keep_results=False only on_batch sees them (the dense perturbations are not all held);
+        `only` names the batches to attack (a resumed run's unfinished ones; default all).
         """
         from ray.exceptions import RayActorError
 
         features_ref, labels_ref = self.ray.put(features), self.ray.put(labels)
-        queue = deque(range(len(batches)))
-        retries = {b: 0 for b in range(len(batches))}
+        queue = deque(range(len(batches)) if only is None else only)
+        retries = {b: 0 for b in queue}
         deaths = {a: 0 for a in range(len(self.actors))}
         live = set(deaths)
         in_flight: dict = {}  # ObjectRef -> (batch index, actor index)

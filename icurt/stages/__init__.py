@@ -90,6 +90,7 @@ STAGES: tuple[Stage, ...] = (
           show_summary="a trial's attack hyperparameters and score (the best by default)"),
     Stage("attack", "tune-attack", ("attack", "attack_method"),
           "stage 6: the tuned sparse attack on the dataset, batches sharded over Ray actors",
+          options=(RESUME,),
           show_summary="samples attacked, adversarial examples, the attack's settings"),
     Stage("analyze", "attack", ("analyze",),
           "stage 7: success, sparsity, susceptibility by measurement and hour; PNG plots and one "
