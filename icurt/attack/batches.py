@@ -52,8 +52,8 @@ class BatchCollector:
             **plan, "num_batches": len(batches), "samples": samples_digest(batches)})
         self.total = int(sum(len(b) for b in batches))
         finished = [b for b in range(len(batches)) if _key(b) in self.store.done()]
-        self.done = int(sum(len(batches[b]) for b in finished))
-        self.successes = 0
+        self.done = self.resumed_samples = int(sum(len(batches[b]) for b in finished))
+        self.successes = int(sum(self.store.read(_key(b))[0]["success"].sum() for b in finished))
         self.resumed_batches = len(finished)
         self.started = self.last_log = time.perf_counter()
 
@@ -71,8 +71,8 @@ class BatchCollector:
         now = time.perf_counter()
         if now - self.last_log >= PROGRESS_EVERY_S or self.done == self.total:
             self.last_log = now
-            log.info("attack: %d/%d samples done, %d successes so far in this session (%.1f samples/s)",
-                     self.done, self.total, self.successes, self.done / max(now - self.started, 1e-9))
+            log.info("attack: %d/%d samples done, %d successes so far (%.1f samples/s)", self.done, self.total,
+                     self.successes, (self.done - self.resumed_samples) / max(now - self.started, 1e-9))
 
     def results(self) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """The table (batch order) and merged COO arrays of every batch, read from their files."""

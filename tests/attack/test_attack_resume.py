@@ -142,3 +142,19 @@ def test_a_killed_attack_resumes_with_its_missing_batches_and_equals_an_uninterr
         assert (data / "attack" / run_id / name).read_bytes() == uninterrupted.file(name).read_bytes(), name
     table = pd.read_parquet(uninterrupted.file("results.parquet"))
     assert len(table) == 40 and table["sample_index"].is_unique and table["success"].sum() > 0
+
+
+def test_the_actor_pool_leaves_the_console_alone(ray_session, capfd):
+    """Ray logs an error line (core_worker.cc) for a restartable actor whose constructor argument
+    is in the object store; the pool restarts actors itself, so none is restartable by Ray."""
+    ds = full.tiny_dataset()
+    model, _ = full.tiny_model(ds)
+    hp = full.AttackHparams(kappa=0.0, lambda_1=0.02, learning_rate=0.05, optimizer="adam", batch_size=5)
+    runner = full.pool(ray_session, model, hp, 5)
+    try:
+        results = runner.run(ds.features, ds.labels, [np.arange(0, 5), np.arange(5, 10)])
+    finally:
+        runner.shutdown()
+    assert sorted(results) == [0, 1]
+    time.sleep(1)
+    assert "constructor arguments" not in capfd.readouterr().err
