@@ -203,14 +203,15 @@ def _tuning_score_line(run) -> str:
     from icurt.attack.tuned import read_tuned
 
     tuned = read_tuned(run)
-    meaning = {"sparsity": "the share of the (hour, feature) cells it leaves unchanged",
-               "max_num_nonzero_perts": "1 when it changes fewer than the critical number of cells, else 0",
-               "sparse_small": "that share of unchanged cells divided by its L1 size (scaled units)",
-               "sparse_small_max": "that share of unchanged cells divided by its largest change (scaled units)"}
+    unchanged = "the share of (hour, feature) cells it leaves unchanged"
+    meaning = {"sparsity": unchanged,
+               "max_num_nonzero_perts": "1 if it changes fewer than [tune_attack].n_critical cells, else 0",
+               "sparse_small": f"{unchanged} divided by its L1 size (sum of |change|, scaled units)",
+               "sparse_small_max": f"{unchanged} divided by its largest change (scaled units)"}
     return (f"tune-attack run {run.run_id}: best trial {tuned.trial}, score {tuned.score:.4g} = the sum, "
-            f"over the tuning samples the attack flipped, of its objective '{tuned.objective_name}' for each "
-            f"sample's best example: {meaning.get(tuned.objective_name, 'see icurt/attack/objectives.py')} "
-            "(higher is sparser and smaller)")
+            f"over the tuning samples the attack flipped, of objective '{tuned.objective_name}' of each "
+            f"one's best example: {meaning.get(tuned.objective_name, 'see icurt/attack/objectives.py')}; "
+            "higher is sparser and smaller")
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -286,3 +286,23 @@ def test_a_failing_command_leaves_a_server_it_did_not_start(tmp_path, capsys):
         assert server.status().running
     finally:
         server.stop()
+
+
+def test_the_outcome_explains_the_tune_attack_score(tmp_path, capsys):
+    from icurt.cli import _print_outcome
+    from icurt.config import load_config
+    from icurt.runs import RunStore
+
+    cfg = load_config(env={})
+    with RunStore(tmp_path).create("tune-attack", cfg) as writer:
+        (writer.path / "best_attack_hparams.json").write_text(json.dumps({
+            "kappa": 0.1, "lambda_1": 0.02, "learning_rate": 0.05, "batch_size": 8, "optimizer": "adam",
+            "method": {"max_perts": 0, "lambda_decay": 0.5, "lambda_decay_every": 4, "early_stop_patience": 6,
+                       "attack_misclassified": False},
+            "objective": 3.772, "objective_name": "sparse_small", "trial": 2, "fold": 0}))
+    _print_outcome({"tune-attack": writer.run}, cfg)
+    assert capsys.readouterr().out.strip() == (
+        f"tune-attack run {writer.run_id}: best trial 2, score 3.772 = the sum, over the tuning samples the "
+        "attack flipped, of objective 'sparse_small' of each one's best example: the share of (hour, feature) "
+        "cells it leaves unchanged divided by its L1 size (sum of |change|, scaled units); higher is sparser "
+        "and smaller")
