@@ -21,6 +21,10 @@ class ProcessId:
     def of(cls, process: psutil.Process) -> "ProcessId":
         return cls(process.pid, process.create_time())
 
+    @classmethod
+    def this(cls) -> "ProcessId":
+        return cls.of(psutil.Process())
+
     def as_dict(self) -> dict:
         return asdict(self)
 

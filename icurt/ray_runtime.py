@@ -165,10 +165,8 @@ class DriverRecord:
     def __init__(self, folder: Path):
         from icurt.processes import ProcessId
 
-        import psutil
-
         self.folder = folder
-        self.driver = ProcessId.of(psutil.Process())
+        self.driver = ProcessId.this()
         self.path = folder / f"{self.driver.pid}.json"
 
     def start(self) -> None:

@@ -27,7 +27,7 @@ from icurt.config import Config, config_to_toml
 from icurt.db.dsn import RedactingFilter
 from icurt.errors import IcurtError
 from icurt.files import read_json, write_json
-from icurt.processes import process_alive
+from icurt.processes import ProcessId, process_alive, still_running
 from icurt.stages import INPUT_STAGE, STAGE_NAMES
 
 TMP_PREFIX, FAILED_PREFIX = ".tmp-", ".failed-"
@@ -167,7 +167,8 @@ class RunStore:
         meta.update({
             "stage": stage, "run_id": run_id, "status": "running", "icurt_version": __version__,
             "created": meta.get("created", _now()), "inputs": {r.stage: r.run_id for r in inputs},
-            "pid": os.getpid(), "host": socket.gethostname(), **(extra_meta or {}),
+            "pid": os.getpid(), "pid_started": ProcessId.this().started, "host": socket.gethostname(),
+            **(extra_meta or {}),
         })
         if resume_id:
             meta["resumed"] = meta.get("resumed", 0) + 1
@@ -203,6 +204,9 @@ class RunStore:
         folder = self.stage_dir(stage)
         for name in (f"{FAILED_PREFIX}{run_id}", f"{TMP_PREFIX}{run_id}"):
             if "/" not in run_id and (folder / name / "run.json").is_file():
+                if name.startswith(TMP_PREFIX) and _unfinished(stage, folder / name).state == "running":
+                    raise IcurtError(f"{stage} run '{run_id}' is still being written (by process "
+                                     f"{read_json(folder / name / 'run.json').get('pid')}); let it finish or stop it first")
                 return folder / name
         if (folder / run_id / "run.json").is_file():
             raise IcurtError(f"{stage} run '{run_id}' already completed; start a new run instead of --resume")
@@ -266,10 +270,12 @@ def _unfinished(stage: str, path: Path) -> Unfinished:
 
 def _writer_alive(meta: dict) -> bool:
     """Whether the process that is writing a .tmp- run still lives (on another host: assume it does)."""
-    pid = meta.get("pid")
+    pid, started = meta.get("pid"), meta.get("pid_started")
     if not isinstance(pid, int):
         return False
-    return meta.get("host") != socket.gethostname() or process_alive(pid)
+    if meta.get("host") != socket.gethostname():
+        return True
+    return still_running(ProcessId(pid, started)) is not None if started else process_alive(pid)
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -159,3 +159,14 @@ def test_unfinished_runs_and_prune(tmp_path, cfg):
     assert [u.run_id for u in store.prune()] == [failed.run_id]
     assert [(u.stage, u.state) for u in store.unfinished()] == [("tune-model", "running")]
     assert [r.run_id for r in store.list()] == [done.run_id]
+
+
+def test_a_run_still_being_written_cannot_be_resumed(tmp_path, cfg):
+    import os
+    import socket
+
+    folder = tmp_path / "attack" / ".tmp-20990101T000000000000-live"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(IcurtError, match=f"still being written \\(by process {os.getpid()}\\)"):
+        RunStore(tmp_path).interrupted_folder("attack", "20990101T000000000000-live")
