@@ -269,11 +269,11 @@ def headline_text(headline: pd.DataFrame) -> str:
 
 
 def _count_share(count, total) -> str:
-    return f"{count:,} ({100 * count / total:.1f} %)" if total else f"{count:,}"
+    return f"{count:,} ({100 * count / total:.1f}%)" if total else f"{count:,}"
 
 
 def _percent(value) -> str:
-    return MISSING if _is_missing(value) else f"{100 * value:.1f} %"
+    return MISSING if _is_missing(value) else f"{100 * value:.1f}%"
 
 
 def _median(value, form: str) -> str:

@@ -168,7 +168,7 @@ def test_headline_text_lists_each_direction(report):
     lines = headline_text(analysis.headline).splitlines()
     assert lines[0].startswith("direction") and len(lines) == 6
     rate = analysis.headline["success_rate"].iloc[0]
-    assert lines[1].startswith("all") and f"{100 * rate:.1f} %" in lines[1]
+    assert lines[1].startswith("all") and f"{100 * rate:.1f}%" in lines[1]
     assert lines[2].startswith("0 → 1") and lines[3].startswith("1 → 0")
 
 
@@ -182,8 +182,8 @@ def test_headline_text_is_aligned_with_shares_and_units():
          "median_maxabs_best": float("nan"), "note": "no attacked samples"}])
     lines = headline_text(headline).splitlines()
     assert lines[0].split("  ")[0] == "direction" and "L1 (scaled)" in lines[0] and "max |P| (scaled)" in lines[0]
-    assert lines[1].split() == ["all", "200", "150", "(75.0", "%)", "120", "80.0", "%", "14", "4.003", "0.877"]
-    assert lines[2].split()[:6] == ["1", "→", "0", "8", "0", "(0.0"]
+    assert lines[1].split() == ["all", "200", "150", "(75.0%)", "120", "80.0%", "14", "4.003", "0.877"]
+    assert lines[2].split()[:6] == ["1", "→", "0", "8", "0", "(0.0%)"]
     ends = {len(line[:line.index("  note")]) for line in lines[:1]} | {len(lines[1].rstrip())}
     assert len(ends) == 1                      # right-aligned numbers end under their titles
     assert "scaled units" in lines[-1] and "[0, 1]" in lines[-1] and "success: adversarial / attacked" in lines[-2]
