@@ -37,6 +37,7 @@ def common_options(with_config_file: bool = True) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from icurt.db.commands import add_commands as add_db_commands
+    from icurt.runs_command import add_runs_command
 
     parser = argparse.ArgumentParser(
         prog="icurt", description="Ray-distributed ICU deep learning on MIMIC-III: "
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options()
     _add_config_commands(sub, common)
-    _add_runs_command(sub, common)
+    add_runs_command(sub, common)
     add_db_commands(sub, common)
     for row in STAGES:
         _add_stage_command(sub, common, row)
@@ -153,31 +154,6 @@ def _config_show(args, cfg: Config) -> int:
     return 0
 
 
-def _add_runs_command(sub, common) -> None:
-    runs = sub.add_parser("runs", parents=[common], help="list runs, newest first, with their lineage")
-    runs.add_argument("stage", nargs="?", choices=STAGE_NAMES, help="only this stage")
-    runs.add_argument("--all", action="store_true", help="also list failed and interrupted runs")
-    runs.set_defaults(handler=_runs)
-
-
-def _runs(args, cfg: Config) -> int:
-    from icurt.runs import RunStore
-
-    store = RunStore.from_config(cfg)
-    found = store.list(args.stage)
-    if not found:
-        print(f"no completed runs under {store.root}" + (f" for {args.stage}" if args.stage else ""))
-    for run in found:
-        lineage = " ← ".join(f"{r.stage} {r.run_id}" for r in store.lineage(run)[1:])
-        print(f"{run.stage:<12} {run.run_id}  {run.meta.get('finished', '')}"
-              + (f"  from {lineage}" if lineage else ""))
-    if args.all:
-        for stage in [args.stage] if args.stage else STAGE_NAMES:
-            for run_id in store.failed(stage):
-                print(f"{stage:<12} {run_id}  (failed or interrupted)")
-    return 0
-
-
 def _add_pipeline_commands(sub, common) -> None:
     run = sub.add_parser("run", parents=[common], help="run every stage on the configured database, "
                          "reusing completed stages whose input and settings are unchanged")
@@ -199,22 +175,43 @@ def _run_all(args, cfg: Config) -> int:
 
 def _demo(args, cfg: Config) -> int:
     from icurt.db.connection import resolve_dsn
+    from icurt.db.synth.cohort import check_cohort_request
     from icurt.db.synth.state import ensure_synthetic_cohort
     from icurt.pipeline import run_pipeline
 
+    stays = cfg.synth.stays if args.stays is None else args.stays
+    check_cohort_request(stays, cfg.synth.seed)
     cfg = with_overrides(cfg, ["db.dsn="])  # the demo always runs on the embedded server
     started = time.perf_counter()
     log.info("demo: embedded PostgreSQL at %s", resolve_dsn(cfg))
-    ensure_synthetic_cohort(cfg, stays=args.stays or cfg.synth.stays, seed=cfg.synth.seed, fresh=args.fresh)
+    ensure_synthetic_cohort(cfg, stays=stays, seed=cfg.synth.seed, fresh=args.fresh)
     _print_outcome(run_pipeline(cfg, fresh=args.fresh), cfg)
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
 
 
 def _print_outcome(runs: dict, cfg: Config) -> None:
+    """The last stage's headline and, when the attack was tuned, what its tuning score means."""
     last = STAGES[-1]
+    if "tune-attack" in runs:
+        print(_tuning_score_line(runs["tune-attack"]))
     if last.name in runs:
         print(last.function("show")(runs[last.name], cfg))
+
+
+def _tuning_score_line(run) -> str:
+    from icurt.attack.tuned import read_tuned
+
+    tuned = read_tuned(run)
+    unchanged = "the share of (hour, feature) cells it leaves unchanged"
+    meaning = {"sparsity": unchanged,
+               "max_num_nonzero_perts": "1 if it changes fewer than [tune_attack].n_critical cells, else 0",
+               "sparse_small": f"{unchanged} divided by its L1 size (sum of |change|, scaled units)",
+               "sparse_small_max": f"{unchanged} divided by its largest change (scaled units)"}
+    return (f"tune-attack run {run.run_id}: best trial {tuned.trial}, score {tuned.score:.4g} = the sum, "
+            f"over the tuning samples the attack flipped, of objective '{tuned.objective_name}' of each "
+            f"one's best example: {meaning.get(tuned.objective_name, 'see icurt/attack/objectives.py')}; "
+            "higher is sparser and smaller")
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -230,10 +227,16 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def _for_the_console(record: logging.LogRecord) -> bool:
+    """Records logged with icurt.runs.FILE_ONLY (a run's failure, said once by main) stay in run.log."""
+    return getattr(record, "console", True)
+
+
 def configure_logging(debug: bool, quiet: bool) -> None:
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     handler.addFilter(RedactingFilter())
+    handler.addFilter(_for_the_console)
     log.handlers = [h for h in log.handlers if not isinstance(h, logging.StreamHandler)
                     or isinstance(h, logging.FileHandler)] + [handler]
     log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
@@ -250,21 +253,45 @@ def load_cli_config(args) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user's error is printed once, as one line, with exit code 2 (Ctrl-C: 130);
+    an embedded PostgreSQL server the failed command started is stopped again."""
+    from icurt.db.server import starts_so_far
+    from icurt.files import check_data_root
+
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     configure_logging(debug, getattr(args, "quiet", False))
+    servers = starts_so_far()  # a server started before this command (in this process) is not its own
     try:
         cfg = load_cli_config(args)
+        check_data_root(cfg.paths.data)
         return int(args.handler(args, cfg) or 0)
     except IcurtError as exc:
+        _stop_what_this_command_started(servers)
         if debug:
             raise
         print(f"icurt: error: {redact_dsn(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("icurt: interrupted; the run in progress was marked failed", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        _stop_what_this_command_started(servers)
+        kept = getattr(exc, "icurt_failed_run", None)
+        print("icurt: interrupted" + (f"; {kept[0]} run {kept[1]} is kept as {kept[2]} (`icurt runs --failed` "
+                                      "lists it)" if kept else ""), file=sys.stderr)
         return 130
+    except BaseException:
+        _stop_what_this_command_started(servers)
+        raise
+
+
+def _stop_what_this_command_started(mark: int) -> None:
+    from icurt.db.server import stop_started_since
+
+    try:
+        for server in stop_started_since(mark):
+            log.info("stopped the embedded PostgreSQL this command had started (data kept in %s)", server.pgdata)
+    except Exception as exc:  # the command's own error is the one to report
+        log.debug("could not stop the embedded PostgreSQL: %s", exc)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,39 @@ def flat_settings(cfg_values: dict[str, Any], stage: str) -> dict[str, Any]:
     return flat
 
 
+def _started_with(store, stage: str, resume_id: str) -> dict[str, Any]:
+    snapshot = store.interrupted_folder(stage, resume_id) / "config.toml"
+    return tomllib.loads(snapshot.read_text()) if snapshot.is_file() else {}
+
+
 def settings_changed_since(store, stage: str, resume_id: str, cfg, ignore=()) -> list[str]:
     """The settings of `stage` that differ from those the interrupted run `resume_id` started with."""
-    snapshot = store.interrupted_folder(stage, resume_id) / "config.toml"
-    started_with = tomllib.loads(snapshot.read_text()) if snapshot.is_file() else {}
-    return changed_settings(flat_settings(started_with, stage), flat_settings(config_values(cfg), stage),
-                            ignore)
+    return changed_settings(flat_settings(_started_with(store, stage, resume_id), stage),
+                            flat_settings(config_values(cfg), stage), ignore)
+
+
+def settings_at_start(store, stage: str, resume_id: str, cfg):
+    """`cfg` with the settings of `stage` (its row's `reads`) the interrupted run `resume_id` started
+    with, so that what it finishes matches what it finished; a one-line warning names those that
+    differ from today's. IcurtError when the run recorded no config."""
+    from dataclasses import replace
+
+    from icurt.config import section_from_dict
+
+    started = _started_with(store, stage, resume_id)
+    if not started:
+        raise IcurtError(f"{stage} run '{resume_id}' kept no config.toml; start a new run instead of --resume")
+    changed = settings_changed_since(store, stage, resume_id, cfg)
+    if changed:
+        log.warning("resuming %s run %s with the settings it started with; today's differ in %s", stage,
+                    resume_id, ", ".join(changed))
+    for item in stage_row(stage).reads:
+        section, _, key = item.partition(".")
+        values = started.get(section, {})
+        if key:
+            values = {**config_values(cfg)[section], key: values.get(key)}
+        cfg = replace(cfg, **{section: section_from_dict(section, values)})
+    return cfg
 
 
 def warn_changed_settings(stage: str, changed: list[str]) -> None:

@@ -4,8 +4,9 @@
     <data>/<stage>/.tmp-<run_id>/       a run in progress (never listed, never an input)
     <data>/<stage>/.failed-<run_id>/    a run whose stage raised or was interrupted (kept for its log)
 
-Each run holds run.json (stage, id, status, times, input run ids), config.toml (the effective
-config, passwords redacted) and run.log.
+Each run holds run.json (stage, id, status, times, input run ids, the process that wrote it),
+config.toml (the effective config, passwords redacted) and run.log. A run's failure goes to its
+run.log and run.json only; the command that ran it says it once (icurt/cli.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,9 +27,11 @@ from icurt.config import Config, config_to_toml
 from icurt.db.dsn import RedactingFilter
 from icurt.errors import IcurtError
 from icurt.files import read_json, write_json
+from icurt.processes import ProcessId, process_alive, still_running
 from icurt.stages import INPUT_STAGE, STAGE_NAMES
 
 TMP_PREFIX, FAILED_PREFIX = ".tmp-", ".failed-"
+FILE_ONLY = {"console": False}  # `extra=` of a log record meant for run.log, not the console
 log = logging.getLogger("icurt")
 
 
@@ -163,6 +167,7 @@ class RunStore:
         meta.update({
             "stage": stage, "run_id": run_id, "status": "running", "icurt_version": __version__,
             "created": meta.get("created", _now()), "inputs": {r.stage: r.run_id for r in inputs},
+            "pid": os.getpid(), "pid_started": ProcessId.this().started, "host": socket.gethostname(),
             **(extra_meta or {}),
         })
         if resume_id:
@@ -176,13 +181,15 @@ class RunStore:
         try:
             yield writer
         except BaseException as exc:
-            log.error("%s run %s failed: %s", stage, run_id, exc)
-            writer.update_meta(status="failed", finished=_now(), error=str(exc)[:2000])
+            reason = failure_reason(exc)
+            log.error("%s run %s failed: %s", stage, run_id, reason, extra=FILE_ONLY)
+            writer.update_meta(status="failed", finished=_now(), error=reason[:2000])
             _detach_log(handler)
             failed = folder / f"{FAILED_PREFIX}{run_id}"
             if failed.exists():
                 shutil.rmtree(failed)
             os.replace(tmp, failed)
+            exc.icurt_failed_run = (stage, run_id, failed)  # for the command's one line
             raise
         log.info("%s run %s completed", stage, run_id)
         writer.update_meta(status="completed", finished=_now())
@@ -197,6 +204,9 @@ class RunStore:
         folder = self.stage_dir(stage)
         for name in (f"{FAILED_PREFIX}{run_id}", f"{TMP_PREFIX}{run_id}"):
             if "/" not in run_id and (folder / name / "run.json").is_file():
+                if name.startswith(TMP_PREFIX) and _unfinished(stage, folder / name).state == "running":
+                    raise IcurtError(f"{stage} run '{run_id}' is still being written (by process "
+                                     f"{read_json(folder / name / 'run.json').get('pid')}); let it finish or stop it first")
                 return folder / name
         if (folder / run_id / "run.json").is_file():
             raise IcurtError(f"{stage} run '{run_id}' already completed; start a new run instead of --resume")
@@ -207,16 +217,75 @@ class RunStore:
         return read_json(self.interrupted_folder(stage, run_id) / "run.json")
 
     def failed(self, stage: str) -> list[str]:
-        folder = self.stage_dir(stage)
-        if not folder.is_dir():
-            return []
-        names = [p.name for p in folder.iterdir() if p.name.startswith((FAILED_PREFIX, TMP_PREFIX))]
-        return sorted((n.split("-", 1)[1] if n.startswith(FAILED_PREFIX) else n[len(TMP_PREFIX):]
-                       for n in names), reverse=True)
+        """Ids of the stage's failed or interrupted runs (a run still being written included), newest first."""
+        return [run.run_id for run in self.unfinished(stage)]
+
+    def unfinished(self, stage: str | None = None) -> list["Unfinished"]:
+        """Failed runs, runs a killed process left and runs in progress, newest first."""
+        found = []
+        for name in [stage] if stage else list(STAGE_NAMES):
+            folder = self.stage_dir(name)
+            if folder.is_dir():
+                found += [_unfinished(name, path) for path in folder.iterdir()
+                          if path.name.startswith((FAILED_PREFIX, TMP_PREFIX))]
+        return sorted(found, key=lambda u: u.run_id, reverse=True)
+
+    def prune(self, stage: str | None = None) -> list["Unfinished"]:
+        """Delete the failed runs and those a dead process left (never a run still being written);
+        returns what was deleted."""
+        gone = [u for u in self.unfinished(stage) if u.state != "running"]
+        for run in gone:
+            shutil.rmtree(run.path)
+        return gone
 
     @staticmethod
     def _load(stage: str, path: Path) -> Run:
         return Run(stage=stage, run_id=path.name, path=path, meta=read_json(path / "run.json"))
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A run that did not complete: failed, left by a process that died, or still running."""
+
+    stage: str
+    run_id: str
+    path: Path
+    state: str      # "failed", "killed" (its process is gone) or "running"
+    error: str      # why it failed ("" when unknown)
+
+
+def _unfinished(stage: str, path: Path) -> Unfinished:
+    failed = path.name.startswith(FAILED_PREFIX)
+    run_id = path.name[len(FAILED_PREFIX if failed else TMP_PREFIX):]
+    try:
+        meta = read_json(path / "run.json")
+    except (OSError, ValueError):
+        meta = {}
+    if failed:
+        state = "failed"
+    else:
+        state = "running" if _writer_alive(meta) else "killed"
+    return Unfinished(stage, run_id, path, state, str(meta.get("error", "")))
+
+
+def _writer_alive(meta: dict) -> bool:
+    """Whether the process that is writing a .tmp- run still lives (on another host: assume it does)."""
+    pid, started = meta.get("pid"), meta.get("pid_started")
+    if not isinstance(pid, int):
+        return False
+    if meta.get("host") != socket.gethostname():
+        return True
+    return still_running(ProcessId(pid, started)) is not None if started else process_alive(pid)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line on why a run stopped (Ctrl-C and a bare exception get words of their own)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C or SIGINT)"
+    if isinstance(exc, SystemExit):
+        return f"the process was asked to exit (code {exc.code})"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, IcurtError) and text else text or type(exc).__name__
 
 
 def _check_stage(stage: str) -> None:

@@ -1,7 +1,9 @@
 -- pivoted_bg: blood-gas values from labevents, one row per (hadm_id, charttime), assigned to the
 -- ICU stay whose window holds the charttime (MIMIC-III v1.4). Values <= 0 count as missing, as do
 -- a few implausible ones (hematocrit > 100, FiO2 outside [20, 100], SO2 > 100, O2 flow > 70,
--- PO2 > 800). A sample listing two or more specimen types is dropped (its origin is unknown).
+-- PO2 > 800). A sample listing two or more different specimen types is dropped (its origin is
+-- unknown); a specimen row listed twice with the same type does not drop it (the standard concept
+-- counts rows, so one duplicated row would lose the whole sample).
 -- Item ids 50807 and 51545 have no column but still make rows, as in the standard concept.
 --
 -- Windows: [intime - 12 h, outtime + 12 h); against a neighbouring stay less than 24 h away the
@@ -70,7 +72,7 @@ WITH stay_neighbours AS (
   FROM labevents
   WHERE itemid BETWEEN 50800 AND 50828 OR itemid = 51545
   GROUP BY hadm_id, charttime
-  HAVING COUNT(*) FILTER (WHERE itemid = 50800) < 2
+  HAVING COUNT(DISTINCT COALESCE(value, '')) FILTER (WHERE itemid = 50800) < 2
 )
 SELECT
   stay_window.icustay_id,

@@ -1,8 +1,14 @@
 """The `icurt` command as a user meets it: help, one-line errors with exit 2, config and runs."""
 
+import dataclasses
+import json
 import os
+import re
 import subprocess
 import sys
+from datetime import datetime
+
+import pytest
 
 from icurt.cli import build_parser, main
 
@@ -73,3 +79,230 @@ def test_db_lifecycle_through_the_cli(tmp_path):
         stopped = run_cli("db", "stop", env=env, cwd=tmp_path)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert run_cli("db", "status", env=env, cwd=tmp_path).returncode == 1
+
+
+# ---- the data root ---------------------------------------------------------------------------
+
+COMMANDS = [["query"], ["runs"], ["runs", "--failed"], ["runs", "prune"], ["db", "status"], ["db", "stop"],
+            ["db", "synth", "--stays", "10"], ["preprocess"], ["show", "train"], ["config", "show"], ["run"],
+            ["attack", "--resume", "x"]]
+
+
+@pytest.mark.parametrize("data, why", [
+    ("/etc/passwd", "the data root /etc/passwd is a file, not a folder"),
+    ("/etc/passwd/icurt", "the data root /etc/passwd/icurt cannot be created (Not a directory: /etc/passwd/icurt)"),
+])
+def test_a_data_root_that_is_a_file_or_cannot_be_made_is_one_line_in_every_command(data, why, monkeypatch,
+                                                                                  capsys):
+    monkeypatch.setenv("ICURT_DATA", data)
+    monkeypatch.setenv("ICURT_DSN", "postgresql://u@127.0.0.1:1/x")
+    for command in COMMANDS:
+        assert main(command) == 2, command
+        captured = capsys.readouterr()
+        assert captured.err.strip().splitlines() == [
+            f"icurt: error: {why}; point ICURT_DATA (or --set paths.data=...) at a folder you can write"], command
+        assert captured.out == "", command                    # `icurt runs` says no "no completed runs"
+
+
+def test_a_data_root_through_a_subprocess_is_one_line_too(tmp_path):
+    result = run_cli("query", env={"ICURT_DATA": "/etc/passwd"}, cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+# ---- runs: failed, killed, prune ---------------------------------------------------------------
+
+def test_runs_failed_and_prune(tmp_path, capsys):
+    from icurt.config import load_config
+    from icurt.runs import RunStore
+
+    cfg = load_config(env={})
+    store = RunStore(tmp_path)
+    with store.create("query", cfg) as done:
+        pass
+    with pytest.raises(RuntimeError):
+        with store.create("tune-model", cfg, inputs=[done.run]) as failed:
+            raise RuntimeError("the trial ran out of memory")
+    root = ["--set", f"paths.data={tmp_path}"]
+    assert main(["runs", "--failed", *root]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"tune-model   {failed.run_id}  failed   RuntimeError: the trial ran out of memory  "
+                     f"(`icurt tune-model --resume {failed.run_id}` continues it)"]
+    assert main(["runs", "query", *root]) == 0 and done.run_id in capsys.readouterr().out
+    assert main(["runs", "attack", *root]) == 0
+    assert capsys.readouterr().out.strip() == f"no completed runs under {tmp_path} for attack"
+    assert main(["runs", "prune", "query", *root]) == 0
+    assert capsys.readouterr().out.strip() == f"nothing to prune under {tmp_path} for query"
+    assert main(["runs", "prune", *root]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"deleted tune-model run {failed.run_id} (failed)",
+                                                     f"1 failed or killed run(s) deleted under {tmp_path}"]
+    assert store.failed("tune-model") == [] and [r.run_id for r in store.list()] == [done.run_id]
+    assert main(["runs", "bogus", *root]) == 2
+    assert "unknown stage 'bogus'" in capsys.readouterr().err
+
+
+# ---- an error after a run started, Ctrl-C -------------------------------------------------------
+
+def _query_run(store, cfg):
+    """A query run whose one ICU stay is 60 years old (the other files empty, well typed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from icurt.db.query import OUTPUT_SCHEMAS
+
+    stay = {"subject_id": 1, "hadm_id": 11, "icustay_id": 111, "gender": "F", "admittime": datetime(2150, 1, 1),
+            "dischtime": datetime(2150, 1, 9), "los_hospital": 8.0, "admission_age": 60.0, "age_years": 60.0,
+            "hospital_expire_flag": 0, "intime": datetime(2150, 1, 1, 2), "outtime": datetime(2150, 1, 5),
+            "los_icu": 3.9, "hospstay_seq": 1, "first_hosp_stay": True, "icustay_seq": 1, "first_icu_stay": True}
+    with store.create("query", cfg) as writer:
+        for name, schema in OUTPUT_SCHEMAS.items():
+            rows = [{c: stay.get(c) for c in schema.names}] if name == "icustay_detail" else []
+            pq.write_table(pa.Table.from_pylist(rows, schema=schema), writer.path / f"{name}.parquet")
+    return writer.run
+
+
+def test_an_error_after_the_run_started_is_printed_once(tmp_path):
+    from icurt.config import load_config
+    from icurt.runs import RunStore
+
+    store = RunStore(tmp_path)
+    _query_run(store, load_config(env={}))
+    result = run_cli("preprocess", "--engine", "pandas", "--set", "preprocess.min_age=100",
+                     env={"ICURT_DATA": str(tmp_path)}, cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "min_age" in line]
+    assert errors == [result.stderr.strip().splitlines()[-1]]
+    assert errors[0].startswith("icurt: error: no ICU stay is left after the min_age filter")
+    (failed,) = store.failed("preprocess")
+    assert "failed: no ICU stay is left" in (tmp_path / "preprocess" / f".failed-{failed}" / "run.log").read_text()
+
+
+def test_ctrl_c_names_the_run_it_kept_and_why(tmp_path, pg_dsn):
+    """SIGINT to `icurt preprocess` (Modin on Ray) once its run is at work on a real query run."""
+    import signal
+
+    from icurt.config import load_config, with_overrides
+    from icurt.db.connection import connect
+    from icurt.db.synth.cohort import generate_cohort, load_cohort
+    from icurt.runs import RunStore
+    from icurt.stages import run_stage
+
+    conn = connect(pg_dsn)
+    load_cohort(conn, "tcli_sigint", generate_cohort(1000, seed=3))
+    conn.close()
+    cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", f"db.dsn={pg_dsn}", "db.schema=tcli_sigint"])
+    run_stage("query", cfg)
+    process = subprocess.Popen([sys.executable, "-m", "icurt.cli", "preprocess", "--engine", "modin",
+                                "--set", "ray.num_cpus=1"], env={**os.environ, "ICURT_DATA": str(tmp_path)},
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stderr:             # Ray is up inside the run: the steps take seconds from here
+        seen.append(line)
+        if "Ray resources" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, "".join(seen) + err[-2000:]
+    (failed,) = RunStore(tmp_path).failed("preprocess")
+    folder = tmp_path / "preprocess" / f".failed-{failed}"
+    assert err.strip().splitlines()[-1] == (f"icurt: interrupted; preprocess run {failed} is kept as {folder} "
+                                            "(`icurt runs --failed` lists it)")
+    assert " failed:" not in err                                 # said once, by the last line
+    assert json.loads((folder / "run.json").read_text())["error"] == "interrupted (Ctrl-C or SIGINT)"
+
+
+# ---- the embedded server a command starts ------------------------------------------------------
+
+def test_query_on_a_fresh_data_root_says_it_started_the_server_and_stops_it_on_failure(tmp_path):
+    from icurt.db.server import embedded_server
+
+    env = {"ICURT_DATA": str(tmp_path / "data"), "ICURT_DSN": ""}
+    try:
+        result = run_cli("query", env=env, cwd=tmp_path)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert "no DSN configured: started the embedded PostgreSQL at postgresql://postgres@127.0.0.1:" in lines[0]
+        assert lines[-1].startswith("icurt: error: schema 'mimiciii' does not exist")
+        assert "stopped the embedded PostgreSQL this command had started" in result.stderr
+        assert not embedded_server(tmp_path / "data").status().running
+        assert not (tmp_path / "data" / "query").exists()       # no run folder, failed or not
+    finally:
+        embedded_server(tmp_path / "data").stop()
+
+
+def test_db_stop_without_a_server_has_nothing_to_stop(tmp_path):
+    result = run_cli("db", "stop", env={"ICURT_DATA": str(tmp_path / "never"), "ICURT_DSN": ""}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"no embedded PostgreSQL is running under {tmp_path / 'never' / 'pg'}; nothing to stop"
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_masked_dsn_keeps_its_separator(tmp_path):
+    result = run_cli("db", "status", env={"ICURT_DSN": "postgresql://me@127.0.0.1:1/mimic?password=pa55word"},
+                     cwd=tmp_path)
+    assert result.returncode == 2 and "pa55word" not in result.stderr
+    assert "cannot connect to PostgreSQL at postgresql://me@127.0.0.1:1/mimic?password=***: connection to server" \
+        in result.stderr
+
+
+# ---- what a run was made with -------------------------------------------------------------------
+
+def test_show_config_prints_what_the_run_used_not_todays_config(tmp_path, capsys):
+    from icurt.config import load_config, with_overrides
+    from icurt.runs import RunStore
+
+    store = RunStore(tmp_path)
+    with store.create("train", with_overrides(load_config(env={}), ["train.epochs=7"])) as writer:
+        pass
+    assert main(["show", "train", writer.run_id, "--config", "--set", f"paths.data={tmp_path}",
+                 "--set", "train.epochs=50"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs = 7" in out and "epochs = 50" not in out
+
+
+def test_the_demo_time_is_stated_once():
+    """Measured once (README's Measured table); the demo section and demo.toml point there."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    demo_toml = (root / "configs" / "demo.toml").read_text()
+    minutes = re.compile(r"\d+\s*(?:–\s*\d+\s*)?(?:min|minutes|s)\b")
+    rows = [line for line in readme.splitlines() if line.startswith("| `icurt demo` end to end")]
+    assert len(rows) == 1 and minutes.search(rows[0].split("|")[3])
+    section = readme.split("## What `icurt demo` does", 1)[1].split("\n## ", 1)[0]
+    assert not minutes.search(section) and "[Measured](#measured)" in section
+    assert not minutes.search(demo_toml.split("\n[", 1)[0]) and "Measured" in demo_toml.split("\n[", 1)[0]
+
+
+def test_a_failing_command_leaves_a_server_it_did_not_start(tmp_path, capsys):
+    from icurt.db.server import embedded_server
+
+    server = embedded_server(tmp_path / "data")
+    server.start()
+    try:
+        assert main(["query", "--set", f"paths.data={tmp_path / 'data'}", "--set", "db.dsn="]) == 2
+        err = capsys.readouterr().err
+        assert "schema 'mimiciii' does not exist" in err and "started" not in err and "stopped" not in err
+        assert server.status().running
+    finally:
+        server.stop()
+
+
+def test_the_outcome_explains_the_tune_attack_score(tmp_path, capsys):
+    from icurt.cli import _print_outcome
+    from icurt.config import load_config
+    from icurt.runs import RunStore
+
+    cfg = load_config(env={})
+    with RunStore(tmp_path).create("tune-attack", cfg) as writer:
+        (writer.path / "best_attack_hparams.json").write_text(json.dumps({
+            "kappa": 0.1, "lambda_1": 0.02, "learning_rate": 0.05, "batch_size": 8, "optimizer": "adam",
+            "method": dataclasses.asdict(cfg.attack_method),
+            "objective": 3.772, "objective_name": "sparse_small", "trial": 2, "fold": 0}))
+    _print_outcome({"tune-attack": writer.run}, cfg)
+    assert capsys.readouterr().out.strip() == (
+        f"tune-attack run {writer.run_id}: best trial 2, score 3.772 = the sum, over the tuning samples the "
+        "attack flipped, of objective 'sparse_small' of each one's best example: the share of (hour, feature) "
+        "cells it leaves unchanged divided by its L1 size (sum of |change|, scaled units); higher is sparser "
+        "and smaller")

@@ -1,9 +1,11 @@
 """init_ray's local Ray: its workers resolve Ray APIs to their own cluster, whatever stale
-cluster record /tmp/ray/ray_current_cluster may hold (Ray Train's cleaner depends on it)."""
+cluster record /tmp/ray/ray_current_cluster may hold (Ray Train's cleaner depends on it); what a
+killed driver's Ray leaves is ended by the next start; Ray's console noise goes to its log file."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 SCRIPT = """
 import json, ray
@@ -29,3 +31,95 @@ def test_workers_of_a_local_ray_resolve_their_own_cluster(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     addresses = json.loads(done.stdout.strip().splitlines()[-1])
     assert addresses["worker"] == addresses["own"]
+
+
+DRIVER = """
+import sys, time
+from icurt.cli import configure_logging
+from icurt.config import load_config, with_overrides
+from icurt.ray_runtime import init_ray
+
+configure_logging(debug=False, quiet=False)
+
+init_ray(with_overrides(load_config(env={}), ["ray.num_cpus=1", f"paths.data={sys.argv[1]}"]))
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _recorded(data) -> dict:
+    (path,) = (data / ".ray-drivers").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def test_the_next_start_ends_what_a_killed_driver_left(tmp_path):
+    """SIGKILL a driver with a local Ray: its agents outlive it; the next local start ends them."""
+    import os
+    import signal
+    import time
+
+    from icurt.processes import ProcessId, still_running
+
+    data = tmp_path / "data"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    killed = subprocess.Popen([sys.executable, "-c", DRIVER, str(data), "600"], stdout=subprocess.PIPE,
+                              text=True, env=env, cwd=tmp_path)
+    try:
+        assert killed.stdout.readline().strip() == "ready"
+        deadline = time.time() + 60
+        while len(_recorded(data)["processes"]) < 5 and time.time() < deadline:   # agents recorded
+            time.sleep(1)
+        recorded = [ProcessId(**entry) for entry in _recorded(data)["processes"]]
+    finally:
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+    time.sleep(5)
+    left = [p for p in recorded if still_running(p)]
+    assert left, "nothing outlived the driver: the test no longer shows what it is about"
+
+    after = subprocess.run([sys.executable, "-c", DRIVER, str(data), "0"], capture_output=True, text=True,
+                           timeout=300, env=env, cwd=tmp_path)
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert not [p for p in recorded if still_running(p)]
+    assert f"Ray process(es) left by an icurt command that died (pid {killed.pid})" in after.stderr
+    assert not list((data / ".ray-drivers").glob("*.json"))    # the second driver exited normally
+
+
+NOISY = """
+import logging, sys, time
+from icurt.cli import configure_logging
+from icurt.config import load_config, with_overrides
+from icurt.ray_runtime import init_ray
+
+configure_logging(debug=sys.argv[1] == "debug", quiet=False)
+ray = init_ray(with_overrides(load_config(env={}), ["ray.num_cpus=1", f"paths.data={sys.argv[2]}"]))
+# what the raylet sends a driver (through the GCS, as its worker-count warning comes) ...
+ray._private.utils.publish_error_to_driver("worker_pool_large", "WARNING: 8 PYTHON worker processes have "
+                                           "been started", ray._private.worker.global_worker.gcs_client)
+# ... and what Tune logs when its searcher is slow
+logging.getLogger("ray.tune.utils.util").warning("The `search_alg.on_trial_result` operation took 0.59 s")
+time.sleep(3)
+logging.getLogger("icurt").info("icurt's own line")
+print(ray._private.worker._global_node.get_logs_dir_path())
+"""
+
+
+def test_ray_console_noise_goes_to_its_log_file_and_debug_shows_it(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def run(mode):
+        done = subprocess.run([sys.executable, "-c", NOISY, mode, str(tmp_path / "data")], capture_output=True,
+                              text=True, timeout=300, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    quiet = run("quiet")
+    console = quiet.stderr.splitlines() + quiet.stdout.splitlines()[:-1]
+    assert [line[9:].split(":")[0] for line in console] == ["Ray resources", "icurt's own line"], console
+    logged = (Path(quiet.stdout.splitlines()[-1]) / "icurt_ray_console.log").read_text()
+    assert "(raylet) WARNING: 8 PYTHON worker processes" in logged
+    assert "search_alg.on_trial_result" in logged
+
+    debug = run("debug")
+    shown = debug.stderr + debug.stdout
+    assert "8 PYTHON worker processes" in shown and "search_alg.on_trial_result" in shown

@@ -112,3 +112,61 @@ def test_resume_reopens_a_failed_run(tmp_path, cfg):
     with pytest.raises(IcurtError, match="no interrupted"):
         with store.create("tune-model", cfg, resume_id="20990101T000000000000-abcd"):
             pass
+
+
+def test_a_failure_is_recorded_in_the_run_not_on_the_console(tmp_path, cfg, capsys):
+    from icurt.cli import configure_logging
+
+    configure_logging(debug=False, quiet=False)
+    store = RunStore(tmp_path)
+    with pytest.raises(IcurtError):
+        with store.create("preprocess", cfg) as w:
+            raise IcurtError("no ICU stay is left after the min_age filter")
+    assert "failed" not in capsys.readouterr().err          # the command says it once (icurt.cli.main)
+    failed = tmp_path / "preprocess" / f".failed-{w.run_id}"
+    assert "preprocess run %s failed: no ICU stay is left" % w.run_id in (failed / "run.log").read_text()
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        with store.create("preprocess", cfg) as w2:
+            raise KeyboardInterrupt
+    meta = json.loads((tmp_path / "preprocess" / f".failed-{w2.run_id}" / "run.json").read_text())
+    assert meta["error"] == "interrupted (Ctrl-C or SIGINT)"
+    assert "failed: interrupted (Ctrl-C or SIGINT)" in (tmp_path / "preprocess" / f".failed-{w2.run_id}"
+                                                        / "run.log").read_text()
+    assert interrupted.value.icurt_failed_run[:2] == ("preprocess", w2.run_id)
+
+
+def test_unfinished_runs_and_prune(tmp_path, cfg):
+    import os
+    import subprocess
+    import sys
+
+    store = RunStore(tmp_path)
+    done = make_run(store, "query", cfg)
+    with pytest.raises(RuntimeError):
+        with store.create("preprocess", cfg, inputs=[done]) as failed:
+            raise RuntimeError("boom")
+    # a run whose process was killed (its pid is gone) and one still being written (this process)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for name, pid in (("20200101T000000000000-dead", int(gone.stdout)), ("20990101T000000000000-live", os.getpid())):
+        folder = tmp_path / "tune-model" / f".tmp-{name}"
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"pid": pid, "host": __import__("socket").gethostname()}))
+    states = {(u.stage, u.run_id): (u.state, u.error) for u in store.unfinished()}
+    assert states == {("preprocess", failed.run_id): ("failed", "RuntimeError: boom"),
+                      ("tune-model", "20200101T000000000000-dead"): ("killed", ""),
+                      ("tune-model", "20990101T000000000000-live"): ("running", "")}
+    assert [u.run_id for u in store.prune("tune-model")] == ["20200101T000000000000-dead"]
+    assert [u.run_id for u in store.prune()] == [failed.run_id]
+    assert [(u.stage, u.state) for u in store.unfinished()] == [("tune-model", "running")]
+    assert [r.run_id for r in store.list()] == [done.run_id]
+
+
+def test_a_run_still_being_written_cannot_be_resumed(tmp_path, cfg):
+    import os
+    import socket
+
+    folder = tmp_path / "attack" / ".tmp-20990101T000000000000-live"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(IcurtError, match=f"still being written \\(by process {os.getpid()}\\)"):
+        RunStore(tmp_path).interrupted_folder("attack", "20990101T000000000000-live")

@@ -2,8 +2,10 @@
 
 Each actor builds the model once from a Checkpoint taken from the object store (never from the
 driver's disk) and reads the feature array from the object store. A batch
-whose actor dies is queued again for a live actor (actors restart up to `max_restarts` times) up
-to `max_batch_retries` times; a batch result is accepted once, so every sample appears once.
+whose actor dies is queued again for a live actor up to `max_batch_retries` times, and the pool
+starts a new actor in the dead one's place up to `max_restarts` times (the pool, not Ray, restarts
+them: Ray logs an error line for a restartable actor whose constructor takes an object-store
+reference); a batch result is accepted once, so every sample appears once.
 The attack is deterministic (P starts at 0; no random draws), so a batch's result does not
 depend on which actor ran it.
 """
@@ -65,40 +67,48 @@ class AttackPool:
         self.ray, self.spec = ray, spec
         resources = spec.placement.resources
         remote_class = ray.remote(worker_class).options(
-            num_cpus=resources["CPU"], num_gpus=resources.get("GPU", 0), max_restarts=spec.max_restarts)
-        self._checkpoint_ref = ref = ray.put(checkpoint)  # held so restarted actors can rebuild the model
+            num_cpus=resources["CPU"], num_gpus=resources.get("GPU", 0), max_restarts=0)
+        checkpoint_ref = ray.put(checkpoint)  # held by the pool, so a replacement actor finds it
         # The driver picks the device: with GPUs unassigned, Ray may leave CUDA visible to an actor.
-        self.actors = [remote_class.remote(ref, hp, method, iterations, spec.placement.worker())
-                       for _ in range(spec.num_actors)]
+        self._new_actor = lambda: remote_class.remote(checkpoint_ref, hp, method, iterations,
+                                                      spec.placement.worker())
+        self.actors = [self._new_actor() for _ in range(spec.num_actors)]
+        self._generation = [0] * spec.num_actors  # bumped when an actor is replaced
 
     def run(self, features: np.ndarray, labels: np.ndarray, batches: list[np.ndarray],
-            on_batch: Progress | None = None, keep_results: bool = True) -> dict[int, SampleResults]:
+            on_batch: Progress | None = None, keep_results: bool = True,
+            only: list[int] | None = None) -> dict[int, SampleResults]:
         """Every batch's SampleResults (by batch index); `on_batch(batch_index, results)` as each lands.
 
-        With keep_results=False only on_batch sees them (the dense perturbations are not all held).
+        With keep_results=False only on_batch sees them (the dense perturbations are not all held);
+        `only` names the batches to attack (a resumed run's unfinished ones; default all).
         """
         from ray.exceptions import RayActorError
 
         features_ref, labels_ref = self.ray.put(features), self.ray.put(labels)
-        queue = deque(range(len(batches)))
-        retries = {b: 0 for b in range(len(batches))}
+        queue = deque(range(len(batches)) if only is None else only)
+        retries = {b: 0 for b in queue}
         deaths = {a: 0 for a in range(len(self.actors))}
         live = set(deaths)
-        in_flight: dict = {}  # ObjectRef -> (batch index, actor index)
+        in_flight: dict = {}  # ObjectRef -> (batch index, actor index, its generation)
         self._last_failed_on: dict[int, int] = {}  # batch -> actor it died on
         self.failures: list[tuple[int, int]] = []  # (batch, actor) of every actor death
         done: dict[int, SampleResults | None] = {}
         while queue or in_flight:
             self._submit(queue, in_flight, live, batches, features_ref, labels_ref)
             ready, _ = self.ray.wait(list(in_flight), num_returns=1)
-            batch, actor = in_flight.pop(ready[0])
+            batch, actor, generation = in_flight.pop(ready[0])
             try:
                 _, values = self.ray.get(ready[0])
             except RayActorError as exc:
                 self.failures.append((batch, actor))
-                deaths[actor] += 1
-                if deaths[actor] > self.spec.max_restarts:
-                    live.discard(actor)
+                if generation == self._generation[actor]:  # not a task queued on an actor already replaced
+                    deaths[actor] += 1
+                    if deaths[actor] > self.spec.max_restarts:
+                        live.discard(actor)
+                    else:
+                        self.actors[actor] = self._new_actor()
+                        self._generation[actor] += 1
                 retries[batch] += 1
                 if retries[batch] > self.spec.max_batch_retries:
                     raise IcurtError(f"attack batch {batch} failed {retries[batch]} times (its actor died: "
@@ -121,8 +131,8 @@ class AttackPool:
             raise IcurtError("every attack actor died more often than it may restart; "
                              "check the workers' logs (memory, GPU) and run `icurt attack` again")
         load = {a: 0 for a in live}
-        for _, actor in in_flight.values():
-            if actor in load:
+        for _, actor, generation in in_flight.values():
+            if actor in load and generation == self._generation[actor]:
                 load[actor] += 1
         while queue:
             # A retried batch goes to another actor when one has room: its own may be gone for good.
@@ -132,7 +142,7 @@ class AttackPool:
                 return
             batch = queue.popleft()
             ref = self.actors[actor].attack.remote(batch, batches[batch], features_ref, labels_ref)
-            in_flight[ref] = (batch, actor)
+            in_flight[ref] = (batch, actor, self._generation[actor])
             load[actor] += 1
 
     def shutdown(self) -> None:

@@ -1,5 +1,6 @@
 """An attack run's files, written and read only here: results.parquet (one row per sample),
-perturbations.npz (COO), attack_config.json (the attack that ran) and feature_names.json.
+perturbations.npz (COO), attack_config.json (the attack that ran) and feature_names.json; while
+it runs, batches/ (BatchStore: each finished batch, so an interrupted run resumes).
 results.parquet's loss_first / loss_best are the attack's loss (SparseAttack.norm) at each example.
 
 Only the non-zero elements of P are stored: for kind in (first, best), `{kind}_sample` (int64
@@ -11,6 +12,8 @@ example are 0 / NaN. Reading needs no torch (the analysis stage reads attack run
 from __future__ import annotations
 
 import os
+import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -111,11 +114,60 @@ def write_attack_run(folder: Path, table: pd.DataFrame, perturbations: dict[str,
     tmp = folder / f".{RESULTS_FILE}.tmp"
     table.to_parquet(tmp, index=False)
     os.replace(tmp, folder / RESULTS_FILE)
-    tmp = folder / f".{PERTURBATIONS_FILE}.tmp.npz"
-    np.savez_compressed(tmp, shape=np.asarray(shape, np.int64), **perturbations)
-    os.replace(tmp, folder / PERTURBATIONS_FILE)
+    save_npz(folder / PERTURBATIONS_FILE, {"shape": np.asarray(shape, np.int64), **perturbations})
     write_json(folder / CONFIG_FILE, config)
     write_json(folder / FEATURES_FILE, list(feature_names))
+
+
+def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """A compressed .npz (what np.load reads) whose bytes depend only on the arrays: fixed member
+    times, unlike np.savez_compressed. Written beside, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(member, "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
+    os.replace(tmp, path)
+
+
+class BatchStore:
+    """The finished batches of a long job, one file each, so an interrupted job resumes where it
+    stopped: <folder>/plan.json (what the job is; a resumed job must have the same plan) and
+    <folder>/batch-<key>.npz per finished batch, holding its table rows (`row.<column>`, in order)
+    and arrays (`array.<name>`). Keys are strings ("000042"; a sweep might use "budget-3_000042").
+    A batch file appears only when complete (written beside, then renamed)."""
+
+    def __init__(self, folder: Path, plan: dict):
+        self.folder = Path(folder)
+        path = self.folder / "plan.json"
+        if path.is_file():
+            recorded = read_json(path)
+            if recorded != plan:
+                changed = sorted(k for k in {*plan, *recorded} if plan.get(k) != recorded.get(k))
+                raise IcurtError(f"the interrupted run in {self.folder.parent} planned other batches "
+                                 f"({', '.join(changed)} differ); start a new run instead of --resume")
+        else:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_json(path, plan)
+
+    def done(self) -> set[str]:
+        return {p.name[len("batch-"):-len(".npz")] for p in self.folder.glob("batch-*.npz")}
+
+    def write(self, key: str, rows: pd.DataFrame, arrays: Mapping[str, np.ndarray]) -> None:
+        content = {f"row.{c}": rows[c].to_numpy() for c in rows.columns}
+        save_npz(self.folder / f"batch-{key}.npz", {**content, **{f"array.{k}": v for k, v in arrays.items()}})
+
+    def read(self, key: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        with np.load(self.folder / f"batch-{key}.npz", allow_pickle=False) as npz:
+            rows = pd.DataFrame({k[4:]: npz[k] for k in npz.files if k.startswith("row.")})
+            arrays = {k[6:]: npz[k] for k in npz.files if k.startswith("array.")}
+        return rows, arrays
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def read_attack_run(folder: Path) -> AttackRun:

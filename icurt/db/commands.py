@@ -31,7 +31,7 @@ def add_commands(sub, common) -> None:
 def _synth(args, cfg: Config) -> int:
     from icurt.db.synth.cohort import run_synth
 
-    run_synth(cfg, stays=args.stays or cfg.synth.stays,
+    run_synth(cfg, stays=cfg.synth.stays if args.stays is None else args.stays,
               seed=cfg.synth.seed if args.seed is None else args.seed)
     return 0
 
@@ -76,8 +76,11 @@ def _status(args, cfg: Config) -> int:
 def _stop(args, cfg: Config) -> int:
     from icurt.db.server import embedded_server
 
-    stopped = embedded_server(cfg.paths.data, cfg.db.embedded_port).stop()
-    print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    server = embedded_server(cfg.paths.data, cfg.db.embedded_port)
+    if server.stop():
+        print(f"embedded PostgreSQL stopped (data kept in {server.pgdata})")
+    else:
+        print(f"no embedded PostgreSQL is running under {server.root}; nothing to stop")
     return 0
 
 

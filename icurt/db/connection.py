@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -10,12 +11,21 @@ from icurt.db.dsn import redact_dsn
 from icurt.db.server import create_database_if_missing, embedded_server
 from icurt.errors import IcurtError
 
+log = logging.getLogger("icurt")
+
 
 def resolve_dsn(cfg: Config) -> str:
-    """The configured DSN, or the embedded server's URL (starting the server if it is down)."""
+    """The configured DSN, or the embedded server's URL (starting the server if it is down, and
+    saying so: it keeps running for later commands unless the command fails)."""
     if cfg.db.dsn:
         return cfg.db.dsn
-    return embedded_server(cfg.paths.data, cfg.db.embedded_port).start()
+    server = embedded_server(cfg.paths.data, cfg.db.embedded_port)
+    was_running = server.status().running
+    url = server.start()
+    if not was_running:
+        log.info("no DSN configured: started the embedded PostgreSQL at %s (data in %s); it keeps "
+                 "running for later commands (`icurt db stop` stops it)", url, server.pgdata)
+    return url
 
 
 def connect(dsn: str, *, readonly: bool = False, timeout_s: int = 5):

@@ -2,9 +2,11 @@
 
 Every file is found (NAME.csv or NAME.csv.gz, any letter case) and its header checked before the
 database is touched. The tables are then loaded into a staging schema `<schema>__loading` with
-COPY, streamed from the (gzipped) file, indexed and analysed; COPY's row count must equal the
-number of CSV records counted while streaming. Only then is the old schema dropped and the staging
-schema renamed in its place, in one transaction: a failed load leaves the old schema as it was.
+COPY, streamed from the (gzipped) file, keyed, indexed and analysed; COPY's row count must equal the
+number of CSV records counted while streaming, every table must hold rows, and the keys of the
+community's build (icurt.db.schema: row_id and the natural unique keys) must hold, so a duplicated
+row stops the load. Only then is the old schema dropped and the staging schema renamed in its
+place, in one transaction: a failed load leaves the old schema as it was.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from psycopg2 import sql
 
 from icurt.config import Config
 from icurt.db.connection import connection
-from icurt.db.schema import column_names, create_index_sql, create_table_sql, recreate_schema
+from icurt.db.schema import add_keys, column_names, create_index_sql, create_table_sql, recreate_schema
 from icurt.errors import IcurtError
 
 log = logging.getLogger("icurt")
@@ -116,7 +118,10 @@ def check_header(path: Path, table: str) -> None:
 
 
 def load_table(conn, schema: str, table: str, path: Path) -> TableLoad:
-    """Create `schema.table`, COPY the file into it, check the row count, index and analyse it."""
+    """Create `schema.table`, COPY the file into it, check the row count, key, index and analyse it.
+
+    IcurtError (naming the file) for a file without data rows and for a duplicated key.
+    """
     started = time.perf_counter()
     target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     columns = sql.SQL(", ").join(map(sql.Identifier, column_names(table)))
@@ -133,6 +138,14 @@ def load_table(conn, schema: str, table: str, path: Path) -> TableLoad:
         if copied != data_rows:
             raise IcurtError(f"{path}: PostgreSQL loaded {copied:,} rows but the file holds {data_rows:,} "
                              "CSV records; the file may be truncated or damaged, replace it")
+        if copied == 0:
+            raise IcurtError(f"{path} holds no data rows (only its header); icurt needs the {table.upper()} "
+                             "table of MIMIC-III v1.4 with its rows, download the file again from PhysioNet")
+        try:
+            add_keys(cur, schema, table)
+        except IcurtError as duplicate:
+            raise IcurtError(f"{path}: {duplicate}; remove the duplicate (or download the file again) "
+                             "and rerun `icurt db load-csv`") from None
         for statement in create_index_sql(schema, table):
             cur.execute(statement)
         cur.execute(sql.SQL("ANALYZE {}").format(target))

@@ -62,6 +62,24 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 QUERIES = tuple(OUTPUT_SCHEMAS)
+# The tables the queries read, each of which must hold rows.
+SOURCE_TABLES = ("patients", "admissions", "icustays", "chartevents", "labevents")
+# Per feature of the model (icurt.config.FEATURE_COLUMNS): the table and item ids its query column
+# is computed from (as in sql/*.sql; the column is in the query preprocess takes it from).
+FEATURE_ITEMS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "potassium": ("labevents", (50822,)), "calcium": ("labevents", (50808,)),
+    "ph": ("labevents", (50820,)), "pco2": ("labevents", (50818,)), "lactate": ("labevents", (50813,)),
+    "albumin": ("labevents", (50862,)), "bun": ("labevents", (51006,)),
+    "creatinine": ("labevents", (50912,)), "sodium": ("labevents", (50983,)),
+    "bicarbonate": ("labevents", (50882,)), "platelet": ("labevents", (51265,)),
+    "glucose": ("labevents", (50931,)), "magnesium": ("labevents", (50960,)),
+    "heartrate": ("chartevents", (211, 220045)),
+    "sysbp": ("chartevents", (51, 442, 455, 6701, 220179, 220050)),
+    "diasbp": ("chartevents", (8368, 8440, 8441, 8555, 220180, 220051)),
+    "tempc": ("chartevents", (676, 223762, 678, 223761)),
+    "resprate": ("chartevents", (615, 618, 220210, 224690)),
+    "spo2": ("chartevents", (646, 220277)),
+}
 _FIX = ("build it with `icurt db synth` or `icurt db load-csv DIR`, or set [db].schema to the schema "
         "that holds MIMIC-III v1.4")
 
@@ -79,10 +97,12 @@ def query_text(name: str) -> str:
 
 
 def check_database(conn, schema: str) -> None:
-    """IcurtError naming what is missing (schema, table, column, privilege), found by planning every
-    query: seconds, before any long query starts."""
+    """IcurtError naming what is missing, in seconds, before any long query starts: the schema; a
+    table, column or privilege (found by planning every query); a table without rows; a feature
+    none of whose item ids occurs (FEATURE_ITEMS)."""
     _check_schema(conn, schema)
     _check_queries_plan(conn, schema)
+    _check_rows(conn, schema)
 
 
 def export_query(conn, cfg: Config, name: str, folder: Path, csv: bool = False) -> QueryStats:
@@ -188,6 +208,37 @@ def _check_queries_plan(conn, schema: str) -> None:
             if mapped is None:
                 raise
             raise mapped from None
+
+
+def _check_rows(conn, schema: str) -> None:
+    """Every source table holds rows and every feature has at least one row of one of its items."""
+    try:
+        _begin(conn, schema)
+        with conn.cursor() as cur:
+            empty = [table for table in SOURCE_TABLES if not _exists(cur, table)]
+            if empty:
+                raise IcurtError(f"table{'s' if len(empty) > 1 else ''} {', '.join(empty)} in schema '{schema}' "
+                                 f"hold{'' if len(empty) > 1 else 's'} no rows; {_FIX}")
+            missing = [f"{feature} ({table} itemid {', '.join(map(str, items))})"
+                       for feature, (table, items) in FEATURE_ITEMS.items()
+                       if not _exists(cur, table, items)]
+        conn.commit()
+    except psycopg2.Error as exc:
+        _rollback_quietly(conn)
+        mapped = _user_error(exc, "check", schema)
+        if mapped is None:
+            raise
+        raise mapped from None
+    if missing:
+        raise IcurtError(f"no row in schema '{schema}' holds an item id of feature{'s' if len(missing) > 1 else ''} "
+                         f"{'; '.join(missing)}: the table is incomplete or not MIMIC-III v1.4's; {_FIX}")
+
+
+def _exists(cur, table: str, items: tuple[int, ...] | None = None) -> bool:
+    where = sql.SQL(" WHERE itemid = ANY(%s)") if items else sql.SQL("")
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {}{})").format(sql.Identifier(table), where),
+                (list(items),) if items else None)
+    return bool(cur.fetchone()[0])
 
 
 def _check_schema(conn, schema: str) -> None:

@@ -1,8 +1,13 @@
-"""MIMIC-III v1.4 DDL for the tables icurt's queries read (shared by synth and load-csv)."""
+"""MIMIC-III v1.4 DDL for the tables icurt's queries read (shared by synth and load-csv): columns,
+the keys of the community's build, and indexes."""
 
 from __future__ import annotations
 
-from psycopg2 import sql
+import re
+
+from psycopg2 import errors, sql
+
+from icurt.errors import IcurtError
 
 # Column order is the order of PhysioNet's CSV files.
 TABLES: dict[str, list[tuple[str, str]]] = {
@@ -53,16 +58,31 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
-# The indexes the four queries need (mimic-code's postgres_add_indexes.sql has more).
-INDEXES: dict[str, list[tuple[str, ...]]] = {
+# The keys of the community's build (mimic-code's buildmimic/postgres/postgres_create_tables.sql):
+# a primary key on row_id in every table, and the natural unique keys. A duplicated row cannot load.
+PRIMARY_KEY = ("row_id",)
+UNIQUE_KEYS: dict[str, list[tuple[str, ...]]] = {
     "patients": [("subject_id",)],
-    "admissions": [("hadm_id",), ("subject_id",)],
-    "icustays": [("icustay_id",), ("subject_id",), ("hadm_id",)],
-    "chartevents": [("itemid",), ("icustay_id",)],
-    "labevents": [("itemid",), ("subject_id", "charttime"), ("hadm_id",)],
+    "admissions": [("hadm_id",)],
+    "icustays": [("icustay_id",)],
+    "chartevents": [],
+    "labevents": [],
     "d_items": [("itemid",)],
     "d_labitems": [("itemid",)],
 }
+
+# The further indexes the four queries need (the unique keys above are indexes too; mimic-code's
+# postgres_add_indexes.sql has more).
+INDEXES: dict[str, list[tuple[str, ...]]] = {
+    "patients": [],
+    "admissions": [("subject_id",)],
+    "icustays": [("subject_id",), ("hadm_id",)],
+    "chartevents": [("itemid",), ("icustay_id",)],
+    "labevents": [("itemid",), ("subject_id", "charttime"), ("hadm_id",)],
+    "d_items": [],
+    "d_labitems": [],
+}
+_DUPLICATE = re.compile(r"Key \((?P<columns>.*)\)=\((?P<value>.*)\) is duplicated")
 
 
 def create_table_sql(schema: str, table: str) -> sql.Composed:
@@ -78,6 +98,26 @@ def create_index_sql(schema: str, table: str) -> list[sql.Composed]:
             sql.SQL(", ").join(map(sql.Identifier, cols)))
         for cols in INDEXES[table]
     ]
+
+
+def add_keys(cur, schema: str, table: str) -> None:
+    """Add the table's primary key and unique keys (after its rows are in: one index build each).
+
+    A duplicate is an IcurtError naming the table, the key and one duplicated value, e.g.
+    "table labevents holds two rows with primary key row_id = 17".
+    """
+    keys = [("primary key", PRIMARY_KEY, "PRIMARY KEY")] + [("unique key", k, "UNIQUE") for k in UNIQUE_KEYS[table]]
+    for kind, columns, constraint in keys:
+        statement = sql.SQL("ALTER TABLE {}.{} ADD {} ({})").format(
+            sql.Identifier(schema), sql.Identifier(table), sql.SQL(constraint),
+            sql.SQL(", ").join(map(sql.Identifier, columns)))
+        try:
+            cur.execute(statement)
+        except errors.UniqueViolation as exc:
+            found = _DUPLICATE.search(exc.diag.message_detail or "")
+            value = found.group("value") if found else "(a value)"
+            raise IcurtError(f"table {table} holds two rows with {kind} {', '.join(columns)} = {value}: "
+                             "a row is duplicated") from None
 
 
 def recreate_schema(cur, schema: str) -> None:

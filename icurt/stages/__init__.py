@@ -90,6 +90,7 @@ STAGES: tuple[Stage, ...] = (
           show_summary="a trial's attack hyperparameters and score (the best by default)"),
     Stage("attack", "tune-attack", ("attack", "attack_method"),
           "stage 6: the tuned sparse attack on the dataset, batches sharded over Ray actors",
+          options=(RESUME,),
           show_summary="samples attacked, adversarial examples, the attack's settings"),
     Stage("fragility", "attack", ("fragility", "attack"),
           "stage 7: the attack again under L0 and clinical-unit L∞ budgets — how little it takes to "

@@ -8,8 +8,11 @@ attack runs the recorded method; when today's [attack_method] differs, one line 
 batches of the tuned batch size (or [attack].batch_size); with the method's optimizer_state
 "carried" (the reference's optimizer that carries its state from batch to batch) all samples go to
 one actor as one unit, which attacks their batches in order (attack_samples), so the result
-equals one process's and a retry redoes the whole chain. Writes results.parquet,
-perturbations.npz, attack_config.json and feature_names.json (icurt/attack/results.py).
+equals one process's and a retry redoes the whole chain. Each finished batch (or chain) is written
+to the run as it lands (batches/); `--resume RUN` continues an interrupted run with the settings
+and input it started with, attacking only its missing batches (the attack is deterministic per
+batch, so the result equals an uninterrupted run's). Writes results.parquet, perturbations.npz,
+attack_config.json and feature_names.json (icurt/attack/results.py).
 """
 
 from __future__ import annotations
@@ -35,21 +38,22 @@ def method_notice(recorded, today) -> str | None:
             f"[attack_method] differs: {', '.join(changed)}")
 
 
-def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
-    """Attack the dataset with the tuned attack; returns the completed attack run."""
-    import pandas as pd
-
+def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: str | None = None) -> Run:
+    """Attack the dataset with the tuned attack (or finish the interrupted attack run `resume`);
+    returns the completed attack run."""
     from icurt.attack.actors import AttackPool, PoolSpec
     from icurt.attack.batches import BatchCollector, cut_batches, select_samples
-    from icurt.attack.results import merge_perturbations, write_attack_run
+    from icurt.attack.results import write_attack_run
     from icurt.attack.tuned import read_tuned
     from icurt.dataset import load_dataset
     from icurt.model.checkpoint import load_fold
     from icurt.placement import cluster_capacity, place, units_that_fit
     from icurt.ray_runtime import init_ray
-    from icurt.resume import input_run as resolve_input
+    from icurt.resume import input_run as resolve_input, settings_at_start
 
-    tune_run = resolve_input(store, STAGE, input_run)
+    if resume:
+        cfg = settings_at_start(store, STAGE, resume, cfg)
+    tune_run = resolve_input(store, STAGE, input_run, resume)
     tuned = read_tuned(tune_run)
     hp = replace(tuned.hp, batch_size=cfg.attack.batch_size) if cfg.attack.batch_size else tuned.hp
     train_run = store.ancestor(tune_run, "train")
@@ -61,7 +65,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
     unit = len(sample_index) if tuned.method.optimizer_state == "carried" else hp.batch_size
     batches = cut_batches(sample_index, max(unit, 1))
     notice = method_notice(tuned.method, cfg.attack_method)
-    with store.create(STAGE, cfg, inputs=[tune_run]) as writer:
+    with store.create(STAGE, cfg, inputs=[tune_run], resume_id=resume) as writer:
         if notice:
             log.warning("%s", notice)
         ray = init_ray(cfg)
@@ -74,22 +78,31 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         log.info("attack: %d samples in %d %s of %d on %d actor(s) (%s), %d iterations each",
                  len(sample_index), len(batches), "chain(s) of batches" if unit != hp.batch_size else "batches",
                  hp.batch_size, spec.num_actors, placement.device.upper(), cfg.attack.epochs_per_batch)
-        collector = BatchCollector(dataset, batches)
-        pool = AttackPool(ray, spec, checkpoint, hp, tuned.method, cfg.attack.epochs_per_batch)
-        try:
-            pool.run(dataset.features, dataset.labels, batches, on_batch=collector, keep_results=False)
-        finally:
-            pool.shutdown()
-        table = pd.concat(collector.tables, ignore_index=True) if collector.tables else None
-        if table is None or len(table) != len(sample_index):
-            raise IcurtError("the attack returned no results for some samples; run `icurt attack` again")
         attack_config = {**asdict(hp), "method": asdict(tuned.method), "objective": tuned.objective_name,
                          "iterations": cfg.attack.epochs_per_batch,
                          "fold": tuned.fold, "seed": cfg.attack.seed, "num_samples": int(len(sample_index)),
                          "num_actors": spec.num_actors, "resources_per_actor": placement.resources,
                          "tune_attack_run": tune_run.run_id, "train_run": train_run.run_id}
-        write_attack_run(writer.path, table, merge_perturbations(collector.perturbations), dataset.features.shape,
-                         attack_config, dataset.feature_names)
+        collector = BatchCollector(writer.path, dataset, batches, plan={
+            k: v for k, v in attack_config.items() if k not in ("num_actors", "resources_per_actor")})
+        todo = collector.missing()
+        if resume:
+            log.info("attack: resuming run %s: %d of %d batches were finished, attacking the other %d",
+                     resume, collector.resumed_batches, len(batches), len(todo))
+        if todo:
+            pool = AttackPool(ray, replace(spec, num_actors=min(spec.num_actors, len(todo))), checkpoint, hp,
+                              tuned.method, cfg.attack.epochs_per_batch)
+            try:
+                pool.run(dataset.features, dataset.labels, batches, on_batch=collector, keep_results=False,
+                         only=todo)
+            finally:
+                pool.shutdown()
+        table, perturbations = collector.results()
+        if table is None or len(table) != len(sample_index):
+            raise IcurtError("the attack returned no results for some samples; run `icurt attack` again")
+        write_attack_run(writer.path, table, perturbations, dataset.features.shape, attack_config,
+                         dataset.feature_names)
+        collector.store.remove()
         summary = {"samples": int(len(table)), "attacked": int(table["attacked"].sum()),
                    "successes": int(table["success"].sum())}
         writer.update_meta(summary=summary)

@@ -1,5 +1,6 @@
 """Stage 1, `icurt query`: the four MIMIC-III queries (sql/*.sql) run read-only into the Parquet
-files of a query run (icurt/db/query.py streams each one)."""
+files of a query run (icurt/db/query.py streams each one). The connection, schema, tables, columns
+and feature items are checked before the run folder is made."""
 
 from __future__ import annotations
 
@@ -22,15 +23,15 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, csv: bool
     from icurt.files import write_json
 
     csv = csv or cfg.query.csv
-    with store.create(STAGE, cfg) as writer:
-        with connection(cfg, readonly=True) as conn:
-            check_database(conn, cfg.db.schema)
+    with connection(cfg, readonly=True) as conn:
+        check_database(conn, cfg.db.schema)  # a wrong DSN, schema or table leaves no run folder
+        with store.create(STAGE, cfg) as writer:
             stats = {}
             for number, name in enumerate(QUERIES, start=1):
                 stats[name] = export_query(conn, cfg, name, writer.path, csv=csv)
                 log.info("query [%d/%d] %s: %s rows, query %.1f s, write %.1f s", number, len(QUERIES), name,
                          f"{stats[name].rows:,}", stats[name].query_s, stats[name].write_s)
-        write_json(writer.path / STATS_FILE, {name: asdict(s) for name, s in stats.items()})
+            write_json(writer.path / STATS_FILE, {name: asdict(s) for name, s in stats.items()})
     return writer.run
 
 

@@ -166,7 +166,24 @@ def test_degenerate_input_report_says_so():
 def test_headline_text_lists_each_direction(report):
     analysis, _, _ = report
     lines = headline_text(analysis.headline).splitlines()
-    assert lines[0].startswith("direction") and len(lines) == 4
+    assert lines[0].startswith("direction") and len(lines) == 6
     rate = analysis.headline["success_rate"].iloc[0]
     assert lines[1].startswith("all") and f"{100 * rate:.1f}%" in lines[1]
     assert lines[2].startswith("0 → 1") and lines[3].startswith("1 → 0")
+
+
+def test_headline_text_is_aligned_with_shares_and_units():
+    headline = pd.DataFrame([
+        {"direction": "all", "samples": 200, "attacked": 150, "skipped": 50, "successful": 120,
+         "success_rate": 0.8, "median_n_nonzero_best": 14.0, "median_l1_best": 4.0025,
+         "median_maxabs_best": 0.87654, "note": ""},
+        {"direction": "1 → 0", "samples": 8, "attacked": 0, "skipped": 8, "successful": 0,
+         "success_rate": float("nan"), "median_n_nonzero_best": float("nan"), "median_l1_best": float("nan"),
+         "median_maxabs_best": float("nan"), "note": "no attacked samples"}])
+    lines = headline_text(headline).splitlines()
+    assert lines[0].split("  ")[0] == "direction" and "L1 (scaled)" in lines[0] and "max |P| (scaled)" in lines[0]
+    assert lines[1].split() == ["all", "200", "150", "(75.0%)", "120", "80.0%", "14", "4.003", "0.877"]
+    assert lines[2].split()[:6] == ["1", "→", "0", "8", "0", "(0.0%)"]
+    ends = {len(line[:line.index("  note")]) for line in lines[:1]} | {len(lines[1].rstrip())}
+    assert len(ends) == 1                      # right-aligned numbers end under their titles
+    assert "scaled units" in lines[-1] and "[0, 1]" in lines[-1] and "success: adversarial / attacked" in lines[-2]

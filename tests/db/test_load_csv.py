@@ -187,3 +187,65 @@ def test_cli_load_csv(pg_dsn, cohort_files, tmp_path, capsys):
     assert "nowhere is not a folder" in capsys.readouterr().err
     assert main(["db", "load-csv", str(cohort_files[1]), *common]) == 0
     assert _row_counts(pg_dsn, "tlc_cli")["icustays"] == 120
+
+
+def _rewrite_gz(path, edit) -> None:
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    path.write_bytes(gzip.compress(("\n".join(edit(lines)) + "\n").encode()))
+
+
+def test_duplicated_rows_stop_the_load_naming_table_key_and_value(pg_dsn, make_config, cohort_files, tmp_path):
+    cohort, good = cohort_files
+    cfg = make_config("db.schema=tlc_keys")
+    load_csv(cfg, good)
+    before = _row_counts(pg_dsn, "tlc_keys")
+
+    doubled = _copy_folder(good, tmp_path / "doubled")
+    _rewrite_gz(doubled / "LABEVENTS.csv.gz", lambda lines: lines[:8] + [lines[7]] + lines[8:])
+    row_id = int(cohort.tables["labevents"]["row_id"].iloc[6])
+    with pytest.raises(IcurtError) as err:
+        load_csv(cfg, doubled)
+    message = str(err.value)
+    assert "\n" not in message and "LABEVENTS.csv.gz" in message
+    assert f"table labevents holds two rows with primary key row_id = {row_id}" in message
+
+    # a second row for the same ICU stay under a new row_id breaks the natural key
+    twice = _copy_folder(good, tmp_path / "twice")
+    stays = (twice / "ICUSTAYS.csv").read_text().splitlines()
+    copy = stays[3].split(",")
+    icustay_id = copy[3]
+    copy[0] = "999999"
+    (twice / "ICUSTAYS.csv").write_text("\n".join(stays + [",".join(copy)]) + "\n")
+    with pytest.raises(IcurtError) as err:
+        load_csv(cfg, twice)
+    assert f"table icustays holds two rows with unique key icustay_id = {icustay_id}" in str(err.value)
+
+    assert _row_counts(pg_dsn, "tlc_keys") == before            # the previous schema stays as it was
+    assert "tlc_keys__loading" not in _schemas(pg_dsn)
+
+
+def test_keys_of_the_community_build_are_declared(pg_dsn, make_config, cohort_files):
+    load_csv(make_config("db.schema=tlc_declared"), cohort_files[1])
+    conn = connect(pg_dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT conrelid::regclass::text, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE connamespace = 'tlc_declared'::regnamespace")
+        keys = {(table.split(".")[-1], kind, definition) for table, kind, definition in cur.fetchall()}
+    conn.close()
+    assert {(t, "p", "PRIMARY KEY (row_id)") for t in TABLES} <= keys
+    assert {("patients", "u", "UNIQUE (subject_id)"), ("admissions", "u", "UNIQUE (hadm_id)"),
+            ("icustays", "u", "UNIQUE (icustay_id)"), ("d_items", "u", "UNIQUE (itemid)"),
+            ("d_labitems", "u", "UNIQUE (itemid)")} <= keys
+
+
+def test_a_table_without_rows_stops_the_load(pg_dsn, make_config, cohort_files, tmp_path):
+    cfg = make_config("db.schema=tlc_empty")
+    load_csv(cfg, cohort_files[1])
+    before = _row_counts(pg_dsn, "tlc_empty")
+    empty = _copy_folder(cohort_files[1], tmp_path / "empty")
+    _rewrite_gz(empty / "CHARTEVENTS.csv.gz", lambda lines: lines[:1])
+    with pytest.raises(IcurtError) as err:
+        load_csv(cfg, empty)
+    message = str(err.value)
+    assert "CHARTEVENTS.csv.gz holds no data rows" in message and "CHARTEVENTS table" in message
+    assert _row_counts(pg_dsn, "tlc_empty") == before

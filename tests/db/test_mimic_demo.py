@@ -1,12 +1,14 @@
 """PhysioNet's open MIMIC-III demo: load-csv, the four queries, and facts recomputed from the CSVs.
 
-The demo lives in ../shared/data/mimic3-demo beside the checkout; the tests skip when it is absent.
+The demo's folder is $ICURT_MIMIC_DEMO, else ../shared/data/mimic3-demo beside the checkout; the
+tests skip when it is absent.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +30,15 @@ def _query_checks():
 
 checks = _query_checks()
 
-DEMO = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mimic3-demo"
+def demo_folder(env=None) -> Path:
+    """$ICURT_MIMIC_DEMO, else ../shared/data/mimic3-demo beside the checkout."""
+    env = os.environ if env is None else env
+    if env.get("ICURT_MIMIC_DEMO"):
+        return Path(env["ICURT_MIMIC_DEMO"]).expanduser()
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mimic3-demo"
+
+
+DEMO = demo_folder()
 TIME_COLUMNS = {
     "patients": ["dob", "dod", "dod_hosp", "dod_ssn"],
     "admissions": ["admittime", "dischtime", "deathtime", "edregtime", "edouttime"],
@@ -40,7 +50,8 @@ FILES = {"patients": "PATIENTS.csv", "admissions": "ADMISSIONS.csv", "icustays":
          "chartevents": "CHARTEVENTS.csv.gz", "labevents": "LABEVENTS.csv", "d_items": "D_ITEMS.csv",
          "d_labitems": "D_LABITEMS.csv"}
 
-pytestmark = pytest.mark.skipif(not DEMO.is_dir(), reason=f"the MIMIC-III demo is not at {DEMO}")
+needs_demo = pytest.mark.skipif(not DEMO.is_dir(), reason=f"the MIMIC-III demo is not at {DEMO} "
+                                "(set ICURT_MIMIC_DEMO to its folder)")
 
 
 def _read_demo_table(table: str) -> pd.DataFrame:
@@ -62,12 +73,14 @@ def demo(pg_dsn, tmp_path_factory):
     return {table: _read_demo_table(table) for table in FILES}, loads, run
 
 
+@needs_demo
 def test_demo_loads_every_row(demo):
     tables, loads, _ = demo
     assert {table: load.rows for table, load in loads.items()} == {t: len(f) for t, f in tables.items()}
     assert loads["icustays"].rows == 136 and loads["patients"].rows == 100
 
 
+@needs_demo
 def test_demo_icustay_detail(demo):
     tables, _, run = demo
     checks.check_icustay_detail(tables, run)
@@ -77,24 +90,35 @@ def test_demo_icustay_detail(demo):
     assert (detail["age_years"] == 91.4).sum() == (detail["admission_age"] > 89).sum() > 0
 
 
+@needs_demo
 def test_demo_vitals(demo):
     tables, _, run = demo
     checks.check_vitals(tables, run)
 
 
+@needs_demo
 def test_demo_labs(demo):
     tables, _, run = demo
     checks.check_lab_windows(tables, run)
 
 
+@needs_demo
 def test_demo_blood_gas(demo):
     tables, _, run = demo
     checks.check_blood_gas(tables, run)
 
 
+@needs_demo
 def test_demo_stats(demo):
     _, _, run = demo
     stats = json.loads((run.path / "query_stats.json").read_text())
     assert list(stats) == list(query.QUERIES)
     for name, entry in stats.items():
         assert entry["rows"] == pq.read_metadata(run.path / f"{name}.parquet").num_rows > 0
+
+
+def test_the_demo_folder_comes_from_icurt_mimic_demo(tmp_path):
+    assert demo_folder({"ICURT_MIMIC_DEMO": str(tmp_path)}) == tmp_path
+    assert demo_folder({"ICURT_MIMIC_DEMO": "~/mimic"}) == Path.home() / "mimic"
+    beside = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mimic3-demo"
+    assert demo_folder({}) == beside == demo_folder({"ICURT_MIMIC_DEMO": ""})

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg2 import sql
 
+from icurt.db import query
 from icurt.stages import run_stage
 from icurt.db.connection import connect
 from icurt.db.schema import TABLES, create_table_sql, recreate_schema
@@ -159,6 +160,7 @@ HAND_ROWS = {
         _le("2180-05-06 00:00:00", 50882, 24, hadm_id=None, subject_id=2),
         # blood gases
         _le("2150-01-02 06:00:00", 50800, None, value="ART"), _le("2150-01-02 06:00:00", 50820, 7.35),
+        _le("2150-01-02 06:00:00", 50800, None, value="ART"),          # the same specimen listed twice
         _le("2150-01-02 06:00:00", 50818, 40), _le("2150-01-02 06:00:00", 50822, 4.2),
         _le("2150-01-02 06:00:00", 50808, 1.1), _le("2150-01-02 06:00:00", 50813, 2.0),
         _le("2150-01-02 06:00:00", 50802, -2), _le("2150-01-02 06:00:00", 50816, 15),
@@ -321,8 +323,21 @@ def test_run_files_stats_and_csv(hand_run):
     assert not list(hand_run.path.glob("*.partial"))
 
 
+# Every table holds rows and every feature's items occur, yet no query returns a row: the only
+# ICU stay has no chart data, the chart row has no stay, the lab rows no value and no admission.
+NO_RESULT_ROWS = {
+    "patients": [{"subject_id": 1, "gender": "F", "dob": T("2100-01-01 00:00:00")}],
+    "admissions": [_admission(1, 11, "2150-01-01 10:00:00", "2150-01-11 10:00:00", "WHITE", has_chartevents_data=0)],
+    "icustays": [_stay(1, 11, 111, "2150-01-02 00:00:00", "2150-01-04 00:00:00")],
+    "chartevents": [_ce("2150-01-02 01:00:00", items[0], 80, icustay_id=None)
+                    for table, items in query.FEATURE_ITEMS.values() if table == "chartevents"],
+    "labevents": [_le("2150-01-02 01:00:00", items[0], None, hadm_id=None)
+                  for table, items in query.FEATURE_ITEMS.values() if table == "labevents"],
+}
+
+
 def test_logged_lines(pg_dsn, make_config, capsys):
-    build_schema(pg_dsn, "tq_print", {})
+    build_schema(pg_dsn, "tq_print", NO_RESULT_ROWS)
     run = run_stage("query", make_config("db.schema=tq_print"))
     assert capsys.readouterr().out == ""   # the stage logs like the others; it prints nothing
     lines = [line.split(" query ", 1)[1] for line in run.file("run.log").read_text().splitlines()
@@ -341,12 +356,12 @@ def test_logged_lines(pg_dsn, make_config, capsys):
 # ---------------------------------------------------------------- errors a user can cause
 
 def _assert_failed_cleanly(cfg, error: IcurtError, *words: str) -> None:
+    """A one-line error naming `words`, found before the run folder was made: no run of any kind."""
     message = str(error)
     assert "\n" not in message and all(word in message for word in words), message
     store = RunStore.from_config(cfg)
-    assert store.list("query") == []
-    failed = list((store.stage_dir("query")).glob(".failed-*"))
-    assert len(failed) == 1 and not list(failed[0].glob("*.partial"))
+    assert store.list("query") == [] and store.failed("query") == []
+    assert not store.stage_dir("query").exists() or not list(store.stage_dir("query").iterdir())
 
 
 def test_missing_table(pg_dsn, make_config):
@@ -374,6 +389,41 @@ def test_wrong_schema(make_config):
     with pytest.raises(IcurtError) as err:
         run_stage("query", cfg)
     _assert_failed_cleanly(cfg, err.value, "tq_no_such_schema", "[db].schema")
+
+
+def _without(rows: dict[str, list[dict]], table: str, items) -> dict[str, list[dict]]:
+    return {**rows, table: [row for row in rows[table] if row["itemid"] not in items]}
+
+
+def test_an_empty_table_is_named_before_any_run(pg_dsn, make_config):
+    build_schema(pg_dsn, "tq_empty_chart", {**HAND_ROWS, "chartevents": []})
+    cfg = make_config("db.schema=tq_empty_chart")
+    with pytest.raises(IcurtError) as err:
+        run_stage("query", cfg)
+    _assert_failed_cleanly(cfg, err.value, "chartevents", "tq_empty_chart", "no rows", "icurt db load-csv")
+    assert "labevents" not in str(err.value)
+
+
+def test_a_feature_whose_items_never_occur_is_named(pg_dsn, make_config):
+    rows = _without(_without(HAND_ROWS, "labevents", (50960,)), "chartevents", (211, 220045))
+    build_schema(pg_dsn, "tq_no_magnesium", rows)
+    cfg = make_config("db.schema=tq_no_magnesium")
+    with pytest.raises(IcurtError) as err:
+        run_stage("query", cfg)
+    _assert_failed_cleanly(cfg, err.value, "magnesium (labevents itemid 50960)",
+                           "heartrate (chartevents itemid 211, 220045)")
+    assert "sodium" not in str(err.value)
+
+
+def test_feature_items_are_those_of_the_queries():
+    from icurt.config import FEATURE_COLUMNS
+    from icurt.preprocess.steps import FEATURE_SOURCE
+
+    assert list(query.FEATURE_ITEMS) == list(FEATURE_COLUMNS)
+    for feature, (table, items) in query.FEATURE_ITEMS.items():
+        text = query.query_text(FEATURE_SOURCE[feature])
+        assert f"FROM {table}" in text and f"AS {feature}" in text, feature
+        assert all(str(item) in text for item in items), feature
 
 
 # ---------------------------------------------------------------- a synthetic cohort
@@ -503,7 +553,9 @@ def check_blood_gas(tables: dict[str, pd.DataFrame], run) -> None:
     le = tables["labevents"]
     bg = le[(le["itemid"].between(50800, 50828) | (le["itemid"] == 51545)) & le["hadm_id"].isin(tables["admissions"]["hadm_id"])]
     bg = bg.assign(hadm_id=bg["hadm_id"].astype("int64"))
-    specimens = bg[bg["itemid"] == 50800].groupby(["hadm_id", "charttime"]).size()
+    # a sample listing two different specimen types is dropped; the same type twice is not
+    specimen_rows = bg[bg["itemid"] == 50800].assign(value=lambda f: f["value"].fillna(""))
+    specimens = specimen_rows.groupby(["hadm_id", "charttime"])["value"].nunique()
     doubled = set(specimens[specimens >= 2].index)
     samples = bg[["hadm_id", "charttime"]].drop_duplicates()
     samples = samples[[key not in doubled for key in zip(samples["hadm_id"], samples["charttime"])]]

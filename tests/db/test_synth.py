@@ -383,3 +383,17 @@ def test_icurt_db_synth_command_builds_the_schema(make_config, schema, capsys, t
     assert "60 ICU stays" in out and "oracle AUROC" in out and "chartevents" in out
     info = synthetic_cohort_info(make_config(f"db.schema={schema}"))
     assert info["stays"] == "60" and info["seed"] == "4"
+
+
+@pytest.mark.parametrize("command", [["db", "synth"], ["demo"]])
+@pytest.mark.parametrize("stays", ["0", "-5", "1000001"])
+def test_a_cohort_size_out_of_range_is_refused_before_anything(command, stays, tmp_path, capsys):
+    # nothing listens on port 1: a command that touched the database would fail differently
+    code = main([*command, "--stays", stays, "--set", "db.dsn=postgresql://u@127.0.0.1:1/x",
+                 "--set", f"paths.data={tmp_path / 'data'}"])
+    captured = capsys.readouterr()
+    assert code == 2 and "generating" not in captured.err and "PostgreSQL" not in captured.err
+    assert captured.err.strip().splitlines() == [
+        f"icurt: error: a synthetic cohort has 1 to 1,000,000 ICU stays, not {int(stays):,}; pass --stays N "
+        "in that range (or set [synth].stays)"]
+    assert not (tmp_path / "data" / "pg").exists()

@@ -1,6 +1,7 @@
 """`icurt demo` end to end as a new user runs it: nothing configured, a fresh data root."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,11 @@ def test_demo_end_to_end_on_a_small_cohort(tmp_path):
         for stage in STAGE_NAMES:
             assert f"] {stage}: " in result.stderr  # progress for every stage
         assert "flip to survival by changing at most 4 measured values" in result.stdout   # the headline
+        # icurt's own lines only: Ray's notices, raylet messages and core-worker lines stay in its logs
+        foreign = [ln for ln in result.stderr.splitlines() if not re.match(r"\d\d:\d\d:\d\d ", ln)]
+        assert foreign == [], foreign
+        assert "(raylet)" not in result.stdout and "core_worker" not in result.stdout
+        assert "score" in result.stdout and "scaled units" in result.stdout
 
         again = subprocess.run(icurt + ["demo", "--stays", "400", "--config",
                                         str(ROOT / "tests/deploy/tiny.toml")],

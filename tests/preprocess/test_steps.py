@@ -46,6 +46,17 @@ def test_filters_follow_the_configured_thresholds(qr):
     assert steps.prefilter(frame, settings("preprocess.min_los_icu=2")).filters["min_los_icu"] == 1
 
 
+def test_min_age_filters_on_the_capped_age(qr):
+    # over-89s are shifted to ~300 years in MIMIC-III; their capped age is age_cap (91.4)
+    frame = detail(qr, [{"icustay_id": 1, "age": 60.0}, {"icustay_id": 2, "age": 300.0},
+                        {"icustay_id": 3, "age": 91.0}])
+    kept = steps.prefilter(frame, settings("preprocess.min_age=91.2")).stays
+    assert sorted(kept["icustay_id"]) == [2]                      # 91.4 >= 91.2; 91.0 and 60 are not
+    assert sorted(steps.prefilter(frame, settings("preprocess.min_age=91.4")).stays["icustay_id"]) == [2]
+    with pytest.raises(IcurtError, match="after the min_age filter .*capped at .*age_cap = 91.4"):
+        steps.prefilter(frame, settings("preprocess.min_age=150"))
+
+
 @pytest.mark.parametrize("override, name", [("preprocess.min_age=100", "min_age"),
                                             ("preprocess.min_los_hospital=50", "min_los_hospital"),
                                             ("preprocess.min_los_icu=50", "min_los_icu")])

@@ -22,7 +22,7 @@ import pyarrow.csv as pa_csv
 from psycopg2 import sql
 
 from icurt.db.synth import events, hospital, skeleton
-from icurt.db.schema import TABLES, column_names, create_index_sql, create_table_sql, recreate_schema
+from icurt.db.schema import TABLES, add_keys, column_names, create_index_sql, create_table_sql, recreate_schema
 from icurt.db.synth.items import d_items_frame, d_labitems_frame
 from icurt.errors import IcurtError
 
@@ -54,10 +54,25 @@ class SynthCohort:
                 "qualifying_deaths": str(self.qualifying_deaths)}
 
 
+def check_cohort_request(stays: int, seed: int) -> None:
+    """IcurtError unless `stays` and `seed` lie within [synth].stays / [synth].seed's bounds."""
+    from dataclasses import fields
+
+    from icurt.config import SynthConfig
+
+    bounds = {f.name: f.metadata for f in fields(SynthConfig)}
+    low, high = bounds["stays"]["min"], bounds["stays"]["max"]
+    if not low <= stays <= high:
+        raise IcurtError(f"a synthetic cohort has {low:,} to {high:,} ICU stays, not {stays:,}; "
+                         "pass --stays N in that range (or set [synth].stays)")
+    if seed < bounds["seed"]["min"]:
+        raise IcurtError(f"the synthetic cohort's seed must be >= {bounds['seed']['min']}, not {seed}; "
+                         "pass --seed N (or set [synth].seed)")
+
+
 def generate_cohort(stays: int, seed: int, mortality_rate: float = 0.10) -> SynthCohort:
     """Draw a cohort of exactly `stays` ICU stays; the same seed gives identical frames."""
-    if stays < 1 or seed < 0:
-        raise IcurtError(f"synth needs at least 1 stay and a seed >= 0 (got stays={stays}, seed={seed})")
+    check_cohort_request(stays, seed)
     if not 0 < mortality_rate < 1:
         raise IcurtError(f"[synth].mortality_rate must be between 0 and 1 (got {mortality_rate})")
     skeleton_rng, tables_rng, physiology_rng, chart_rng, lab_rng = np.random.default_rng(seed).spawn(5)
@@ -108,9 +123,10 @@ def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
                          time.perf_counter() - started)
             started = time.perf_counter()
             for table in TABLES:
+                add_keys(cur, schema, table)
                 for statement in create_index_sql(schema, table):
                     cur.execute(statement)
-            log.info("synth: indexes built in %.1f s", time.perf_counter() - started)
+            log.info("synth: keys and indexes built in %.1f s", time.perf_counter() - started)
             _store_truth(cur, schema, cohort)
             started = time.perf_counter()
             for table in TABLES:
@@ -151,6 +167,7 @@ def run_synth(cfg, stays: int, seed: int) -> dict[str, int]:
     """Generate the cohort and load it into the configured database's schema; print a summary."""
     from icurt.db.connection import connection
 
+    check_cohort_request(stays, seed)
     started = time.perf_counter()
     log.info("synth: generating %d ICU stays (seed %d, mortality rate %.3f)", stays, seed,
              cfg.synth.mortality_rate)

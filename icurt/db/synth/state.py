@@ -25,8 +25,9 @@ def synthetic_cohort_info(cfg: Config) -> dict[str, str]:
 
 def ensure_synthetic_cohort(cfg: Config, stays: int, seed: int, fresh: bool = False) -> bool:
     """Build the cohort unless the schema already holds this one; True when it was (re)built."""
-    from icurt.db.synth.cohort import run_synth
+    from icurt.db.synth.cohort import check_cohort_request, run_synth
 
+    check_cohort_request(stays, seed)  # before the database is touched
     info = synthetic_cohort_info(cfg)
     if not fresh and info.get("stays") == str(stays) and info.get("seed") == str(seed):
         log.info("synthetic cohort of %d stays (seed %d) already in schema %s", stays, seed,
