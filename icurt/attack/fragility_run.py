@@ -1,7 +1,8 @@
 """A fragility run's files, written and read only here.
 
-    tasks/<curve>-<cells>-<batch>.npz   one finished (curve, batch) task, written as it lands, so an
-                                        interrupted sweep resumes with the tasks it finished
+    tasks/             while it runs, a BatchStore (icurt/attack/results.py) of the finished (curve,
+                       batch) tasks, each written as it lands, so an interrupted sweep resumes with
+                       the tasks it finished (removed once the run is complete)
     sweep.parquet      one row per sample and budget: sample_index, stay_id, label, curve, cells,
                        budget, attacked, success, found_at, n_nonzero, max_step_ratio (the largest
                        |change| of the example over its feature's clinical step), p_died_before, p_died_after
@@ -19,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from icurt.attack.results import BatchStore, save_npz
 from icurt.errors import IcurtError
 from icurt.files import read_json, write_json
 
 SWEEP_FILE, EXAMPLES_FILE, SUMMARY_FILE, TASKS_FOLDER = "sweep.parquet", "examples.npz", "fragility.json", "tasks"
-TASK_ARRAYS = ("success", "found_at", "attacked", "adv_logits", "p_sample", "p_cell", "p_t", "p_f", "p_value")
 
 
 @dataclass(frozen=True)
@@ -37,24 +38,9 @@ def task_name(curve: str, cells: str, batch: int) -> str:
     return f"{curve}-{cells}-{batch:05d}"
 
 
-def write_task(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
-    """One finished task's arrays (see TASK_ARRAYS), written beside and renamed: never half a file."""
-    tasks = Path(folder) / TASKS_FOLDER
-    tasks.mkdir(exist_ok=True)
-    tmp = tasks / f".{name}.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, tasks / f"{name}.npz")
-
-
-def finished_tasks(folder: Path) -> set[str]:
-    tasks = Path(folder) / TASKS_FOLDER
-    return {p.name[:-len(".npz")] for p in tasks.glob("*.npz") if not p.name.startswith(".")} if tasks.is_dir() \
-        else set()
-
-
-def read_task(folder: Path, name: str) -> dict[str, np.ndarray]:
-    with np.load(Path(folder) / TASKS_FOLDER / f"{name}.npz", allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+def task_store(folder: Path, plan: dict):
+    """The run's store of finished tasks (a resumed sweep must have the same plan)."""
+    return BatchStore(Path(folder) / TASKS_FOLDER, plan)
 
 
 def write_fragility_run(folder: Path, sweep: pd.DataFrame, examples: dict[str, np.ndarray], summary: dict) -> None:
@@ -62,9 +48,7 @@ def write_fragility_run(folder: Path, sweep: pd.DataFrame, examples: dict[str, n
     tmp = folder / f".{SWEEP_FILE}.tmp"
     sweep.to_parquet(tmp, index=False)
     os.replace(tmp, folder / SWEEP_FILE)
-    tmp = folder / f".{EXAMPLES_FILE}.tmp.npz"
-    np.savez_compressed(tmp, **examples)
-    os.replace(tmp, folder / EXAMPLES_FILE)
+    save_npz(folder / EXAMPLES_FILE, examples)
     write_json(folder / SUMMARY_FILE, summary)
 
 
@@ -88,9 +72,9 @@ def example_of(run: FragilityRun, cell: int, sample_index: int, shape: tuple[int
     return p
 
 
-def assemble(folder: Path, tasks, cells: list, curve_offset: dict, positions_to_sample: np.ndarray,
-             table: pd.DataFrame, steps: np.ndarray) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The sweep table and the examples (COO, dataset sample indices) from every task file.
+def assemble(store, tasks, curve_offset: dict, positions_to_sample: np.ndarray, table: pd.DataFrame,
+             steps: np.ndarray) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The sweep table and the examples (COO, dataset sample indices) from every task in `store`.
 
     `positions_to_sample` maps a position of the swept samples to its dataset sample_index,
     `table` is the attack run's results (for stay ids, labels and the original logits), `steps`
@@ -98,7 +82,7 @@ def assemble(folder: Path, tasks, cells: list, curve_offset: dict, positions_to_
     rows, coo = [], {k: [] for k in ("cell", "sample", "t", "f", "value")}
     by_sample = table.set_index("sample_index")
     for task in tasks:
-        arrays = read_task(folder, task.name)
+        _, arrays = store.read(task.name)
         offset = curve_offset[task.curve[0].curve, task.curve[0].cells]
         samples = positions_to_sample[task.sample_index]
         cell_of = arrays["p_cell"].astype(np.int64) + offset

@@ -34,7 +34,9 @@ class SweepTask:
 
 def sweep_task(checkpoint, features, labels, measured, warm_p, task: SweepTask, hp, method, steps: np.ndarray,
                iterations: int, worker: WorkerSetup) -> dict[str, np.ndarray]:
-    """Run one task (in a Ray worker or in-process); its arrays in fragility_run's TASK_ARRAYS form."""
+    """Run one task (in a Ray worker or in-process): per cell of the curve and sample of the batch
+    success, found_at, attacked, adv_logits, and the examples as COO (p_cell, p_sample, p_t, p_f,
+    p_value; p_sample a position of the swept samples)."""
     rows = task.sample_index
     device = worker.torch_device()
     result = sweep_curve(checkpoint.build(device), np.asarray(features)[rows], np.asarray(labels)[rows], hp,

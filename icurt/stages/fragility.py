@@ -10,10 +10,12 @@ examples.npz and fragility.json (icurt/attack/fragility_run.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 
 from icurt.config import Config
 from icurt.errors import IcurtError
@@ -74,9 +76,13 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     tasks = [SweepTask(files.task_name(curve[0].curve, curve[0].cells, b), curve, batch)
              for curve in curves for b, batch in enumerate(batches)]
     changed = settings_changed_since(store, STAGE, resume, cfg) if resume else []
+    plan = {"attack_run": attack_run.run_id, "samples": samples.tolist(), "cells": [c.budget.label for c in cells],
+            "iterations": fc.iterations, "warm_start": fc.warm_start, "batch_size": hp.batch_size,
+            "scaled_step": steps.tolist(), "method": dataclasses.asdict(method)}
     with store.create(STAGE, cfg, inputs=[attack_run], resume_id=resume) as writer:
         warn_changed_settings(STAGE, changed)
-        done = files.finished_tasks(writer.path)
+        task_store = files.task_store(writer.path, plan)
+        done = task_store.done()
         todo = [task for task in tasks if task.name not in done]
         log.info("fragility: %d samples × %d budgets, %d tasks (%d already done), %d iterations each",
                  len(samples), len(cells), len(tasks), len(tasks) - len(todo), fc.iterations)
@@ -85,11 +91,11 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
             placement = place(cfg.ray.device, cluster_capacity(ray), "attack", cfg.attack.cpus_per_actor,
                               cfg.attack.gpus_per_actor, unit="actor")
             run_sweep(ray, placement, cfg.attack.max_batch_retries, todo,
-                      lambda task, arrays: files.write_task(writer.path, task.name, arrays),
+                      lambda task, arrays: task_store.write(task.name, pd.DataFrame(), arrays),
                       checkpoint, dataset.features[samples], dataset.labels[samples],
                       None if dataset.measured is None else dataset.measured[samples], warm, hp, method, steps,
                       fc.iterations)
-        sweep, examples = files.assemble(writer.path, tasks, cells, offsets, samples, attack.table, steps)
+        sweep, examples = files.assemble(task_store, tasks, offsets, samples, attack.table, steps)
         curves_table = success_curves(sweep)
         summary = {
             "attack_run": attack_run.run_id, "samples": int(len(samples)), "iterations": fc.iterations,
@@ -101,6 +107,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
             "scaled_step": {n: float(s) for n, s in zip(dataset.feature_names, steps)},
             "headline": {d: headline(curves_table, fc.headline_k, d) for d in ("1to0", "0to1")}}
         files.write_fragility_run(writer.path, sweep, examples, summary)
+        task_store.remove()
         log.info("fragility: %s", summary["headline"]["1to0"]["sentence"])
     return writer.run
 
