@@ -51,7 +51,7 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
         ("icustay_id", _ID), ("hadm_id", _ID), ("subject_id", _ID), ("charttime", _TIME),
         *_values("aniongap", "albumin", "bands", "bicarbonate", "bilirubin", "creatinine", "chloride",
                  "glucose", "hematocrit", "hemoglobin", "lactate", "platelet", "potassium", "ptt", "inr",
-                 "pt", "sodium", "bun", "wbc", "magnesium"),
+                 "pt", "sodium", "bun", "wbc", "magnesium", "calcium"),
     ]),
     "pivoted_bg": pa.schema([
         ("icustay_id", _ID), ("hadm_id", _ID), ("charttime", _TIME), ("specimen", _TEXT),
