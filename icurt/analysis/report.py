@@ -49,6 +49,7 @@ class ReportContext:
     attack_config: dict | None = None
     missing: dict[str, str] = field(default_factory=dict)  # piece -> why it is not shown
     top_features: int = 10
+    profile: str = ""                             # the config's profile (default, reference, ...)
 
 
 def _is_missing(value) -> bool:
@@ -225,6 +226,13 @@ def _clinical_section(analysis: Analysis, ctx: ReportContext) -> str:
     return "".join(parts)
 
 
+def profile_line(profile: str) -> str:
+    """The report's line naming the profile its config came from."""
+    what = {"reference": " (the reference study's choices, configs/reference.toml)",
+            "default": " (icurt's method, configs/default.toml)"}.get(profile, "")
+    return f"Profile: {profile or 'unknown'}{what}"
+
+
 def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> str:
     """The whole report as one HTML document."""
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -232,6 +240,7 @@ def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> s
     body = "".join([
         "<h1>icurt: adversarial attack analysis</h1>",
         f"<p>Analyze run {html.escape(ctx.analyze_run_id)}, written {created}.</p>",
+        f"<p><b>{html.escape(profile_line(ctx.profile))}</b></p>",
         "<h2>How to read this</h2>", HOW_TO_READ,
         "<h2>Lineage</h2>", lineage,
         _cohort_section(ctx), _cv_section(ctx), _attack_section(ctx),

@@ -91,7 +91,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("attack", "tune-attack", ("attack", "attack_method"),
           "stage 6: the tuned sparse attack on the dataset, batches sharded over Ray actors",
           show_summary="samples attacked, adversarial examples, the attack's settings"),
-    Stage("analyze", "attack", ("analyze",),
+    Stage("analyze", "attack", ("analyze", "profile"),
           "stage 7: success, sparsity, susceptibility by measurement and hour; PNG plots and one "
           "HTML report",
           show_summary="the headline table and the report's path"),

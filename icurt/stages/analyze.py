@@ -92,6 +92,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
                                    f"{preprocess.run_id}", ctx.missing, "normalisation") or {}
     names = _feature_names(attack.feature_names, preprocess, attack.shape[2])
     ctx.top_features = cfg.analyze.top_features
+    ctx.profile = cfg.profile.name
     with store.create(STAGE, cfg, inputs=[attack_run]) as writer:
         for piece, why in ctx.missing.items():
             log.warning("analyze: %s not shown (%s)", piece, why)
@@ -110,7 +111,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
 
 
 def show(run: Run, cfg: Config) -> str:
-    from icurt.analysis.report import headline_text
+    from icurt.analysis.report import headline_text, profile_line
     from icurt.analysis.tables import read_headline
 
-    return f"{headline_text(read_headline(run.path))}\nreport: {run.file(REPORT_FILE).resolve()}"
+    return (f"{headline_text(read_headline(run.path))}\n{profile_line(run.meta.get('profile', ''))}\n"
+            f"report: {run.file(REPORT_FILE).resolve()}")
