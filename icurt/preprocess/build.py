@@ -7,25 +7,32 @@ Five steps, each saving its output as Parquet in a numbered folder of the run:
              los_hospital >= min_los_hospital, los_icu >= min_los_icu, icustay_id, intime,
              outtime and the window start not NULL, one row per icustay_id; typed columns, the
              window start (intime or admittime), observed_hours = outtime - window start.
-2_merge      <source>.parquet: the features taken from their source table (glucose, sodium,
-             bicarbonate from pivoted_lab; potassium, lactate from pivoted_bg), rows with NULL
-             icustay_id or no value dropped, joined to the kept stays, hour index
-             h = floor((charttime - window start) / 1 h); only 0 <= h < observation_window_hours
-             is kept (nothing outside the window can change the result).
-3_per_stay   <source>/part-*.parquet: one record per stay and charttime (mean of duplicates).
+2_merge      <source>.parquet: the features read from that table (icurt/preprocess/sources.py and
+             the [preprocess].<feature>_source settings), rows with NULL icustay_id or no value
+             dropped, joined to the kept stays, hour index h = floor((charttime - hour origin) /
+             1 h), the origin being the window start (hour_bins = window_start) or the first whole
+             clock hour after it (clock, the reference's pandas resample); only 0 <= h <
+             observation_window_hours is kept, unless a setting below reads the whole stay.
+3_per_stay   <source>/part-*.parquet: one record per stay and charttime (mean of duplicates); a
+             feature read from two tables is merged by charttime (the mean where both measured).
 4_hourly     hourly.parquet: per stay, hour and feature the mean of the records in that hour;
-             linear interpolation over the hour index between measured hours, constant before
-             the first and after the last; a feature never measured in the stay's window gets the
-             feature's global median; then winsorised at the [p_low, p_high] percentiles and
-             scaled (v - p_low) / (p_high - p_low) (a constant feature → 0). Percentiles and
-             median are over all measured hourly values (before interpolation) of the stays in
-             this step (those later dropped for a short stay included, as in the reference).
-5_window     stays.parquet: the stays kept — at least one record in the window and
-             outtime - window start >= min_observation_hours — ordered by icustay_id.
+             linear interpolation over the hours between measured hours, inside the window with
+             constant ends (interpolation = window), or between the nearest measured hours of the
+             whole stay, wherever they are (stay, the reference); the feature's global median
+             where there is nothing to interpolate from; then winsorised at the [p_low, p_high]
+             percentiles and scaled (v - p_low) / (p_high - p_low) (a constant feature → 0).
+             Percentiles and median are over the measured hourly values in the window
+             (statistics = window_hours) or every record of the whole stays (stay_rows, the
+             reference's describe()), of all stays in this step (those dropped in step 5 too).
+5_window     stays.parquet: the stays kept, ordered by icustay_id — inclusion = window_length: at
+             least one record in the window and outtime - window start >= min_observation_hours;
+             resampled_rows (the reference): >= min_stay_timestamps measurement timestamps in the
+             stay and >= min_observation_hours rows of the stay's hourly resampling in the window.
 Then dataset.npz (features, labels = hospital_expire_flag, stay_ids, subject_ids, hadm_ids, and
 `measured`: which hour × feature cells hold a measurement rather than a filled value), feature_names.json,
 normalisation.json, imputation.json (per feature: fraction of kept stays where it was never
-measured) and cohort.json (sample and label counts, rows left after each filter).
+measured in the window) and cohort.json (sample and label counts, rows left after each filter,
+`median_filled`: per feature the fraction of kept stays filled with the global median).
 """
 
 from __future__ import annotations

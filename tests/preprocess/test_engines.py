@@ -76,6 +76,7 @@ def test_cli_preprocess_and_inspect(tmp_path, qr, capsys):
     n = len(load_dataset(run.path).labels)
     assert f"samples: {n:,} × 48 h × 19 features" in text
     assert "hours with data (of 48)" in text and "imputed" in text and "creatinine" in text
+    assert "profile default: statistics window_hours, interpolation window, inclusion window_length" in text
     assert main(["preprocess", "--engine", "pandas", "--from", "nosuchrun", *settings]) == 2
     assert "no completed query run 'nosuchrun'" in capsys.readouterr().err
 
