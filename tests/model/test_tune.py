@@ -289,6 +289,9 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     pre = make_preprocess_run(store, cfg, planted_dataset())
     storage = optuna_storage_url(cfg)
     settings = cli_settings(*TINY, f"paths.data={tmp_path}", f"db.dsn={pg_dsn}", "ray.num_cpus=2")
+    # Optuna's tables exist before this process (polling) and `icurt` open the storage at once:
+    # two processes creating them in a fresh database race (CREATE TYPE ... already exists)
+    optuna.storages.RDBStorage(storage)
 
     # a real interruption: Ctrl-C (SIGINT) to `icurt tune-model` once 2 of its trials finished; the
     # budget is far more than can finish between two polls (tiny trials take ~0.3 s on a quiet machine)
