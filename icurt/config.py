@@ -91,6 +91,16 @@ class PreprocessConfig:
     observation_window_hours: int = setting(min=1, max=24 * 30)
     min_observation_hours: int = setting(min=1, max=24 * 30)
     num_partitions: int = setting(min=0)
+    statistics: str = setting(choices=("window_hours", "stay_rows"))
+    interpolation: str = setting(choices=("window", "stay"))
+    inclusion: str = setting(choices=("window_length", "resampled_rows"))
+    hour_bins: str = setting(choices=("window_start", "clock"))
+    min_stay_timestamps: int = setting(min=0)
+    potassium_source: str = setting(choices=("blood_gas", "chemistry", "both"))
+    calcium_source: str = setting(choices=("blood_gas", "chemistry"))  # ionized vs total: never merged
+    sodium_source: str = setting(choices=("blood_gas", "chemistry", "both"))
+    glucose_source: str = setting(choices=("blood_gas", "chemistry", "both"))
+    bicarbonate_source: str = setting(choices=("blood_gas", "chemistry", "both"))
 
 
 @dataclass(frozen=True)
@@ -204,7 +214,15 @@ class AnalyzeConfig:
 
 
 @dataclass(frozen=True)
+class ProfileConfig:
+    """Which profile the config is (default, reference, demo, or a user file's name): a label the
+    run records and the report names."""
+    name: str = setting()
+
+
+@dataclass(frozen=True)
 class Config:
+    profile: ProfileConfig
     paths: PathsConfig
     db: DbConfig
     ray: RayConfig
@@ -238,7 +256,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Defaults, then the TOML file at `path`, then environment, then `section.key=value` overrides."""
     raw = read_toml(default_config_path())
     if path is not None:
-        merge(raw, read_toml(Path(path)), origin=str(path))
+        layered = read_toml(Path(path))
+        merge(raw, layered, origin=str(path))
+        if "name" not in layered.get("profile", {}):   # a file that does not name itself: its file name
+            raw["profile"]["name"] = Path(path).stem
     env = os.environ if env is None else env
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):

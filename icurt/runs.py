@@ -4,9 +4,9 @@
     <data>/<stage>/.tmp-<run_id>/       a run in progress (never listed, never an input)
     <data>/<stage>/.failed-<run_id>/    a run whose stage raised or was interrupted (kept for its log)
 
-Each run holds run.json (stage, id, status, times, input run ids, the process that wrote it),
-config.toml (the effective config, passwords redacted) and run.log. A run's failure goes to its
-run.log and run.json only; the command that ran it says it once (icurt/cli.py).
+Each run holds run.json (stage, id, status, times, input run ids, the config's profile, the process
+that wrote it), config.toml (the effective config, passwords redacted) and run.log. A run's failure
+goes to its run.log and run.json only; the command that ran it says it once (icurt/cli.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterator
 
 from icurt import __version__
-from icurt.config import Config, config_to_toml
+from icurt.config import Config, config_to_dict
+from icurt.config_toml import dict_to_toml
 from icurt.db.dsn import RedactingFilter
 from icurt.errors import IcurtError
 from icurt.files import read_json, write_json
@@ -164,8 +165,10 @@ class RunStore:
         else:
             tmp.mkdir()
         meta = read_json(tmp / "run.json") if resume_id else {}
+        snapshot = config_to_dict(cfg, redact=True)
         meta.update({
             "stage": stage, "run_id": run_id, "status": "running", "icurt_version": __version__,
+            "profile": snapshot["profile"]["name"],
             "created": meta.get("created", _now()), "inputs": {r.stage: r.run_id for r in inputs},
             "pid": os.getpid(), "pid_started": ProcessId.this().started, "host": socket.gethostname(),
             **(extra_meta or {}),
@@ -173,7 +176,7 @@ class RunStore:
         if resume_id:
             meta["resumed"] = meta.get("resumed", 0) + 1
         writer = RunWriter(stage, run_id, tmp, meta)
-        (tmp / "config.toml").write_text(config_to_toml(cfg, redact=True))
+        (tmp / "config.toml").write_text(dict_to_toml(snapshot))
         writer.update_meta()
         handler = _attach_log(tmp / "run.log")
         log.info("%s run %s started (inputs: %s)", stage, run_id,

@@ -1,7 +1,8 @@
 -- pivoted_lab: laboratory values from labevents, averaged per (subject_id, charttime), then
 -- assigned to the ICU stay and the hospital admission whose window holds the charttime
 -- (MIMIC-III v1.4). Only rows with a positive valuenum count; a value above its plausible bound
--- counts as missing. Magnesium (50960, values in (0, 20] mg/dL) is icurt's addition.
+-- counts as missing. Magnesium (50960, values in (0, 20] mg/dL) and total calcium (50893, values in
+-- (0, 20] mg/dL; the chemistry source of the calcium feature) are icurt's additions.
 --
 -- Windows: a stay covers [intime - 12 h, outtime + 12 h). When the subject's neighbouring stay is
 -- less than 24 h away, that edge moves to the midpoint of the gap (rounded to the second, ties to
@@ -84,10 +85,12 @@ WITH stay_neighbours AS (
     AVG(valuenum) FILTER (WHERE itemid = 50983 AND valuenum <= 200) AS sodium,
     AVG(valuenum) FILTER (WHERE itemid = 51006 AND valuenum <= 300) AS bun,
     AVG(valuenum) FILTER (WHERE itemid IN (51300, 51301) AND valuenum <= 1000) AS wbc,
-    AVG(valuenum) FILTER (WHERE itemid = 50960 AND valuenum <= 20) AS magnesium
+    AVG(valuenum) FILTER (WHERE itemid = 50960 AND valuenum <= 20) AS magnesium,
+    AVG(valuenum) FILTER (WHERE itemid = 50893 AND valuenum <= 20) AS calcium
   FROM labevents
   WHERE itemid IN (50868, 50862, 51144, 50882, 50885, 50912, 50902, 50931, 51221, 51222,
-                   50813, 51265, 50971, 51275, 51237, 51274, 50983, 51006, 51300, 51301, 50960)
+                   50813, 51265, 50971, 51275, 51237, 51274, 50983, 51006, 51300, 51301, 50960,
+                   50893)
     AND valuenum IS NOT NULL
     AND valuenum > 0
   GROUP BY subject_id, charttime
@@ -99,7 +102,7 @@ SELECT
   lab.charttime,
   lab.aniongap, lab.albumin, lab.bands, lab.bicarbonate, lab.bilirubin, lab.creatinine,
   lab.chloride, lab.glucose, lab.hematocrit, lab.hemoglobin, lab.lactate, lab.platelet,
-  lab.potassium, lab.ptt, lab.inr, lab.pt, lab.sodium, lab.bun, lab.wbc, lab.magnesium
+  lab.potassium, lab.ptt, lab.inr, lab.pt, lab.sodium, lab.bun, lab.wbc, lab.magnesium, lab.calcium
 FROM lab
 LEFT JOIN admission_window
   ON admission_window.subject_id = lab.subject_id

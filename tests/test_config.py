@@ -38,6 +38,11 @@ def test_config_file_layers_over_defaults(tmp_path):
     cfg = load_config(path, env={})
     assert cfg.train.epochs == 7
     assert cfg.train.num_folds == 5  # untouched keys keep their defaults
+    assert cfg.profile.name == "mine"  # a file that names no profile is named after itself
+    named = tmp_path / "other.toml"
+    named.write_text("[profile]\nname = \"trial-3\"\n")
+    assert load_config(named, env={}).profile.name == "trial-3"
+    assert load_config(named_config_path("demo"), env={}).profile.name == "demo"
 
 
 def test_demo_config_only_shrinks_the_run():

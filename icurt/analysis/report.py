@@ -51,6 +51,7 @@ class ReportContext:
     missing: dict[str, str] = field(default_factory=dict)  # piece -> why it is not shown
     top_features: int = 10
     fragility: object | None = None               # analysis/fragility_report.FragilityView
+    profile: str = ""                             # the config's profile (default, reference, ...)
 
 
 def _is_missing(value) -> bool:
@@ -258,6 +259,13 @@ def _magnitude_and_sign_section(analysis: Analysis, plots: list[Plot]) -> str:
     return "".join(parts)
 
 
+def profile_line(profile: str) -> str:
+    """The report's line naming the profile its config came from."""
+    what = {"reference": " (the reference study's choices, configs/reference.toml)",
+            "default": " (icurt's method, configs/default.toml)"}.get(profile, "")
+    return f"Profile: {profile or 'unknown'}{what}"
+
+
 def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> str:
     """The whole report as one HTML document."""
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -265,6 +273,7 @@ def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> s
     body = "".join([
         "<h1>icurt: adversarial attack analysis</h1>",
         f"<p>Analyze run {html.escape(ctx.analyze_run_id)}, written {created}.</p>",
+        f"<p><b>{html.escape(profile_line(ctx.profile))}</b></p>",
         "<h2>How to read this</h2>", HOW_TO_READ,
         "<h2>Lineage</h2>", lineage,
         _cohort_section(ctx), _cv_section(ctx), _attack_section(ctx),

@@ -51,7 +51,7 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
         ("icustay_id", _ID), ("hadm_id", _ID), ("subject_id", _ID), ("charttime", _TIME),
         *_values("aniongap", "albumin", "bands", "bicarbonate", "bilirubin", "creatinine", "chloride",
                  "glucose", "hematocrit", "hemoglobin", "lactate", "platelet", "potassium", "ptt", "inr",
-                 "pt", "sodium", "bun", "wbc", "magnesium"),
+                 "pt", "sodium", "bun", "wbc", "magnesium", "calcium"),
     ]),
     "pivoted_bg": pa.schema([
         ("icustay_id", _ID), ("hadm_id", _ID), ("charttime", _TIME), ("specimen", _TEXT),
@@ -64,15 +64,15 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
 QUERIES = tuple(OUTPUT_SCHEMAS)
 # The tables the queries read, each of which must hold rows.
 SOURCE_TABLES = ("patients", "admissions", "icustays", "chartevents", "labevents")
-# Per feature of the model (icurt.config.FEATURE_COLUMNS): the table and item ids its query column
-# is computed from (as in sql/*.sql; the column is in the query preprocess takes it from).
+# Per feature of the model (icurt.config.FEATURE_COLUMNS): the table and the item ids of every query
+# column preprocess may read it from (sql/*.sql; blood gas or chemistry, [preprocess].<f>_source).
 FEATURE_ITEMS: dict[str, tuple[str, tuple[int, ...]]] = {
-    "potassium": ("labevents", (50822,)), "calcium": ("labevents", (50808,)),
+    "potassium": ("labevents", (50822, 50971)), "calcium": ("labevents", (50808, 50893)),
     "ph": ("labevents", (50820,)), "pco2": ("labevents", (50818,)), "lactate": ("labevents", (50813,)),
     "albumin": ("labevents", (50862,)), "bun": ("labevents", (51006,)),
-    "creatinine": ("labevents", (50912,)), "sodium": ("labevents", (50983,)),
-    "bicarbonate": ("labevents", (50882,)), "platelet": ("labevents", (51265,)),
-    "glucose": ("labevents", (50931,)), "magnesium": ("labevents", (50960,)),
+    "creatinine": ("labevents", (50912,)), "sodium": ("labevents", (50983, 50824)),
+    "bicarbonate": ("labevents", (50882, 50803)), "platelet": ("labevents", (51265,)),
+    "glucose": ("labevents", (50931, 50809)), "magnesium": ("labevents", (50960,)),
     "heartrate": ("chartevents", (211, 220045)),
     "sysbp": ("chartevents", (51, 442, 455, 6701, 220179, 220050)),
     "diasbp": ("chartevents", (8368, 8440, 8441, 8555, 220180, 220051)),

@@ -19,8 +19,6 @@ import pandas as pd
 
 from icurt.config import Config
 from icurt.errors import IcurtError
-from icurt.preprocess import hourly
-from icurt.preprocess.hourly import HourlyMeans, Statistics
 
 MAX_STAYS_PER_PARTITION = 10_000  # bounds the dense (stays × hours × features) work arrays
 
@@ -52,7 +50,7 @@ class PandasEngine:
         return 1
 
     def summarise(self, merged: dict, stay_ids: list[np.ndarray], work: Callable) -> list:
-        """[(records, HourlyMeans)] per partition; `work(merged_part, stay_ids_part)` does one."""
+        """[(records, summary)] per partition; `work(merged_part, stay_ids_part)` does one."""
         groups = {source: frame.groupby("part", sort=False).indices for source, frame in merged.items()}
         results = []
         for part, ids in enumerate(stay_ids):
@@ -61,14 +59,16 @@ class PandasEngine:
             results.append(work(part_frames, ids))
         return results
 
-    def hourly(self, summaries: list) -> list[HourlyMeans]:
-        return [means for _, means in summaries]
+    def results(self, summaries: list) -> list:
+        """The summary of each partition, here."""
+        return [summary for _, summary in summaries]
 
     def records(self, summaries: list) -> list[dict]:
         return [records for records, _ in summaries]
 
-    def finish(self, summaries: list, stats: Statistics) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [hourly.finish_partition(means.means, stats) for _, means in summaries]
+    def finish(self, summaries: list, work: Callable) -> list:
+        """[work(summary)] per partition (fill, winsorise and scale once the statistics are known)."""
+        return [work(summary) for _, summary in summaries]
 
 
 class ModinEngine(PandasEngine):
@@ -126,15 +126,15 @@ class ModinEngine(PandasEngine):
                 work, sources, counts, stay_ids[part], *flat))
         return results
 
-    def hourly(self, summaries: list) -> list[HourlyMeans]:
-        return self.ray.get([means for _, means in summaries])
+    def results(self, summaries: list) -> list:
+        return self.ray.get([summary for _, summary in summaries])
 
     def records(self, summaries: list) -> list[dict]:
         return self.ray.get([records for records, _ in summaries])
 
-    def finish(self, summaries: list, stats: Statistics) -> list[tuple[np.ndarray, np.ndarray]]:
-        stats_ref = self.ray.put(stats)
-        return self.ray.get([self._finish.remote(means, stats_ref) for _, means in summaries])
+    def finish(self, summaries: list, work: Callable) -> list:
+        work_ref = self.ray.put(work)
+        return self.ray.get([self._finish.remote(work_ref, summary) for _, summary in summaries])
 
 
 ENGINES = ("modin", "pandas")
@@ -163,7 +163,7 @@ def _remote_functions(ray):
         return work(merged, ids)
 
     @ray.remote
-    def finish(means: HourlyMeans, stats: Statistics):
-        return hourly.finish_partition(means.means, stats)
+    def finish(work, summary):
+        return work(summary)
 
     return split, summarise, finish

@@ -1,10 +1,12 @@
-"""The per-stay work, vectorised over whole partitions of stays (numpy, no loop over stays).
+"""The per-stay work inside the observation window, vectorised over whole partitions of stays
+(numpy, no loop over stays).
 
 A partition holds every measurement of a contiguous range of stays. Per partition: one record
-per stay and timestamp (mean of duplicates), then the hourly means on a dense
-(stays × hours × features) array. After the global statistics are known: linear interpolation
-between measured hours, constant fill before the first and after the last one, the global median
-for a feature never measured in the stay, winsorising and min-max scaling.
+per stay and timestamp (mean of duplicates), flattened to (stay, hour, feature, value) records,
+then the hourly means on a dense (stays × hours × features) array. After the global statistics
+are known: linear interpolation between measured hours, constant fill before the first and after
+the last one, the global median for a feature never measured in the stay, winsorising and min-max
+scaling. What reads outside the window (the reference's choices) is icurt/preprocess/stay.py.
 """
 
 from __future__ import annotations
@@ -42,23 +44,52 @@ def one_record_per_timestamp(frame: pd.DataFrame, features: list[str]) -> pd.Dat
     return frame.groupby(keys, sort=True)[features].mean().reset_index()
 
 
-def hourly_means(records: dict[str, pd.DataFrame], stay_ids: np.ndarray, feature_names: list[str],
-                 hours: int) -> HourlyMeans:
-    """Mean of each stay's records per hour and feature on a dense (S, H, F) array."""
-    n_features = len(feature_names)
+@dataclass(frozen=True)
+class Records:
+    """Every measured (stay, timestamp, feature) value of a partition as flat (R,) arrays, ordered
+    by table, then feature column, then stay and charttime."""
+    stay: np.ndarray            # int64 index into the partition's stay_ids
+    hour: np.ndarray            # int64 hour index (negative or >= H: outside the window)
+    feature: np.ndarray         # int64 index into the feature names
+    value: np.ndarray           # float64, clinical units
+    time: np.ndarray | None     # int64 charttime in ns since the epoch (None: frames without charttime)
+
+
+def flat_records(records: dict[str, pd.DataFrame], stay_ids: np.ndarray, feature_names: list[str],
+                 with_time: bool = False) -> Records:
+    """The measured values of per-timestamp record frames (one per table) as flat Records; their
+    charttimes too `with_time`."""
     index = {name: f for f, name in enumerate(feature_names)}
-    cells, values = [], []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("stay", "hour", "feature", "value", "time")}
     for frame in records.values():
         stay = np.searchsorted(stay_ids, frame["icustay_id"].to_numpy())
-        base = (stay * hours + frame["hour"].to_numpy().astype(np.int64)) * n_features
+        hour = frame["hour"].to_numpy().astype(np.int64)
+        time = frame["charttime"].to_numpy().astype("datetime64[ns]").view(np.int64) if with_time else None
         for name in frame.columns.intersection(feature_names, sort=False):
             column = frame[name].to_numpy(np.float64)
             measured = ~np.isnan(column)
-            cells.append(base[measured] + index[name])
-            values.append(column[measured])
+            parts["stay"].append(stay[measured])
+            parts["hour"].append(hour[measured])
+            parts["feature"].append(np.full(int(measured.sum()), index[name], np.int64))
+            parts["value"].append(column[measured])
+            if with_time:
+                parts["time"].append(time[measured])
+    flat = {k: np.concatenate(v) if v else np.zeros(0, np.float64 if k == "value" else np.int64)
+            for k, v in parts.items()}
+    return Records(flat["stay"], flat["hour"], flat["feature"], flat["value"],
+                   flat["time"] if with_time else None)
+
+
+def hourly_means(records: dict[str, pd.DataFrame] | Records, stay_ids: np.ndarray,
+                 feature_names: list[str], hours: int) -> HourlyMeans:
+    """Mean of each stay's records per hour and feature inside the window, on a dense (S, H, F) array."""
+    if not isinstance(records, Records):
+        records = flat_records(records, stay_ids, feature_names)
+    n_features = len(feature_names)
+    inside = (records.hour >= 0) & (records.hour < hours)
+    cell = (records.stay[inside] * hours + records.hour[inside]) * n_features + records.feature[inside]
+    value = records.value[inside]
     size = len(stay_ids) * hours * n_features
-    cell = np.concatenate(cells) if cells else np.zeros(0, np.int64)
-    value = np.concatenate(values) if values else np.zeros(0)
     counts = np.bincount(cell, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.bincount(cell, weights=value, minlength=size) / counts
@@ -70,19 +101,29 @@ def hourly_means(records: dict[str, pd.DataFrame], stay_ids: np.ndarray, feature
 
 def global_statistics(means: list[np.ndarray], feature_names: list[str],
                       percentiles: tuple[float, float]) -> Statistics:
-    """Percentiles and median per feature over every measured hourly value of all partitions."""
+    """Percentiles and median per feature over every measured hourly value of all partitions
+    ([preprocess].statistics = window_hours)."""
+    return statistics_of([[m[:, :, f][~np.isnan(m[:, :, f])] for m in means]
+                          for f in range(len(feature_names))], feature_names, percentiles)
+
+
+def statistics_of(values: list[list[np.ndarray]], feature_names: list[str],
+                  percentiles: tuple[float, float]) -> Statistics:
+    """numpy percentiles (linear, as pandas' describe()) and median per feature of `values[f]`
+    (arrays of one feature's values, one per partition). IcurtError for a feature with no value
+    or an infinite one."""
     p_low, p_high, median = (np.empty(len(feature_names)) for _ in range(3))
     for f, name in enumerate(feature_names):
-        values = np.concatenate([m[:, :, f][~np.isnan(m[:, :, f])] for m in means])
-        if values.size == 0:
+        values_f = np.concatenate(values[f])
+        if values_f.size == 0:
             raise IcurtError(f"feature '{name}' has no measurement in any stay of the cohort, so it "
                              "cannot be imputed; check the query run or drop it from "
                              "[preprocess].features")
-        if not np.isfinite(values).all():
+        if not np.isfinite(values_f).all():
             raise IcurtError(f"feature '{name}' has infinite values in the query run; nothing was "
                              "written — fix or drop those rows in the query output")
-        p_low[f], p_high[f] = np.percentile(values, percentiles)
-        median[f] = np.median(values)
+        p_low[f], p_high[f] = np.percentile(values_f, percentiles)
+        median[f] = np.median(values_f)
     return Statistics(p_low, p_high, median)
 
 
@@ -121,18 +162,3 @@ def winsorise_and_scale(values: np.ndarray, stats: Statistics) -> np.ndarray:
     scaled /= np.where(width == 0, 1.0, width)   # a NaN bound stays NaN, for the final check
     scaled[:, :, width == 0] = 0.0
     return scaled.astype(np.float32)
-
-
-def finish_partition(means: np.ndarray, stats: Statistics) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled float32 (S, H, F) features and the (S, F) never-measured mask of one partition."""
-    filled, never = fill_hours(means, stats.median)
-    return winsorise_and_scale(filled, stats), never
-
-
-def summarise_partition(merged: dict[str, pd.DataFrame], stay_ids: np.ndarray,
-                        source_features: dict[str, list[str]], feature_names: list[str],
-                        hours: int) -> tuple[dict[str, pd.DataFrame], HourlyMeans]:
-    """Steps 3 and 4a for one partition: per-timestamp records and hourly means."""
-    records = {source: one_record_per_timestamp(frame, source_features[source])
-               for source, frame in merged.items()}
-    return records, hourly_means(records, stay_ids, feature_names, hours)

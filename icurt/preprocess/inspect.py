@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -22,13 +23,23 @@ def describe(run: Run) -> str:
     n, hours, n_features = ds.features.shape
     died = int(ds.labels.sum())
     lines = [f"preprocess run {run.run_id} (from query run {run.inputs.get('query', '?')}, "
-             f"engine {run.meta.get('engine', '?')})",
+             f"engine {run.meta.get('engine', '?')})", _method_line(run),
              f"samples: {n:,} × {hours} h × {n_features} features, float32",
              f"labels: died {died:,} ({died / n:.1%}), survived {n - died:,}",
              "rows left after each filter: " + ", ".join(f"{k} {v:,}" for k, v in cohort["filters"].items()),
              f"values: min {ds.features.min():.4f}, max {ds.features.max():.4f}",
-             "", _quantile_table(kept, hours), "", _feature_table(ds, imputation)]
+             "", _quantile_table(kept, hours), "", _feature_table(ds, imputation, cohort.get("median_filled", {}))]
     return "\n".join(lines)
+
+
+METHOD_KEYS = ("statistics", "interpolation", "inclusion", "hour_bins", "potassium_source", "calcium_source")
+
+
+def _method_line(run: Run) -> str:
+    """The profile and the preprocessing choices the run was made with (its config.toml)."""
+    settings = tomllib.loads(run.file("config.toml").read_text()).get("preprocess", {})
+    return (f"profile {run.meta.get('profile', '?')}: "
+            + ", ".join(f"{key} {settings.get(key, '?')}" for key in METHOD_KEYS))
 
 
 def _quantile_table(kept: pd.DataFrame, hours: int) -> str:
@@ -42,14 +53,16 @@ def _quantile_table(kept: pd.DataFrame, hours: int) -> str:
     return "\n".join(rows)
 
 
-def _feature_table(ds, imputation: dict) -> str:
+def _feature_table(ds, imputation: dict, median_filled: dict) -> str:
     rows = [f"{'feature':<12}{'min':>8}{'max':>8}{'mean':>8}{'p_low':>10}{'p_high':>10}"
-            f"{'median':>10}{'imputed':>9}"]
+            f"{'median':>10}{'imputed':>9}{'median-filled':>15}"]
     for f, name in enumerate(ds.feature_names):
         values, stats = ds.features[:, :, f], ds.normalisation[name]
+        filled = f"{median_filled[name]:.1%}" if name in median_filled else "–"
         rows.append(f"{name:<12}{values.min():>8.3f}{values.max():>8.3f}{float(np.mean(values)):>8.3f}"
                     f"{stats['p_low']:>10.4g}{stats['p_high']:>10.4g}{stats['median']:>10.4g}"
-                    f"{imputation[name]:>9.1%}")
+                    f"{imputation[name]:>9.1%}{filled:>15}")
     rows.append("(min/max/mean: scaled values in [0, 1]; p_low/p_high/median: clinical units; "
-                "imputed: share of stays where the feature was never measured)")
+                "imputed: share of stays where the feature was never measured in the window; "
+                "median-filled: share filled with the median, nothing to interpolate from)")
     return "\n".join(rows)

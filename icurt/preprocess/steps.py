@@ -13,16 +13,10 @@ import pandas as pd
 
 from icurt.config import PreprocessConfig
 from icurt.errors import IcurtError
+from icurt.preprocess.sources import TABLES, source_features
 
 DETAIL = "icustay_detail"
-# Each feature comes from one named source table (five exist in two tables; this is the choice).
-FEATURE_SOURCE = {
-    **dict.fromkeys(("potassium", "calcium", "ph", "pco2", "lactate"), "pivoted_bg"),
-    **dict.fromkeys(("albumin", "bun", "creatinine", "sodium", "bicarbonate", "platelet", "glucose",
-                     "magnesium"), "pivoted_lab"),
-    **dict.fromkeys(("heartrate", "sysbp", "diasbp", "tempc", "resprate", "spo2"), "pivoted_vital"),
-}
-SOURCES = ("pivoted_vital", "pivoted_lab", "pivoted_bg")
+SOURCES = TABLES
 DETAIL_COLUMNS = ("subject_id", "hadm_id", "icustay_id", "admittime", "intime", "outtime",
                   "los_hospital", "los_icu", "admission_age", "hospital_expire_flag")
 KEY_COLUMNS = ("icustay_id", "charttime")
@@ -35,22 +29,17 @@ class Prefiltered:
     filters: dict[str, int]  # rows left after each filter, in the order applied
 
 
-def source_features(features: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
-    """The requested features of each source table, in the requested order."""
-    return {source: [f for f in features if FEATURE_SOURCE[f] == source] for source in SOURCES}
-
-
-def required_columns(features) -> dict[str, list[str]]:
-    """Columns each query-run file must have for these features."""
+def required_columns(settings: PreprocessConfig) -> dict[str, list[str]]:
+    """Columns each query-run file must have for the configured features and their sources."""
     needed = {DETAIL: list(DETAIL_COLUMNS)}
-    for source, names in source_features(features).items():
+    for source, names in source_features(settings.features, settings).items():
         needed[source] = [*KEY_COLUMNS, *names]
     return needed
 
 
-def check_columns(available: dict[str, list[str]], features) -> None:
+def check_columns(available: dict[str, list[str]], settings: PreprocessConfig) -> None:
     """IcurtError naming the first column the query run lacks."""
-    for table, columns in required_columns(features).items():
+    for table, columns in required_columns(settings).items():
         have = set(available[table])
         for column in columns:
             if column not in have:
@@ -101,6 +90,9 @@ def _typed_stays(detail, settings: PreprocessConfig):
     stays["age"] = stays["admission_age"].clip(upper=settings.age_cap)
     stays["window_start"] = stays[settings.observation_window_start]
     stays["observed_hours"] = (stays["outtime"] - stays["window_start"]) / HOUR
+    # where hour 0 starts: the window start, or (clock bins) the first whole clock hour after it
+    stays["hour_origin"] = (stays["window_start"] if settings.hour_bins == "window_start"
+                            else stays["window_start"].dt.floor("h") + HOUR)
     return stays
 
 
@@ -112,11 +104,13 @@ def assign_partitions(stays: pd.DataFrame, num_partitions: int) -> pd.DataFrame:
     return stays.assign(part=(rank * parts // len(stays)).astype(np.int64))
 
 
-def merge_measurements(table, stays, features: list[str], hours: int):
-    """Measurements of kept stays inside the observation window, with window_start, part and hour.
+def merge_measurements(table, stays, features: list[str], hours: int, whole_stay: bool = False):
+    """Measurements of kept stays with hour_origin, part and hour = floor((charttime - hour_origin)
+    / 1 h): those inside the observation window (0 <= hour < hours), or every one of the stay with
+    `whole_stay` (negative hours before the window, >= hours after it).
 
     Rows with a NULL icustay_id or no value for these features are dropped; `stays` needs
-    icustay_id, window_start and part.
+    icustay_id, hour_origin and part.
     """
     if list(table.columns) != [*KEY_COLUMNS, *features]:   # each Modin operation costs a pass
         table = table[[*KEY_COLUMNS, *features]]
@@ -124,9 +118,9 @@ def merge_measurements(table, stays, features: list[str], hours: int):
                   & table[features].notna().any(axis=1)]
     table = _cast(table, {"icustay_id": "int64", "charttime": "datetime64[ns]",
                           **dict.fromkeys(features, "float64")})
-    merged = table.merge(stays[["icustay_id", "window_start", "part"]], on="icustay_id", how="inner")
-    merged["hour"] = (merged["charttime"] - merged["window_start"]) // HOUR
-    return merged[(merged["hour"] >= 0) & (merged["hour"] < hours)]
+    merged = table.merge(stays[["icustay_id", "hour_origin", "part"]], on="icustay_id", how="inner")
+    merged["hour"] = (merged["charttime"] - merged["hour_origin"]) // HOUR
+    return merged if whole_stay else merged[(merged["hour"] >= 0) & (merged["hour"] < hours)]
 
 
 def _cast(frame, dtypes: dict[str, str]):
@@ -138,9 +132,27 @@ def _cast(frame, dtypes: dict[str, str]):
     return frame.astype(todo) if todo else frame
 
 
-def final_window(stays: pd.DataFrame, n_measurements: np.ndarray,
-                 settings: PreprocessConfig, filters: dict[str, int]) -> np.ndarray:
-    """Mask of the stays kept: measured in the window and observed long enough; adds to `filters`."""
+def final_window(stays: pd.DataFrame, n_measurements: np.ndarray, settings: PreprocessConfig,
+                 filters: dict[str, int], n_timestamps: np.ndarray | None = None,
+                 resampled_rows: np.ndarray | None = None) -> np.ndarray:
+    """Mask of the stays kept; adds the rows left after each of its filters to `filters`.
+
+    inclusion = window_length: `n_measurements` (records in the window) > 0 and outtime - window
+    start >= min_observation_hours. inclusion = resampled_rows (the reference): the whole stay has
+    >= min_stay_timestamps measurement timestamps (`n_timestamps`) and resampling it puts >=
+    min_observation_hours hourly rows in the window (`resampled_rows`, icurt.preprocess.stay).
+    """
+    if settings.inclusion == "resampled_rows":
+        keep = n_timestamps >= settings.min_stay_timestamps
+        filters["min_stay_timestamps"] = _rows_left_mask(
+            keep, "min_stay_timestamps", f"stays with >= {settings.min_stay_timestamps} measurement "
+            "timestamps; lower [preprocess].min_stay_timestamps")
+        keep &= resampled_rows >= settings.min_observation_hours
+        filters["resampled_rows"] = _rows_left_mask(
+            keep, "resampled_rows", f">= {settings.min_observation_hours} resampled hourly rows in the "
+            "observation window; lower [preprocess].min_observation_hours or use inclusion = "
+            "\"window_length\"")
+        return keep
     keep = n_measurements > 0
     filters["measured_in_window"] = _rows_left_mask(
         keep, "measured_in_window", "stays with at least one measurement in the observation window; "

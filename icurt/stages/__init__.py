@@ -57,6 +57,8 @@ class Stage:
 
 RESUME = Option("--resume", "continue the interrupted run RUN (kept as .failed-RUN) without losing "
                 "what it finished", metavar="RUN")
+EXTEND = Option("--extend", "continue the study of the completed run RUN in a new run, until it has "
+                "[section].num_trials finished trials in all (RUN stays as it was)", metavar="RUN")
 TRIAL = Option("--trial", "trial number N of the study (see its trials.parquet) instead of the best",
                type=int, metavar="N")
 TUNING = ("tune_model", "tune_attack")
@@ -74,7 +76,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("tune-model", "preprocess", ("tune_model",),
           "stage 3: tune the BiLSTM's hyperparameters with Ray Tune + Optuna (TPE, study in "
           "PostgreSQL) + ASHA",
-          options=(RESUME,), show_options=(TRIAL,),
+          options=(RESUME, EXTEND), show_options=(TRIAL,),
           show_summary="a trial's hyperparameters and objective (the best by default)"),
     Stage("train", "tune-model", ("train",),
           "stage 4: k-fold cross-validation of the tuned BiLSTM on Ray Train; per-fold and mean ± sd "
@@ -85,7 +87,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("tune-attack", "train", ("tune_attack", "attack_method"),
           "stage 5: tune the sparse attack's hyperparameters with Ray Tune + Optuna + ASHA",
           options=(Option("--fold", "attack fold K's model (default [tune_attack].fold)", type=int,
-                          metavar="K"), RESUME),
+                          metavar="K"), RESUME, EXTEND),
           show_options=(TRIAL,),
           show_summary="a trial's attack hyperparameters and score (the best by default)"),
     Stage("attack", "tune-attack", ("attack", "attack_method"),
@@ -97,7 +99,7 @@ STAGES: tuple[Stage, ...] = (
           "flip the model",
           options=(RESUME,),
           show_summary="the headline number and the success rate per budget and direction"),
-    Stage("analyze", "fragility", ("analyze",),
+    Stage("analyze", "fragility", ("analyze", "profile"),
           "stage 8: success, sparsity, susceptibility by measurement and hour, fragility curves; PNG "
           "plots and one HTML report",
           show_summary="the headline table and the report's path"),

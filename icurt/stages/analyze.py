@@ -105,6 +105,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         except IcurtError as exc:
             ctx.missing["fragility_examples"] = str(exc)
     ctx.fragility = build_view(fragility, features, names, normalisation)
+    ctx.profile = cfg.profile.name
     with store.create(STAGE, cfg, inputs=[fragility_run]) as writer:
         for piece, why in ctx.missing.items():
             log.warning("analyze: %s not shown (%s)", piece, why)
@@ -123,9 +124,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
 
 
 def show(run: Run, cfg: Config) -> str:
-    from icurt.analysis.report import headline_text
+    from icurt.analysis.report import headline_text, profile_line
     from icurt.analysis.tables import read_fragility_headline, read_headline
 
     sentences = [f"{h['sentence']}." for h in read_fragility_headline(run.path).values()]
-    return "\n".join([headline_text(read_headline(run.path)), *sentences,
+    return "\n".join([headline_text(read_headline(run.path)), *sentences, profile_line(run.meta.get("profile", "")),
                       f"report: {run.file(REPORT_FILE).resolve()}"])

@@ -17,7 +17,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, engine: s
 
     query_run = resolve_input(store, STAGE, input_run)
     engine = engine or cfg.preprocess.engine
-    files = query_files(query_run.path, cfg.preprocess.features)
+    files = query_files(query_run.path, cfg.preprocess)
     with store.create(STAGE, cfg, inputs=[query_run], extra_meta={"engine": engine}) as writer:
         timings = build_dataset(cfg, files, make_engine(engine, cfg), writer.path)
         writer.update_meta(step_seconds=timings)

@@ -91,22 +91,24 @@ def tuning_task(cfg: Config, input_run: Run, checkpoint, dataset, fold: int, pla
 
 
 def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int | None = None,
-        resume: str | None = None) -> Run:
-    """Tune the attack on fold `fold` (default [tune_attack].fold) of a train run (the newest by default)."""
+        resume: str | None = None, extend: str | None = None) -> Run:
+    """Tune the attack on fold `fold` (default [tune_attack].fold) of a train run (the newest by
+    default); `resume` continues an interrupted run, `extend` the study of a completed one."""
     from icurt.dataset import load_dataset
     from icurt.errors import IcurtError
     from icurt.model.checkpoint import load_fold
     from icurt.placement import cluster_capacity, place
     from icurt.ray_runtime import init_ray
-    from icurt.resume import input_run as resolve_input
-    from icurt.tuning.stage import tune_stage
+    from icurt.tuning.stage import tune_stage, tuning_input
 
     ta = cfg.tune_attack
-    input_run = resolve_input(store, STAGE, input_run, resume)
-    if resume:
-        recorded = store.interrupted_meta(STAGE, resume).get("fold")
+    input_run = tuning_input(store, STAGE, input_run, resume, extend)
+    if resume or extend:
+        meta = store.interrupted_meta(STAGE, resume) if resume else store.get(STAGE, extend).meta
+        recorded = meta.get("fold")
         if fold is not None and recorded is not None and fold != recorded:
-            raise IcurtError(f"run '{resume}' attacks fold {recorded}, not {fold}; drop --fold when resuming")
+            raise IcurtError(f"run '{resume or extend}' attacks fold {recorded}, not {fold}; drop --fold "
+                             f"when {'resuming' if resume else 'extending'}")
         fold = recorded if fold is None else fold
     fold = ta.fold if fold is None else fold
     checkpoint = load_fold(input_run, fold)
@@ -115,7 +117,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int
     placement = place(cfg.ray.device, cluster_capacity(init_ray(cfg)), "tune_attack", ta.cpus_per_trial,
                       ta.gpus_per_trial)
     task = tuning_task(cfg, input_run, checkpoint, dataset, fold, placement)
-    return tune_stage(cfg, task, store=store, resume=resume)
+    return tune_stage(cfg, task, store=store, resume=resume, extend=extend)
 
 
 def show(run: Run, cfg: Config, trial: int | None = None) -> str:

@@ -86,22 +86,24 @@ def tuning_task(cfg: Config, input_run: Run, dataset, placement) -> TuningTask:
         what=f"on {len(dataset.labels)} samples")
 
 
-def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: str | None = None) -> Run:
-    """Tune on a preprocess run (the newest by default); `resume` continues an interrupted run."""
+def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: str | None = None,
+        extend: str | None = None) -> Run:
+    """Tune on a preprocess run (the newest by default); `resume` continues an interrupted run,
+    `extend` the study of a completed one (in a new run)."""
     from icurt.dataset import load_dataset
     from icurt.model.folds import check_foldable
     from icurt.placement import cluster_capacity, place
     from icurt.ray_runtime import init_ray
-    from icurt.resume import input_run as resolve_input
-    from icurt.tuning.stage import tune_stage
+    from icurt.tuning.stage import tune_stage, tuning_input
 
     tm = cfg.tune_model
-    input_run = resolve_input(store, STAGE, input_run, resume)
+    input_run = tuning_input(store, STAGE, input_run, resume, extend)
     dataset = load_dataset(input_run.path)
     check_foldable(dataset.labels, tm.num_folds)
     placement = place(cfg.ray.device, cluster_capacity(init_ray(cfg)), "tune_model", tm.cpus_per_trial,
                       tm.gpus_per_trial)
-    return tune_stage(cfg, tuning_task(cfg, input_run, dataset, placement), store=store, resume=resume)
+    return tune_stage(cfg, tuning_task(cfg, input_run, dataset, placement), store=store, resume=resume,
+                      extend=extend)
 
 
 def chosen_hparams(tune_run: Run, trial: int | None = None) -> tuple[ModelHparams, str]:

@@ -34,10 +34,12 @@ class StudyPlan:
     max_concurrent_trials: int  # 0 → as many as the resources allow
     resources: dict            # Ray resources of one trial
     prune: bool = True         # False: no scheduler stops a trial (every one runs its whole budget)
+    study: str = ""            # the Optuna study; "" → the run's own, icurt-<stage>-<run_id>
 
     @property
     def study_name(self) -> str:
-        return study_name(self.stage, self.run_id)
+        """The study the run adds trials to: its own, or the one of the run it extends."""
+        return self.study or study_name(self.stage, self.run_id)
 
 
 def study_name(stage: str, run_id: str) -> str:

@@ -93,7 +93,7 @@ def full_context() -> ReportContext:
                            "accuracy": 0.0, "val_loss": 0.0}},
         attack_config={"kappa": .5, "lambda_1": 1e-3, "learning_rate": .02, "optimizer": "adam",
                        "batch_size": 64},
-        top_features=2)
+        top_features=2, profile="reference")
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_nothing_is_fetched_from_outside(report):
 def test_report_carries_cohort_model_attack_and_lineage(report):
     analysis, _, document = report
     text = " ".join(parse(document).text)
-    for needle in ("How to read this", "48 h observed", "25.0 %", "1.5 %", "mean ± sd", "0.81 ± 0.008",
+    for needle in ("Profile: reference (the reference study's choices", "How to read this", "48 h observed", "25.0 %", "1.5 %", "mean ± sd", "0.81 ± 0.008",
                    "lambda_1", "adam", "G-7", "F-6", "D-4", "B-2", "Susceptibility", "clinical units"):
         assert needle in text, needle
     # every successful direction's ranking appears

@@ -203,6 +203,7 @@ def test_analyze_command_prints_headline_and_report_path(cfg, tmp_path, capsys):
     assert out[0].startswith("direction") and out[2].startswith("0 → 1") and "100.0%" in out[2]
     report = out[-2]
     assert report.startswith("report: ") and report.endswith("report.html")
+    assert out[-3] == "Profile: default (icurt's method, configs/default.toml)"
     assert (tmp_path / "analyze").is_dir() and report[len("report: "):].startswith(str(tmp_path.resolve()))
     assert out[-1].startswith("analyze run ") and " written to " in out[-1]
     assert main(["analyze", "--from", "nope", "--set", f"paths.data={tmp_path}"]) == 2

@@ -196,3 +196,27 @@ def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys)
     study = optuna.load_study(study_name=f"icurt-tune-attack-{run.run_id}", storage=storage)
     assert count_finished([t.state.name for t in study.trials]) == 4
     assert len(pd.read_parquet(resumed.file("trials.parquet"))) == len(study.trials)
+
+
+@pytest.mark.slow
+def test_extend_continues_a_completed_study_in_a_new_run(ray_session, train_run, pg_dsn, capsys):
+    cfg, store, train, _ = train_run
+    base = tune_attack.run(with_overrides(cfg, ["tune_attack.num_trials=2"]), store=store)
+    storage = optuna_storage_url(cfg)
+    study_name = f"icurt-tune-attack-{base.run_id}"
+    settings = [arg for item in [*TINY, f"paths.data={store.root}", f"db.dsn={pg_dsn}", "tune_attack.fold=0"]
+                for arg in ("--set", item)]
+    # the fold comes from the extended run; --fold naming another one is an error
+    assert main(["tune-attack", "--extend", base.run_id, "--fold", "0", *settings]) == 2
+    assert "attacks fold 1, not 0; drop --fold when extending" in capsys.readouterr().err
+    assert main(["tune-attack", "--extend", base.run_id, *settings, "--set", "tune_attack.num_trials=3"]) == 0
+    out = capsys.readouterr().out
+    extended = store.latest("tune-attack")
+    assert extended.run_id != base.run_id and f"tune-attack run {extended.run_id} written to" in out
+    assert extended.meta["extends"] == base.run_id and extended.meta["fold"] == 1
+    assert extended.inputs == {"train": train.run_id}
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert count_finished([t.state.name for t in study.trials]) == 3
+    assert len(pd.read_parquet(extended.file("trials.parquet"))) == len(study.trials)
+    assert len(pd.read_parquet(base.file("trials.parquet"))) == 2      # the completed run as it was
+    assert json.loads(extended.file("best_attack_hparams.json").read_text())["trial"] == study.best_trial.number

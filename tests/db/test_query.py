@@ -34,7 +34,7 @@ CONTRACT_COLUMNS = {
     "pivoted_lab": ["icustay_id", "hadm_id", "subject_id", "charttime", "aniongap", "albumin", "bands",
                     "bicarbonate", "bilirubin", "creatinine", "chloride", "glucose", "hematocrit",
                     "hemoglobin", "lactate", "platelet", "potassium", "ptt", "inr", "pt", "sodium", "bun",
-                    "wbc", "magnesium"],
+                    "wbc", "magnesium", "calcium"],
     "pivoted_bg": ["icustay_id", "hadm_id", "charttime", "specimen", "aado2", "baseexcess", "bicarbonate",
                    "totalco2", "carboxyhemoglobin", "chloride", "calcium", "glucose", "hematocrit",
                    "hemoglobin", "intubated", "lactate", "methemoglobin", "o2flow", "fio2", "so2", "pco2",
@@ -153,7 +153,8 @@ HAND_ROWS = {
         _le("2150-01-03 00:00:00", 51301, 12), _le("2150-01-03 00:00:00", 50862, 12),
         _le("2150-01-03 00:00:00", 50813, 60),
         _le("2150-01-03 01:00:00", 50960, 25),                         # magnesium > 20: NULL, row kept
-        _le("2150-01-03 02:00:00", 50960, 20),
+        _le("2150-01-03 01:00:00", 50893, 21),                         # total calcium > 20: NULL
+        _le("2150-01-03 02:00:00", 50960, 20), _le("2150-01-03 02:00:00", 50893, 8.6),
         _le("2150-01-03 03:00:00", 50960, 0), _le("2150-01-03 03:00:00", 50960, -1),
         _le("2150-01-03 04:00:00", 50912, None, value="ERROR"),
         _le("2150-01-03 05:00:00", 51000, 5),
@@ -282,8 +283,8 @@ def test_pivoted_lab_windows_and_bounds(hand_run):
         at("2150-01-06 12:00", None, 11, platelet=210.0),
         at("2150-02-10 00:00", None, None, glucose=100.0),
         at("2150-01-03 00:00", 111, 11, magnesium=2.1, wbc=11.0),      # albumin 12 > 10, lactate 60 > 50
-        at("2150-01-03 01:00", 111, 11),                                 # magnesium 25 > 20
-        at("2150-01-03 02:00", 111, 11, magnesium=20.0),
+        at("2150-01-03 01:00", 111, 11),                                 # magnesium 25, calcium 21 > 20
+        at("2150-01-03 02:00", 111, 11, magnesium=20.0, calcium=8.6),
         at("2150-01-02 06:00", 111, 11, lactate=2.0),                    # blood-gas lactate is a lab too
         at("2180-05-06 00:00", 211, 21, subject_id=2, bicarbonate=24.0),
     ]
@@ -416,14 +417,19 @@ def test_a_feature_whose_items_never_occur_is_named(pg_dsn, make_config):
 
 
 def test_feature_items_are_those_of_the_queries():
-    from icurt.config import FEATURE_COLUMNS
-    from icurt.preprocess.steps import FEATURE_SOURCE
+    from icurt.config import FEATURE_COLUMNS, load_config
+    from icurt.preprocess.sources import SOURCE_TABLES, feature_tables
 
     assert list(query.FEATURE_ITEMS) == list(FEATURE_COLUMNS)
+    settings = load_config(env={}).preprocess
     for feature, (table, items) in query.FEATURE_ITEMS.items():
-        text = query.query_text(FEATURE_SOURCE[feature])
-        assert f"FROM {table}" in text and f"AS {feature}" in text, feature
-        assert all(str(item) in text for item in items), feature
+        # every table preprocess may read the feature from, under any source setting
+        tables = set(feature_tables(feature, settings))
+        if hasattr(settings, f"{feature}_source"):
+            tables = {t for option in SOURCE_TABLES.values() for t in option}
+        texts = [query.query_text(t) for t in tables if f"AS {feature}" in query.query_text(t)]
+        assert texts and all(f"FROM {table}" in text for text in texts), feature
+        assert all(any(str(item) in text for text in texts) for item in items), feature
 
 
 # ---------------------------------------------------------------- a synthetic cohort
@@ -433,7 +439,7 @@ VITAL_ITEMS = (211, 220045, 51, 442, 455, 6701, 220179, 220050, 8368, 8440, 8441
                456, 52, 6702, 443, 220052, 220181, 225312, 615, 618, 220210, 224690, 676, 223762, 678,
                223761, 646, 220277, 807, 811, 1529, 3745, 3744, 225664, 220621, 226537)
 LAB_ITEMS = (50868, 50862, 51144, 50882, 50885, 50912, 50902, 50931, 51221, 51222, 50813, 51265, 50971,
-             51275, 51237, 51274, 50983, 51006, 51300, 51301, 50960)
+             51275, 51237, 51274, 50983, 51006, 51300, 51301, 50960, 50893)
 
 
 @pytest.fixture(scope="module")

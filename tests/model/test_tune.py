@@ -289,6 +289,9 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     pre = make_preprocess_run(store, cfg, planted_dataset())
     storage = optuna_storage_url(cfg)
     settings = cli_settings(*TINY, f"paths.data={tmp_path}", f"db.dsn={pg_dsn}", "ray.num_cpus=2")
+    # Optuna's tables exist before this process (polling) and `icurt` open the storage at once:
+    # two processes creating them in a fresh database race (CREATE TYPE ... already exists)
+    optuna.storages.RDBStorage(storage)
 
     # a real interruption: Ctrl-C (SIGINT) to `icurt tune-model` once 2 of its trials finished; the
     # budget is far more than can finish between two polls (tiny trials take ~0.3 s on a quiet machine)
@@ -362,3 +365,64 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     assert f"learning_rate = {last.params['learning_rate']}" in shown
     assert main(["show", "tune-model", run_id, "--trial", "99", *settings]) == 2
     assert "no trial 99" in capsys.readouterr().err
+
+
+def test_extend_errors_before_any_run_is_made(make_config, tmp_path):
+    cfg = make_config(*TINY)
+    store = RunStore.from_config(cfg)
+    pre = make_preprocess_run(store, cfg, planted_dataset())
+    with pytest.raises(IcurtError, match="no completed tune-model run 'nope'"):
+        tune_model.run(cfg, extend="nope", store=store)
+    with pytest.raises(IcurtError, match="pass one"):
+        tune_model.run(cfg, resume="a", extend="b", store=store)
+    with store.create("tune-model", cfg, inputs=[pre]) as done:
+        pass
+    (done.run.path).rename(done.run.path.with_name(f".failed-{done.run_id}"))
+    with pytest.raises(IcurtError, match=f"did not complete; continue it with `icurt tune-model --resume {done.run_id}`"):
+        tune_model.run(cfg, extend=done.run_id, store=store)
+    assert store.list("tune-model") == [] and store.failed("tune-model") == [done.run_id]
+
+
+@pytest.mark.slow
+def test_extending_a_completed_run_continues_its_study_in_a_new_run(ray_session, make_config, tmp_path):
+    cfg = make_config(*TINY, "tune_model.num_trials=2")
+    store = RunStore.from_config(cfg)
+    pre = make_preprocess_run(store, cfg, planted_dataset())
+    storage = optuna_storage_url(cfg)
+    base = tune_model.run(cfg, store=store)
+    frozen = {p.relative_to(base.path): p.read_bytes() for p in base.path.rglob("*") if p.is_file()}
+    study_name = f"icurt-tune-model-{base.run_id}"
+    assert base.meta["study_name"] == study_name
+    first = {t.number: (t.state, t.value, t.params) for t in optuna.load_study(study_name=study_name,
+                                                                               storage=storage).trials}
+
+    with pytest.raises(IcurtError, match=r"already has 2 finished trials; ask for more with --set "
+                                         r"tune_model\.num_trials=N \(N > 2"):
+        tune_model.run(cfg, extend=base.run_id, store=store)
+    assert len(store.list("tune-model")) == 1 and store.failed("tune-model") == []
+
+    more = with_overrides(cfg, ["tune_model.num_trials=4", "tune_model.dropout=[0.0, 0.4]"])
+    extended = tune_model.run(more, extend=base.run_id, store=store)
+    assert extended.run_id != base.run_id and extended.inputs == {"preprocess": pre.run_id}
+    assert extended.meta["extends"] == base.run_id and extended.meta["study_name"] == study_name
+    assert "extending tune-model run {} with changed settings (tune_model.dropout)".format(base.run_id) \
+        in extended.file("run.log").read_text()
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert count_finished([t.state.name for t in study.trials]) == 4
+    assert {t.number: (t.state, t.value, t.params) for t in study.trials if t.number in first} == first
+    with pytest.raises(KeyError):   # no study of its own: the extension adds to the base run's
+        optuna.load_study(study_name=f"icurt-tune-model-{extended.run_id}", storage=storage)
+    table = pd.read_parquet(extended.file("trials.parquet"))
+    assert table["number"].tolist() == [t.number for t in study.trials]
+    best = json.loads(extended.file("best_hparams.json").read_text())
+    assert best["trial"] == study.best_trial.number and best["objective"] == pytest.approx(study.best_value)
+    # the completed run is untouched: same files, same bytes
+    assert {p.relative_to(base.path): p.read_bytes() for p in base.path.rglob("*") if p.is_file()} == frozen
+
+    # an interrupted extension resumes into the same study
+    extended.path.rename(extended.path.with_name(f".failed-{extended.run_id}"))
+    resumed = tune_model.run(with_overrides(more, ["tune_model.num_trials=5"]), resume=extended.run_id,
+                             store=store)
+    assert resumed.run_id == extended.run_id and resumed.meta["study_name"] == study_name
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert count_finished([t.state.name for t in study.trials]) == 5

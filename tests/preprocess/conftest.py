@@ -17,7 +17,7 @@ SOURCE_COLUMNS = {
     "pivoted_lab": ["icustay_id", "hadm_id", "subject_id", "charttime", "aniongap", "albumin", "bands",
                     "bicarbonate", "bilirubin", "creatinine", "chloride", "glucose", "hematocrit",
                     "hemoglobin", "lactate", "platelet", "potassium", "ptt", "inr", "pt", "sodium",
-                    "bun", "wbc", "magnesium"],
+                    "bun", "wbc", "magnesium", "calcium"],
     "pivoted_bg": ["icustay_id", "hadm_id", "charttime", "specimen", "aado2", "baseexcess",
                    "bicarbonate", "totalco2", "carboxyhemoglobin", "chloride", "calcium", "glucose",
                    "hematocrit", "hemoglobin", "intubated", "lactate", "methemoglobin", "o2flow",

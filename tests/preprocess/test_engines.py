@@ -6,19 +6,27 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from icurt.cli import main
 from icurt.config import FEATURE_COLUMNS, load_config, with_overrides
 from icurt.dataset import load_dataset
 from icurt.stages import run_stage
-from icurt.preprocess.steps import FEATURE_SOURCE
+from icurt.preprocess.sources import feature_tables
 from icurt.runs import RunStore
+
+REFERENCE = ["preprocess.statistics=\"stay_rows\"", "preprocess.interpolation=\"stay\"",
+             "preprocess.inclusion=\"resampled_rows\"", "preprocess.hour_bins=\"clock\""]
+SOURCES = [f"preprocess.{name}_source=\"both\"" for name in ("potassium", "sodium", "glucose", "bicarbonate")
+           ] + ["preprocess.calcium_source=\"chemistry\""]
 
 
 def random_query_run(qr, cfg, n_stays=30, seed=7):
-    """Stays of random lengths and start times; every feature at random times, some duplicated."""
+    """Stays of random lengths and start times (some on the clock hour); every feature at random
+    times, some duplicated, a feature read from two tables sometimes in both at the same time."""
     rng = np.random.default_rng(seed)
-    stays = [qr.stay(1000 + i, intime=qr.T0 + rng.integers(0, 500) * qr.HOUR,
+    stays = [qr.stay(1000 + i, intime=qr.T0 + rng.integers(0, 500) * qr.HOUR
+                     + int(rng.choice([0, 17, 45])) * pd.Timedelta(minutes=1),
                      los_icu=float(rng.uniform(1.0, 4.0)), died=int(rng.random() < 0.3),
                      age=float(rng.choice([40.0, 300.0, 15.0])))
              for i in range(n_stays)]
@@ -26,17 +34,23 @@ def random_query_run(qr, cfg, n_stays=30, seed=7):
     for s in stays:
         start = (s["intime"] - qr.T0) / qr.HOUR
         for feature in FEATURE_COLUMNS:
-            for t in start + rng.uniform(-5, 60, rng.integers(0, 12)):
+            tables = feature_tables(feature, cfg.preprocess)
+            for t in start + rng.uniform(-8, 70, rng.integers(0, 12)):
                 value = float(rng.normal(10, 3))
-                rows[FEATURE_SOURCE[feature]].append((s["icustay_id"], float(t), feature, value))
-                if rng.random() < 0.2:   # a second value at the same charttime
-                    rows[FEATURE_SOURCE[feature]].append((s["icustay_id"], float(t), feature, value + 1))
+                table = tables[rng.integers(len(tables))]
+                rows[table].append((s["icustay_id"], float(t), feature, value))
+                if rng.random() < 0.2:   # a second value at the same charttime, in the same or the other table
+                    other = tables[rng.integers(len(tables))]
+                    rows[other].append((s["icustay_id"], float(t), feature, value + 1))
     return qr.write(cfg, stays, vital=rows["pivoted_vital"], lab=rows["pivoted_lab"],
                     bg=rows["pivoted_bg"])
 
 
-def test_modin_and_pandas_give_byte_identical_arrays(tmp_path, qr, ray_session):
-    cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", "preprocess.num_partitions=3"])
+@pytest.mark.parametrize("settings", [[], REFERENCE, SOURCES + REFERENCE[1:3]],
+                         ids=["default", "reference", "merged-sources"])
+def test_modin_and_pandas_give_byte_identical_arrays(tmp_path, qr, ray_session, settings):
+    cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", "preprocess.num_partitions=3",
+                                               *settings])
     query_run = random_query_run(qr, cfg)
     on_pandas = run_stage("preprocess", cfg, query_run, engine="pandas")
     on_modin = run_stage("preprocess", cfg, query_run, engine="modin")
@@ -62,6 +76,7 @@ def test_cli_preprocess_and_inspect(tmp_path, qr, capsys):
     n = len(load_dataset(run.path).labels)
     assert f"samples: {n:,} × 48 h × 19 features" in text
     assert "hours with data (of 48)" in text and "imputed" in text and "creatinine" in text
+    assert "profile default: statistics window_hours, interpolation window, inclusion window_length" in text
     assert main(["preprocess", "--engine", "pandas", "--from", "nosuchrun", *settings]) == 2
     assert "no completed query run 'nosuchrun'" in capsys.readouterr().err
 

@@ -96,7 +96,8 @@ def test_stage_output_matches_the_hand_computation(tmp_path, qr):
     cohort = json.loads(run.file("cohort.json").read_text())
     assert cohort == {"n_samples": 3, "n_died": 1, "n_survived": 2, "filters": {
         "icustay_detail": 5, "min_age": 4, "min_los_hospital": 4, "min_los_icu": 4, "times_present": 4,
-        "one_row_per_stay": 4, "measured_in_window": 4, "min_observation_hours": 3}}
+        "one_row_per_stay": 4, "measured_in_window": 4, "min_observation_hours": 3},
+        "median_filled": imputation}   # interpolation inside the window: never measured there = the median
 
     kept = pd.read_parquet(run.file("5_window") / "stays.parquet").set_index("icustay_id")
     # stay 101: heart rate at 2:30 (one record), 6:10, 6:40; sysbp; glucose → 5 records in 4 hours
