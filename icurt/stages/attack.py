@@ -3,9 +3,11 @@ of Ray actors (icurt/attack/actors.py).
 
 Reads the tune-attack run's record (best hyperparameters, the attack method they were tuned with
 and the fold), that fold's model from the train run and the dataset of the preprocess run. The
-attack runs the recorded method; when today's [attack_method] differs, one line says so. Up to
-[attack].max_num_samples samples (chosen with [attack].seed, in dataset order) are cut into
-batches of the tuned batch size (or [attack].batch_size). Writes results.parquet,
+attack runs the recorded method; when today's [attack_method] differs, one line says so. The
+targets are that fold's held-out samples (the model never trained on them), or every sample with
+[attack].samples = "all" (the reference); up to [attack].max_num_samples of them (chosen with
+[attack].seed, in dataset order) are cut into batches of the tuned batch size (or
+[attack].batch_size). Writes results.parquet,
 perturbations.npz, attack_config.json and feature_names.json (icurt/attack/results.py).
 """
 
@@ -42,6 +44,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
     from icurt.attack.tuned import read_tuned
     from icurt.dataset import load_dataset
     from icurt.model.checkpoint import load_fold
+    from icurt.model.train_run import candidate_rows
     from icurt.placement import cluster_capacity, place, units_that_fit
     from icurt.ray_runtime import init_ray
     from icurt.resume import input_run as resolve_input
@@ -53,7 +56,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
     checkpoint = load_fold(train_run, tuned.fold)
     dataset = load_dataset(store.ancestor(tune_run, "preprocess").path)
     checkpoint.check_features(dataset.features.shape[2], f"train run {train_run.run_id}")
-    sample_index = select_samples(len(dataset.labels), cfg.attack.max_num_samples, cfg.attack.seed)
+    candidates = candidate_rows(train_run, tuned.fold, cfg.attack.samples, len(dataset.labels))
+    sample_index = candidates[select_samples(len(candidates), cfg.attack.max_num_samples, cfg.attack.seed)]
     batches = cut_batches(sample_index, hp.batch_size)
     notice = method_notice(tuned.method, cfg.attack_method)
     with store.create(STAGE, cfg, inputs=[tune_run]) as writer:
@@ -66,9 +70,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         actors = cfg.attack.num_actors or max(1, units_that_fit(placement, capacity))
         spec = PoolSpec(num_actors=min(actors, len(batches)), placement=placement,
                         max_restarts=cfg.attack.max_batch_retries, max_batch_retries=cfg.attack.max_batch_retries)
-        log.info("attack: %d samples in %d batches of %d on %d actor(s) (%s), %d iterations each",
-                 len(sample_index), len(batches), hp.batch_size, spec.num_actors, placement.device.upper(),
-                 cfg.attack.epochs_per_batch)
+        log.info("attack: %d samples (of %d, %s of fold %d) in %d batches of %d on %d actor(s) (%s), "
+                 "%d iterations each", len(sample_index), len(candidates), cfg.attack.samples, tuned.fold,
+                 len(batches), hp.batch_size, spec.num_actors, placement.device.upper(), cfg.attack.epochs_per_batch)
         collector = BatchCollector(dataset, batches)
         pool = AttackPool(ray, spec, checkpoint, hp, tuned.method, cfg.attack.epochs_per_batch)
         try:
@@ -79,7 +83,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         if table is None or len(table) != len(sample_index):
             raise IcurtError("the attack returned no results for some samples; run `icurt attack` again")
         attack_config = {**asdict(hp), "method": asdict(tuned.method), "iterations": cfg.attack.epochs_per_batch,
-                         "fold": tuned.fold, "seed": cfg.attack.seed, "num_samples": int(len(sample_index)),
+                         "fold": tuned.fold, "fold_choice": tuned.fold_choice, "samples": cfg.attack.samples,
+                         "candidates": int(len(candidates)), "seed": cfg.attack.seed,
+                         "num_samples": int(len(sample_index)),
                          "num_actors": spec.num_actors, "resources_per_actor": placement.resources,
                          "tune_attack_run": tune_run.run_id, "train_run": train_run.run_id}
         write_attack_run(writer.path, table, merge_perturbations(collector.perturbations), dataset.features.shape,
