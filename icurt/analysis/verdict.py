@@ -4,7 +4,8 @@ saw, with intervals, and a warning banner when the answer is not worth reading.
 Computed over the pooled held-out predictions of all folds (each stay is predicted once, by the
 one fold model that did not train on it; model/train_run.py predictions.parquet):
 - AUROC and AUPRC with 95 % bootstrap percentile intervals (scipy.stats.bootstrap, 1,000
-  resamples stratified by class, so no resample lacks a class);
+  resamples stratified by class, so no resample lacks a class; AUROC as scipy's Mann–Whitney U,
+  vectorised over the resamples);
 - the Brier score and a reliability curve (sklearn calibration_curve, 10 quantile bins); a model
   trained on oversampled batches overestimates P(died), which both show;
 - F1, precision and recall with each fold's threshold, chosen to maximise F1 on that fold's
@@ -39,25 +40,51 @@ VERDICT_FILE = "verdict.json"
 REFERENCES = {"oracle": "oracle_probability", "ceiling": "ceiling_probability"}
 
 
-def bootstrap_interval(statistic, labels: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED) -> list[float]:
-    """[low, high] 95 % percentile interval of statistic(rows) over bootstrap resamples of the
-    rows, drawn within each class (scipy.stats.bootstrap on the row indices of the two classes);
-    [nan, nan] when a class has fewer than 2 rows or the statistic is not finite."""
+def bootstrap_interval(statistic, labels: np.ndarray, vectorized: bool = False, resamples: int = RESAMPLES,
+                       seed: int = SEED) -> list[float]:
+    """[low, high] 95 % percentile interval of a statistic over bootstrap resamples of the rows,
+    drawn within each class (scipy.stats.bootstrap with the died and the survived row indices as
+    two samples, so no resample lacks a class). `statistic(died_rows, survived_rows)` takes index
+    arrays; with `vectorized` they are (resamples, n) and it returns one value per resample.
+    [nan, nan] when a class has fewer than 2 rows or the statistic is not finite on all rows."""
     from scipy.stats import bootstrap
 
     labels = np.asarray(labels)
     died, survived = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    if len(died) < 2 or len(survived) < 2 or not math.isfinite(statistic(np.arange(len(labels)))):
+    if len(died) < 2 or len(survived) < 2 or not np.isfinite(statistic(died, survived)):
         return [math.nan, math.nan]
-    result = bootstrap((died, survived), lambda d, s: statistic(np.concatenate([d, s]).astype(np.int64)),
-                       paired=False, vectorized=False, n_resamples=resamples, confidence_level=CONFIDENCE,
-                       method="percentile", rng=np.random.default_rng(seed))
+    if vectorized:
+        stat = lambda d, s, axis=-1: statistic(d.astype(np.int64), s.astype(np.int64))  # noqa: E731
+    else:
+        stat = lambda d, s: statistic(d.astype(np.int64), s.astype(np.int64))  # noqa: E731
+    result = bootstrap((died, survived), stat, paired=False, vectorized=vectorized, n_resamples=resamples,
+                       confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed),
+                       batch=max(1, int(2e7 // len(labels))))
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
-def _estimate(statistic, labels) -> dict:
-    value = statistic(np.arange(len(labels)))
-    low, high = bootstrap_interval(statistic, labels)
+def auroc_of(scores: np.ndarray):
+    """statistic(died_rows, survived_rows) → AUROC of `scores` on those rows, vectorised over leading
+    axes: the Mann–Whitney U of died vs survived scores over n_died · n_survived (scipy), which is
+    AUROC with ties counted ½ (= sklearn's roc_auc_score). NaN when a score is not finite."""
+    from scipy.stats import mannwhitneyu
+
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = bool(np.isfinite(scores).all())
+
+    def statistic(died, survived):
+        if not finite:
+            return np.full(np.shape(died)[:-1], math.nan) if np.ndim(died) > 1 else math.nan
+        u = mannwhitneyu(scores[died], scores[survived], axis=-1, method="asymptotic").statistic
+        return u / (np.shape(died)[-1] * np.shape(survived)[-1])
+
+    return statistic
+
+
+def _estimate(statistic, labels, vectorized: bool = False) -> dict:
+    died, survived = np.flatnonzero(np.asarray(labels) == 1), np.flatnonzero(np.asarray(labels) == 0)
+    value = float(statistic(died, survived)) if len(died) and len(survived) else math.nan
+    low, high = bootstrap_interval(statistic, labels, vectorized)
     return {"value": value, "low": low, "high": high}
 
 
@@ -77,8 +104,8 @@ def build_verdict(predictions, rule: dict | None = None) -> dict:
     p = predictions["p_died"].to_numpy().astype(np.float64)
     verdict = {"n_samples": int(len(y)), "n_died": int(y.sum()), "n_survived": int(len(y) - y.sum()),
                "rule": dict(rule or {}), "resamples": RESAMPLES, "confidence": CONFIDENCE,
-               "auroc": _estimate(lambda r: auroc(y[r], p[r]), y),
-               "auprc": _estimate(lambda r: auprc(y[r], p[r]), y),
+               "auroc": {**_estimate(auroc_of(p), y, vectorized=True), "value": auroc(y, p)},
+               "auprc": _estimate(lambda d, s: auprc(y[np.r_[d, s]], p[np.r_[d, s]]), y),
                "brier": brier(y, p), "at_threshold": pooled_threshold_metrics(predictions),
                "calibration": None}
     if np.isfinite(p).all() and 0 < y.sum() < len(y):
@@ -87,8 +114,9 @@ def build_verdict(predictions, rule: dict | None = None) -> dict:
     for name, column in REFERENCES.items():
         if column in predictions and predictions[column].notna().all():
             q = predictions[column].to_numpy().astype(np.float64)
+            model, reference = auroc_of(p), auroc_of(q)
             verdict[name] = {"auroc": auroc(y, q),
-                             "gap": _estimate(lambda r, q=q: auroc(y[r], p[r]) - auroc(y[r], q[r]), y)}
+                             "gap": _estimate(lambda d, s: model(d, s) - reference(d, s), y, vectorized=True)}
     verdict["warnings"] = warnings_of(verdict)
     return verdict
 
