@@ -187,9 +187,11 @@ def verdict_section(ctx: ReportContext, plots: list[Plot]) -> str:
         if v.get(name):
             rows += [[what, v[name].get("auroc")], [f"model − {name}", _ci(v[name].get("gap"))]]
     parts.append(_table(["measure", "value [95 % interval]"], rows))
-    parts.append(f"<p>Over the pooled held-out predictions of all folds: {v.get('n_samples')} samples, "
-                 f"{v.get('n_died')} died; intervals are {v.get('resamples')} bootstrap resamples drawn within "
-                 "each class (percentile method).</p>")
+    parts.append(f"<p>Over the held-out predictions of all folds: {v.get('n_samples')} samples, "
+                 f"{v.get('n_died')} died. AUROC and AUPRC are the mean over the folds (weighted by size) of "
+                 "each fold model's score on its own held-out stays; intervals are "
+                 f"{v.get('resamples')} bootstrap resamples drawn within each fold and class (percentile "
+                 "method).</p>")
     config = ctx.attack_config or {}
     if "samples" in config:
         which = ("the held-out samples of fold" if config["samples"] == "held_out" else "all samples; the model of fold")

@@ -1,18 +1,22 @@
 """The model-quality verdict of a train run (pure, no Ray): how good the model is on stays it never
 saw, with intervals, and a warning banner when the answer is not worth reading.
 
-Computed over the pooled held-out predictions of all folds (each stay is predicted once, by the
-one fold model that did not train on it; model/train_run.py predictions.parquet):
-- AUROC and AUPRC with 95 % bootstrap percentile intervals (scipy.stats.bootstrap, 1,000
-  resamples stratified by class, so no resample lacks a class; AUROC as scipy's Mann–Whitney U,
-  vectorised over the resamples);
+Computed over the held-out predictions of all folds (each stay is predicted once, by the one fold
+model that did not train on it; model/train_run.py predictions.parquet):
+- AUROC and AUPRC: the mean over folds (weighted by fold size) of each fold model's score on its
+  own held-out stays, so that one model's scores are never ranked against another's (pooling the
+  folds' predictions mixes five differently calibrated models, ~0.01 lower on the synthetic
+  cohort; `pooled_auroc` records it), with 95 % bootstrap percentile intervals
+  (scipy.stats.bootstrap, 1,000 resamples drawn within each fold and class, so no resample lacks a
+  class; AUROC as scipy's Mann–Whitney U, vectorised over the resamples);
 - the Brier score and a reliability curve (sklearn calibration_curve, 10 quantile bins); a model
   trained on oversampled batches overestimates P(died), which both show;
 - F1, precision and recall with each fold's threshold, chosen to maximise F1 on that fold's
   validation data (not 0.5);
 - on a synthetic cohort, the oracle's AUROC on the same stays (it knows each stay's latent
   severity) and the achievable ceiling's (the probability given what the 48 h of measurements
-  carry, icurt/db/synth/ceiling.py), each with a paired bootstrap interval of model − reference.
+  carry, icurt/db/synth/ceiling.py), measured the same way, each with a paired bootstrap interval
+  of model − reference (the same resampled stays for both).
 
 The banner warns when the AUROC interval includes 0.5, when a class has fewer than MIN_CLASS
 held-out samples, when the cohort has fewer than MIN_COHORT samples (at 10 % deaths and AUROC 0.8
@@ -40,51 +44,72 @@ VERDICT_FILE = "verdict.json"
 REFERENCES = {"oracle": "oracle_probability", "ceiling": "ceiling_probability"}
 
 
-def bootstrap_interval(statistic, labels: np.ndarray, vectorized: bool = False, resamples: int = RESAMPLES,
-                       seed: int = SEED) -> list[float]:
-    """[low, high] 95 % percentile interval of a statistic over bootstrap resamples of the rows,
-    drawn within each class (scipy.stats.bootstrap with the died and the survived row indices as
-    two samples, so no resample lacks a class). `statistic(died_rows, survived_rows)` takes index
-    arrays; with `vectorized` they are (resamples, n) and it returns one value per resample.
-    [nan, nan] when a class has fewer than 2 rows or the statistic is not finite on all rows."""
+def strata(labels: np.ndarray, folds: np.ndarray | None = None) -> list[np.ndarray]:
+    """Row indices per fold and class: [died of fold 0, survived of fold 0, died of fold 1, …]."""
+    labels = np.asarray(labels)
+    folds = np.zeros(len(labels), dtype=np.int64) if folds is None else np.asarray(folds)
+    return [np.flatnonzero((folds == f) & (labels == c)) for f in np.unique(folds) for c in (1, 0)]
+
+
+def bootstrap_interval(statistic, groups: list[np.ndarray], vectorized: bool = False,
+                       resamples: int = RESAMPLES, seed: int = SEED) -> list[float]:
+    """[low, high] 95 % percentile interval of statistic(*groups) over bootstrap resamples drawn
+    within each group of row indices (scipy.stats.bootstrap with the groups as independent
+    samples: strata by fold and class, so no resample lacks a class). With `vectorized` each group
+    arrives as (resamples, n) and the statistic returns one value per resample. [nan, nan] when a
+    group has fewer than 2 rows or the statistic is not finite on all rows."""
     from scipy.stats import bootstrap
 
-    labels = np.asarray(labels)
-    died, survived = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    if len(died) < 2 or len(survived) < 2 or not np.isfinite(statistic(died, survived)):
+    if min(len(g) for g in groups) < 2 or not np.isfinite(statistic(*groups)):
         return [math.nan, math.nan]
     if vectorized:
-        stat = lambda d, s, axis=-1: statistic(d.astype(np.int64), s.astype(np.int64))  # noqa: E731
+        stat = lambda *g, axis=-1: statistic(*(x.astype(np.int64) for x in g))  # noqa: E731
     else:
-        stat = lambda d, s: statistic(d.astype(np.int64), s.astype(np.int64))  # noqa: E731
-    result = bootstrap((died, survived), stat, paired=False, vectorized=vectorized, n_resamples=resamples,
+        stat = lambda *g: statistic(*(x.astype(np.int64) for x in g))  # noqa: E731
+    n = sum(len(g) for g in groups)
+    result = bootstrap(tuple(groups), stat, paired=False, vectorized=vectorized, n_resamples=resamples,
                        confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(seed),
-                       batch=max(1, int(2e7 // len(labels))))
+                       batch=max(1, int(2e7 // n)))
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 
-def auroc_of(scores: np.ndarray):
-    """statistic(died_rows, survived_rows) → AUROC of `scores` on those rows, vectorised over leading
-    axes: the Mann–Whitney U of died vs survived scores over n_died · n_survived (scipy), which is
-    AUROC with ties counted ½ (= sklearn's roc_auc_score). NaN when a score is not finite."""
+def fold_mean_auroc(scores: np.ndarray):
+    """statistic(died_0, survived_0, died_1, survived_1, …) → the mean over folds, weighted by fold
+    size, of the AUROC of `scores` within each fold: the Mann–Whitney U of died vs survived scores
+    over n_died · n_survived (scipy; = sklearn's roc_auc_score, ties counted ½), vectorised over
+    leading axes. NaN when a score is not finite."""
     from scipy.stats import mannwhitneyu
 
     scores = np.asarray(scores, dtype=np.float64)
     finite = bool(np.isfinite(scores).all())
 
-    def statistic(died, survived):
+    def statistic(*groups):
+        shape = np.shape(groups[0])[:-1]
         if not finite:
-            return np.full(np.shape(died)[:-1], math.nan) if np.ndim(died) > 1 else math.nan
-        u = mannwhitneyu(scores[died], scores[survived], axis=-1, method="asymptotic").statistic
-        return u / (np.shape(died)[-1] * np.shape(survived)[-1])
+            return np.full(shape, math.nan) if shape else math.nan
+        total, weight = 0.0, 0
+        for died, survived in zip(groups[::2], groups[1::2]):
+            n_d, n_s = np.shape(died)[-1], np.shape(survived)[-1]
+            u = mannwhitneyu(scores[died], scores[survived], axis=-1, method="asymptotic").statistic
+            total = total + (n_d + n_s) * u / (n_d * n_s)
+            weight += n_d + n_s
+        return total / weight
 
     return statistic
 
 
-def _estimate(statistic, labels, vectorized: bool = False) -> dict:
-    died, survived = np.flatnonzero(np.asarray(labels) == 1), np.flatnonzero(np.asarray(labels) == 0)
-    value = float(statistic(died, survived)) if len(died) and len(survived) else math.nan
-    low, high = bootstrap_interval(statistic, labels, vectorized)
+def fold_mean_auprc(labels: np.ndarray, scores: np.ndarray):
+    """statistic(*groups) → the fold-size-weighted mean over folds of the AUPRC (sklearn)."""
+    def statistic(*groups):
+        rows = [np.r_[d, s] for d, s in zip(groups[::2], groups[1::2])]
+        return sum(len(r) * auprc(labels[r], scores[r]) for r in rows) / sum(len(r) for r in rows)
+
+    return statistic
+
+
+def _estimate(statistic, groups, vectorized: bool = False) -> dict:
+    value = float(statistic(*groups)) if min(len(g) for g in groups) else math.nan
+    low, high = bootstrap_interval(statistic, groups, vectorized)
     return {"value": value, "low": low, "high": high}
 
 
@@ -102,10 +127,13 @@ def build_verdict(predictions, rule: dict | None = None) -> dict:
 
     y = predictions["label"].to_numpy().astype(np.int64)
     p = predictions["p_died"].to_numpy().astype(np.float64)
+    groups = strata(y, predictions["fold"].to_numpy() if "fold" in predictions else None)
     verdict = {"n_samples": int(len(y)), "n_died": int(y.sum()), "n_survived": int(len(y) - y.sum()),
-               "rule": dict(rule or {}), "resamples": RESAMPLES, "confidence": CONFIDENCE,
-               "auroc": {**_estimate(auroc_of(p), y, vectorized=True), "value": auroc(y, p)},
-               "auprc": _estimate(lambda d, s: auprc(y[np.r_[d, s]], p[np.r_[d, s]]), y),
+               "n_folds": len(groups) // 2, "rule": dict(rule or {}), "resamples": RESAMPLES,
+               "confidence": CONFIDENCE,
+               "auroc": _estimate(fold_mean_auroc(p), groups, vectorized=True),
+               "auprc": _estimate(fold_mean_auprc(y, p), groups),
+               "pooled_auroc": auroc(y, p),
                "brier": brier(y, p), "at_threshold": pooled_threshold_metrics(predictions),
                "calibration": None}
     if np.isfinite(p).all() and 0 < y.sum() < len(y):
@@ -114,9 +142,9 @@ def build_verdict(predictions, rule: dict | None = None) -> dict:
     for name, column in REFERENCES.items():
         if column in predictions and predictions[column].notna().all():
             q = predictions[column].to_numpy().astype(np.float64)
-            model, reference = auroc_of(p), auroc_of(q)
-            verdict[name] = {"auroc": auroc(y, q),
-                             "gap": _estimate(lambda d, s: model(d, s) - reference(d, s), y, vectorized=True)}
+            model, reference = fold_mean_auroc(p), fold_mean_auroc(q)
+            verdict[name] = {"auroc": float(reference(*groups)),
+                             "gap": _estimate(lambda *g: model(*g) - reference(*g), groups, vectorized=True)}
     verdict["warnings"] = warnings_of(verdict)
     return verdict
 
@@ -155,8 +183,8 @@ def format_verdict(verdict: dict) -> str:
     """The verdict as console text: the banner first, then the numbers."""
     lines = [f"WARNING: {w}" for w in verdict["warnings"]]
     t = verdict["at_threshold"]
-    lines += [f"model quality on {verdict['n_samples']} held-out predictions ({verdict['n_died']} died), "
-              f"95 % bootstrap intervals:",
+    lines += [f"model quality on {verdict['n_samples']} held-out predictions ({verdict['n_died']} died), mean over "
+              f"{verdict.get('n_folds', 1)} fold(s), 95 % bootstrap intervals:",
               f"  AUROC {_ci(verdict['auroc'])}   AUPRC {_ci(verdict['auprc'])}   Brier {verdict['brier']:.4f}",
               f"  at each fold's validation-chosen threshold: F1 {t['f1']:.3f}, precision {t['precision']:.3f}, "
               f"recall {t['recall']:.3f}"]

@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from icurt.analysis.report import ReportContext, verdict_section
-from icurt.analysis.verdict import (MIN_CLASS, auroc_of, bootstrap_interval, build_verdict, format_verdict,
-                                    reliability_png, warnings_of)
+from icurt.analysis.verdict import (MIN_CLASS, bootstrap_interval, build_verdict, fold_mean_auroc, format_verdict,
+                                    reliability_png, strata, warnings_of)
 from icurt.model.hparams import ModelHparams
 from icurt.model.trainer import Trainer, predict_logits
 from icurt.planted import planted_dataset
@@ -21,34 +21,44 @@ def test_verdict_numbers_by_hand():
     table = pd.DataFrame({"fold": [0, 0, 0, 1, 1, 1], "label": [0, 1, 0, 1, 0, 0],
                           "p_died": [0.1, 0.6, 0.55, 0.3, 0.25, 0.1], "threshold": [.5, .5, .5, .2, .2, .2]})
     v = build_verdict(table)
-    # pairs (died, survived): 0.6 beats 0.1, 0.55, 0.25, 0.1 (4); 0.3 beats 0.1, 0.25, 0.1 but not 0.55 (3) → 7/8
-    assert v["auroc"]["value"] == pytest.approx(7 / 8)
-    assert v["auroc"]["value"] == pytest.approx(roc_auc_score(table["label"], table["p_died"]))
+    # per fold: fold 0 ranks 0.6 above 0.1 and 0.55 → 1; fold 1 ranks 0.3 above 0.25 and 0.1 → 1; mean 1.
+    # pooled: 0.6 beats all four survivors, 0.3 beats 0.1, 0.25, 0.1 but not 0.55 → 7/8
+    assert v["auroc"]["value"] == pytest.approx(1.0)
+    assert v["pooled_auroc"] == pytest.approx(7 / 8) == pytest.approx(roc_auc_score(table["label"], table["p_died"]))
     # Brier: (.01 + .16 + .3025 + .49 + .0625 + .01) / 6 = 1.035 / 6
     assert v["brier"] == pytest.approx(1.035 / 6)
     # predicted died at the fold thresholds: .6 > .5, .55 > .5, .3 > .2, .25 > .2 → tp 2, fp 2, fn 0
     assert v["at_threshold"]["precision"] == pytest.approx(0.5) and v["at_threshold"]["recall"] == 1.0
     assert v["at_threshold"]["f1"] == pytest.approx(2 * 2 / (2 * 2 + 2))
-    assert "oracle" not in v and (v["n_samples"], v["n_died"], v["n_survived"]) == (6, 2, 4)
+    assert "oracle" not in v and (v["n_samples"], v["n_died"], v["n_survived"], v["n_folds"]) == (6, 2, 4, 2)
     assert any(f"fewer than {MIN_CLASS}" in w for w in v["warnings"])
+
+
+def test_fold_mean_auroc_weighs_each_fold_by_its_size():
+    # fold 0 (4 stays): died .9, .2; survived .5, .1 → pairs won 1, 1, 0, 1 → 3/4
+    # fold 1 (2 stays): died .3; survived .4 → 0. Weighted: (4 · 0.75 + 2 · 0) / 6 = 0.5
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    folds = np.array([0, 0, 0, 0, 1, 1])
+    scores = np.array([.9, .2, .5, .1, .3, .4])
+    assert fold_mean_auroc(scores)(*strata(labels, folds)) == pytest.approx(0.5)
 
 
 def test_bootstrap_intervals_resample_within_each_class():
     y = np.r_[np.zeros(30), np.ones(10)].astype(int)
+    groups = strata(y)
     perfect = np.r_[np.linspace(0, .4, 30), np.linspace(.6, 1, 10)]
     # every resample has both classes, so a perfect ranking stays perfect
-    assert bootstrap_interval(auroc_of(perfect), y, vectorized=True) == pytest.approx([1.0, 1.0])
+    assert bootstrap_interval(fold_mean_auroc(perfect), groups, vectorized=True) == pytest.approx([1.0, 1.0])
     noisy = perfect + np.r_[np.zeros(35), -.5 * np.ones(5)]
-    low, high = bootstrap_interval(auroc_of(noisy), y, vectorized=True)
+    low, high = bootstrap_interval(fold_mean_auroc(noisy), groups, vectorized=True)
     assert low < roc_auc_score(y, noisy) < high
     # the vectorised Mann–Whitney AUROC equals sklearn's, ties included, and the loop gives the same interval
     tied = np.round(noisy, 1)
-    died, survived = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    assert auroc_of(tied)(died, survived) == pytest.approx(roc_auc_score(y, tied))
-    looped = bootstrap_interval(lambda d, s: roc_auc_score(y[np.r_[d, s]], tied[np.r_[d, s]]), y, resamples=200)
-    assert bootstrap_interval(auroc_of(tied), y, vectorized=True, resamples=200) == pytest.approx(looped)
-    assert all(math.isnan(b) for b in bootstrap_interval(lambda d, s: 0.5, np.r_[0, 0, 1]))   # one sample of a class
-    assert math.isnan(auroc_of(np.r_[np.nan, tied[1:]])(died, survived))
+    assert fold_mean_auroc(tied)(*groups) == pytest.approx(roc_auc_score(y, tied))
+    looped = bootstrap_interval(lambda d, s: roc_auc_score(y[np.r_[d, s]], tied[np.r_[d, s]]), groups, resamples=200)
+    assert bootstrap_interval(fold_mean_auroc(tied), groups, vectorized=True, resamples=200) == pytest.approx(looped)
+    assert all(math.isnan(b) for b in bootstrap_interval(lambda d, s: 0.5, strata(np.r_[0, 0, 1])))  # 1 death
+    assert math.isnan(fold_mean_auroc(np.r_[np.nan, tied[1:]])(*groups))
 
 
 def test_a_model_equal_to_the_oracle_has_a_zero_gap():
