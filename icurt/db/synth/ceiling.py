@@ -66,6 +66,15 @@ class Evidence:
         for k, term in enumerate((one, d, S, C, d * d, d * S, d * C, S * S, S * C, C * C, r, d * r, S * r, C * r)):
             self.sums[k] += np.bincount(key, weights=term, minlength=self.sums.shape[1])
 
+    def summaries(self) -> np.ndarray:
+        """(stays, 3 · 19) per feature signal: the mean of its latent values less the population mean,
+        their least-squares slope on drift(t), and whether it was measured (0 where it was not)."""
+        n, d, r, dd, dr = (self.sums[k].reshape(self.n_stays, -1) for k in (0, 1, 10, 4, 11))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, r / n, 0.0)
+            slope = np.where(n > 2, (dr - d * r / n) / (dd - d * d / n), 0.0)
+        return np.concatenate([mean, np.nan_to_num(slope, posinf=0.0, neginf=0.0), (n > 0).astype(float)], axis=1)
+
     def posterior(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean, variance) of s given the measurements under the linear-Gaussian model, and whether
         blood gases were seen, per stay."""

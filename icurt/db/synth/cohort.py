@@ -49,6 +49,7 @@ class SynthCohort:
     mortality_rate: float
     qualifying_stays: int
     qualifying_deaths: int
+    evidence: Evidence | None = None  # the first 48 h of measurements as ceiling.py's sums (for diagnostics)
 
     def info(self) -> dict[str, str]:
         """The key/value rows stored in <schema>.icurt_synth_info."""
@@ -90,7 +91,8 @@ def generate_cohort(stays: int, seed: int, mortality_rate: float = 0.10) -> Synt
     qualifying = sk.stays["qualifying"].to_numpy()
     return SynthCohort(tables, truth, skeleton.oracle_auroc(truth, qualifying),
                        skeleton.oracle_auroc(truth, qualifying, "ceiling_probability"), stays, seed,
-                       mortality_rate, int(qualifying.sum()), int(truth["died"].to_numpy()[qualifying].sum()))
+                       mortality_rate, int(qualifying.sum()), int(truth["died"].to_numpy()[qualifying].sum()),
+                       evidence)
 
 
 def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
