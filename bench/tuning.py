@@ -42,7 +42,7 @@ def bench_config(args, data_root: str):
         "tune_model.fc_size_exponents=[3, 5]", f"tune_model.optuna_startup_trials={args.startup}",
         f"tune_model.asha_grace_period={args.grace}", "tune_model.asha_reduction_factor=2",
         f"tune_model.max_concurrent_trials={args.parallel}", "tune_model.cpus_per_trial=1.0",
-        f"tune_model.seed={args.seed}"])
+        f"tune_model.seed={args.seed}", "tune_model.split=stay"])   # planted data has no patients
 
 
 def sequential_study(cfg, features, labels, storage_url: str, threads: int):
@@ -50,6 +50,7 @@ def sequential_study(cfg, features, labels, storage_url: str, threads: int):
     import optuna
     import torch
 
+    from icurt.model.folds import make_folds
     from icurt.model.hparams import ModelHparams
     from icurt.stages.tune_model import cross_validation, search_space
     from icurt.tuning.space import decode_params
@@ -61,11 +62,15 @@ def sequential_study(cfg, features, labels, storage_url: str, threads: int):
         sampler=optuna.samplers.TPESampler(n_startup_trials=tm.optuna_startup_trials, seed=tm.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=tm.optuna_startup_trials,
                                            n_warmup_steps=tm.asha_grace_period - 1))
+    folds = make_folds(labels, None, tm.num_folds, tm.fold_seed, tm.split)
     started = datetime.now()
     for _ in range(tm.num_trials):
         trial = study.ask(space)
         hp = ModelHparams.from_dict(decode_params(trial.params))
-        for cv_epoch, metrics in enumerate(cross_validation(hp, features, labels, tm), start=1):
+        for cv_epoch, metrics in enumerate(cross_validation(hp, features, labels, folds, tm, cfg.model), start=1):
+            if metrics["diverged"]:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                break
             trial.report(metrics["val_loss"], cv_epoch)
             if trial.should_prune():
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)

@@ -17,7 +17,7 @@ from typing import Any
 from icurt.attack.objectives import OBJECTIVES
 from icurt.config_toml import apply_override, build_section, dict_to_toml, merge, read_toml
 from icurt.errors import IcurtError
-from icurt.model.hparams import ACTIVATIONS, OPTIMIZERS
+from icurt.model.hparams import ACTIVATIONS, OPTIMIZERS, OUTPUTS, READOUTS
 from icurt.shipped import shipped_path
 
 # [attack_method] choices: icurt's first, the reference study's second (configs/reference.toml)
@@ -31,6 +31,10 @@ FEATURE_COLUMNS = (
     "albumin", "bun", "creatinine", "sodium", "bicarbonate", "platelet", "glucose", "magnesium",
     "heartrate", "sysbp", "diasbp", "tempc", "resprate", "spo2",
 )
+SPLITS = ("patient", "stay")                  # folds grouped by subject_id, or by ICU stay (the reference)
+CHECKPOINT_METRICS = ("auroc", "val_loss")
+FOLD_CHOICES = ("median", "fixed")            # the attacked fold: median by validation loss, or [tune_attack].fold
+SAMPLE_CHOICES = ("held_out", "all")          # attack targets: the attacked fold's held-out samples, or all
 
 
 def setting(*, min: float | None = None, max: float | None = None, choices=None,
@@ -104,6 +108,13 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The network's shape beyond its tuned hyperparameters (tune-model and train build the same)."""
+    readout: str = setting(choices=READOUTS)
+    output: str = setting(choices=OUTPUTS)
+
+
+@dataclass(frozen=True)
 class TuningDriverConfig:
     """What tune-model and tune-attack share: trial budget, TPE start-up, ASHA, resources, seed."""
     num_trials: int = setting(min=1)
@@ -120,6 +131,8 @@ class TuningDriverConfig:
 class TuneModelConfig(TuningDriverConfig):
     num_folds: int = setting(min=2, max=20)
     fold_seed: int = setting(min=0)
+    split: str = setting(choices=SPLITS)
+    trial_score: str = setting(choices=("last", "best"))
     cv_epochs: int = setting(min=1)
     epochs_per_cv_epoch: int = setting(min=1)
     batch_size_exponents: list[int] = setting(min=0, max=16, ascending_pair=True)
@@ -136,6 +149,10 @@ class TuneModelConfig(TuningDriverConfig):
 class TrainConfig:
     num_folds: int = setting(min=2, max=20)
     fold_seed: int = setting(min=0)
+    split: str = setting(choices=SPLITS)
+    checkpoint_split: str = setting(choices=("inner", "held_out"))
+    inner_folds: int = setting(min=2, max=20)
+    checkpoint_metric: str = setting(choices=CHECKPOINT_METRICS)
     epochs: int = setting(min=1)
     eval_interval: int = setting(min=1)
     num_workers: int = setting(min=1)
@@ -146,7 +163,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TuneAttackConfig(TuningDriverConfig):
+    fold_choice: str = setting(choices=FOLD_CHOICES)
     fold: int = setting(min=0)
+    samples: str = setting(choices=SAMPLE_CHOICES)
     epochs_per_batch: int = setting(min=1)
     report_interval: int = setting(min=1)
     max_num_samples: int = setting(min=1)
@@ -163,6 +182,7 @@ class TuneAttackConfig(TuningDriverConfig):
 
 @dataclass(frozen=True)
 class AttackConfig:
+    samples: str = setting(choices=SAMPLE_CHOICES)
     epochs_per_batch: int = setting(min=1)
     max_num_samples: int = setting(min=1)
     seed: int = setting(min=0)
@@ -229,6 +249,7 @@ class Config:
     synth: SynthConfig
     query: QueryConfig
     preprocess: PreprocessConfig
+    model: ModelConfig
     tune_model: TuneModelConfig
     train: TrainConfig
     tune_attack: TuneAttackConfig

@@ -32,6 +32,26 @@ def test_every_default_key_is_a_typed_field():
             assert config_value(cfg, f"{section}.{key}") == value
 
 
+def test_the_reference_profile_sets_only_differences_and_is_one_file_away():
+    """configs/reference.toml: each key it sets differs from icurt's default (a difference, not a
+    copy), and the model-and-training keys hold the reference study's values."""
+    with open(named_config_path("reference"), "rb") as fh:
+        raw = tomllib.load(fh)
+    default, reference = load_config(env={}), load_config(named_config_path("reference"), env={})
+    for section, values in raw.items():
+        for key, value in values.items():
+            assert config_value(default, f"{section}.{key}") != value, f"{section}.{key}"
+            assert config_value(reference, f"{section}.{key}") == value
+    assert (reference.model.readout, reference.model.output) == ("last_step", "softmax")
+    assert reference.tune_model.split == reference.train.split == "stay"
+    assert reference.tune_model.trial_score == "best"
+    assert (reference.train.checkpoint_split, reference.train.checkpoint_metric) == ("held_out", "val_loss")
+    assert reference.tune_attack.fold_choice == "median"
+    assert reference.tune_attack.samples == reference.attack.samples == "all"
+    assert (default.train.split, default.train.checkpoint_split, default.attack.samples) == ("patient", "inner",
+                                                                                              "held_out")
+
+
 def test_config_file_layers_over_defaults(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text("[train]\nepochs = 7\n")

@@ -23,7 +23,7 @@ COLUMN_TITLES = {
     "median_abs_p": "median |P| (scaled)", "scale_min": "scale min", "scale_max": "scale max",
     "median_change": "typical change", "max_change": "largest change",
 }
-CV_METRICS = ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")
+CV_METRICS = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
 MISSING = "–"
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -33,6 +33,7 @@ table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f0f0f0}td.text,th.text{text-align:left}
 .note{color:#8a5a00;background:#fff7e0;padding:.4em .7em;border-left:3px solid #e0a000}
+.banner{color:#7a0000;background:#ffe8e8;padding:.5em .8em;border-left:4px solid #c00000;font-weight:600}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:.85em;color:#555}
 """
@@ -47,6 +48,7 @@ class ReportContext:
     cohort: dict | None = None
     imputation: dict | None = None
     cv_summary: dict | None = None
+    verdict: dict | None = None                   # the train run's verdict.json (analysis/verdict.py)
     attack_config: dict | None = None
     missing: dict[str, str] = field(default_factory=dict)  # piece -> why it is not shown
     top_features: int = 10
@@ -140,6 +142,8 @@ def _cohort_section(ctx: ReportContext) -> str:
 
 
 def _cv_section(ctx: ReportContext) -> str:
+    from icurt.model.summary import rule_text
+
     parts = ["<h2>Model: cross-validation</h2>"]
     summary = ctx.cv_summary
     if not summary or not summary.get("folds"):
@@ -147,12 +151,57 @@ def _cv_section(ctx: ReportContext) -> str:
                                       f"{ctx.missing.get('cv_summary', 'summary.json has no folds')}.")
     found = {k for fold in summary["folds"] for k in (fold.get("metrics") or {})}
     metrics = [m for m in CV_METRICS if m in found] + sorted(found - set(CV_METRICS))
-    rows = [[f"fold {fold.get('fold')}", fold.get("best_epoch"),
+    rows = [[f"fold {fold.get('fold')}", fold.get("best_epoch"), fold.get("threshold"),
              *[(fold.get("metrics") or {}).get(m) for m in metrics]] for fold in summary["folds"]]
     mean, sd = summary.get("mean") or {}, summary.get("sd") or {}
-    rows.append(["mean ± sd", None, *[f"{_fmt(mean.get(m))} ± {_fmt(sd.get(m))}" for m in metrics]])
-    parts.append(_table(["fold", "best epoch", *metrics], rows))
-    parts.append("<p>Metrics on each fold's held-out samples at the natural class distribution.</p>")
+    rows.append(["mean ± sd", None, None, *[f"{_fmt(mean.get(m))} ± {_fmt(sd.get(m))}" for m in metrics]])
+    train_mean, train_sd = summary.get("train_mean") or {}, summary.get("train_sd") or {}
+    if train_mean:
+        rows.append(["training fold, mean ± sd", None, None,
+                     *[f"{_fmt(train_mean.get(m))} ± {_fmt(train_sd.get(m))}" for m in metrics]])
+    parts.append(f"<p>{html.escape(rule_text(summary.get('rule') or {}))}.</p>")
+    parts.append(_table(["fold", "best epoch", "threshold", *metrics], rows))
+    parts.append("<p>Metrics on each fold's held-out samples at the natural class distribution; F1, "
+                 "precision, recall and accuracy at the fold's threshold (chosen to maximise F1 on its "
+                 "validation data). The last row measures the same checkpoints on the samples they were "
+                 "fitted on: its distance from the held-out rows is the overfitting gap.</p>")
+    return "".join(parts)
+
+
+def _ci(estimate: dict | None) -> str:
+    if not estimate:
+        return MISSING
+    return f"{_fmt(estimate.get('value'))} [{_fmt(estimate.get('low'))}, {_fmt(estimate.get('high'))}]"
+
+
+def verdict_section(ctx: ReportContext, plots: list[Plot]) -> str:
+    """Model quality: the warning banner, AUROC/AUPRC with intervals, Brier, the threshold metrics,
+    the oracle and ceiling on a synthetic cohort, the attack targets, the reliability plot."""
+    parts = ["<h2>Model quality: the verdict</h2>"]
+    v = ctx.verdict
+    if not v:
+        return "".join(parts) + _note(f"No verdict: {ctx.missing.get('verdict', 'the train run has no verdict.json')}.")
+    parts += [f'<p class="banner">Warning: {html.escape(w)}.</p>' for w in v.get("warnings") or []]
+    t = v.get("at_threshold") or {}
+    rows = [["AUROC", _ci(v.get("auroc"))], ["AUPRC", _ci(v.get("auprc"))], ["Brier score", v.get("brier")],
+            ["F1 at the fold thresholds", t.get("f1")], ["precision", t.get("precision")], ["recall", t.get("recall")]]
+    for name, what in (("oracle", "oracle AUROC (knows the latent severity)"),
+                       ("ceiling", "achievable ceiling AUROC (what the measurements carry)")):
+        if v.get(name):
+            rows += [[what, v[name].get("auroc")], [f"model − {name}", _ci(v[name].get("gap"))]]
+    parts.append(_table(["measure", "value [95 % interval]"], rows))
+    parts.append(f"<p>Over the held-out predictions of all folds: {v.get('n_samples')} samples, "
+                 f"{v.get('n_died')} died. AUROC and AUPRC are the mean over the folds (weighted by size) of "
+                 "each fold model's score on its own held-out stays; intervals are "
+                 f"{v.get('resamples')} bootstrap resamples drawn within each fold and class (percentile "
+                 "method).</p>")
+    config = ctx.attack_config or {}
+    if "samples" in config:
+        which = ("the held-out samples of fold" if config["samples"] == "held_out" else "all samples; the model of fold")
+        parts.append(f"<p>Attack targets: {html.escape(which)} {_fmt(config.get('fold'))} "
+                     f"({_fmt(config.get('fold_choice'))}): {_fmt(config.get('num_samples'))} of "
+                     f"{_fmt(config.get('candidates'))} candidates.</p>")
+    parts += [_figure(p) for p in plots if p.section == "verdict"]
     return "".join(parts)
 
 
@@ -276,7 +325,7 @@ def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> s
         f"<p><b>{html.escape(profile_line(ctx.profile))}</b></p>",
         "<h2>How to read this</h2>", HOW_TO_READ,
         "<h2>Lineage</h2>", lineage,
-        _cohort_section(ctx), _cv_section(ctx), _attack_section(ctx),
+        _cohort_section(ctx), verdict_section(ctx, plots), _cv_section(ctx), _attack_section(ctx),
         _headline_section(analysis), _distribution_section(analysis, plots),
         _discovery_section(analysis, plots), _where_section(analysis, plots),
         _magnitude_and_sign_section(analysis, plots), _susceptibility_section(analysis),

@@ -1,5 +1,6 @@
 """best_attack_hparams.json, the one record a tune-attack run leaves for the full attack: the best
-trial's hyperparameters, the attack method they were tuned with, the fold and the score."""
+trial's hyperparameters, the attack method they were tuned with, the fold (and how it was chosen),
+where the tuning samples came from, and the score."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ class TunedAttack:
     objective_name: str
     score: float
     trial: int
+    fold_choice: str = "fixed"       # "median validation loss", "fixed" or "--fold"
+    samples: str = "all"             # where the tuning samples came from ("held_out" or "all")
 
 
-def best_record(row: dict, space: dict, method: AttackMethod, ta: TuneAttackConfig, fold: int) -> dict:
-    """The JSON of the best trial (a trials-table row) of a study tuned with `method` on `fold`."""
+def best_record(row: dict, space: dict, method: AttackMethod, ta: TuneAttackConfig, chosen: dict) -> dict:
+    """The JSON of the best trial (a trials-table row) of a study tuned with `method`; `chosen`:
+    {"fold", "fold_choice", "samples", "candidates"} of the stage."""
     return {**best_hparams_of(row, space), "method": asdict(method), "objective": row["objective"],
-            "objective_name": ta.objective, "trial": row["number"], "fold": fold}
+            "objective_name": ta.objective, "trial": row["number"], **chosen}
 
 
 def read_tuned(run) -> TunedAttack:
@@ -42,4 +46,5 @@ def read_tuned(run) -> TunedAttack:
                          "rerun `icurt tune-attack`")
     return TunedAttack(hp=AttackHparams.from_dict(values), method=section_from_dict("attack_method", values["method"]),
                        fold=int(values["fold"]), objective_name=str(values["objective_name"]),
-                       score=float(values["objective"]), trial=int(values["trial"]))
+                       score=float(values["objective"]), trial=int(values["trial"]),
+                       fold_choice=str(values.get("fold_choice", "fixed")), samples=str(values.get("samples", "all")))

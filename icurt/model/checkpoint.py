@@ -1,5 +1,8 @@
 """The one checkpoint format: a folder with `best.pt` (a state_dict, loadable with
-`torch.load(..., weights_only=True)`) and `model.json` ({"hparams", "num_features"}).
+`torch.load(..., weights_only=True)`) and `model.json` ({"hparams", "num_features", "model"}: the
+tuned hyperparameters, the input width and the [model] shape, so that `build()` rebuilds the
+network that was trained; a model.json without "model" was written before [model] existed and
+is rebuilt with icurt's shape of then, final_states + logits).
 
 Ray Train's per-evaluation checkpoints and a train run's `fold_<k>/` folders hold the same two
 files. A `Checkpoint` is the same content in memory (CPU tensors, plain values): it travels through
@@ -10,14 +13,16 @@ rebuilt from weights.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from icurt.config import ModelConfig, section_from_dict
 from icurt.errors import IcurtError
 from icurt.model.hparams import ModelHparams
+from icurt.model.lstm import ICURT_SHAPE, LSTMClassifier
 
 WEIGHTS_FILE, SPEC_FILE = "best.pt", "model.json"
 
@@ -27,17 +32,17 @@ class Checkpoint:
     state_dict: dict          # parameter name -> CPU tensor
     hparams: ModelHparams
     num_features: int
+    shape: ModelConfig = ICURT_SHAPE   # [model] readout and output the network was trained with
 
     @classmethod
-    def of(cls, model: nn.Module, hparams: ModelHparams, num_features: int) -> "Checkpoint":
+    def of(cls, model: LSTMClassifier, hparams: ModelHparams, num_features: int) -> "Checkpoint":
         return cls({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, hparams,
-                   int(num_features))
+                   int(num_features), model.shape)
 
     def build(self, device: str = "cpu") -> nn.Module:
-        """The LSTMClassifier with these weights, in eval mode on `device`."""
-        from icurt.model.lstm import LSTMClassifier
-
-        model = LSTMClassifier(self.num_features, self.hparams)
+        """The LSTMClassifier with these weights (and shape), in eval mode on `device`; its forward
+        returns pre-softmax logits whatever [model].output it was trained with."""
+        model = LSTMClassifier(self.num_features, self.hparams, self.shape)
         model.load_state_dict(self.state_dict)
         return model.to(device).eval()
 
@@ -53,7 +58,8 @@ def save(folder: str | Path, checkpoint: Checkpoint) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint.state_dict, folder / WEIGHTS_FILE)
     (folder / SPEC_FILE).write_text(json.dumps({"hparams": checkpoint.hparams.to_dict(),
-                                                "num_features": checkpoint.num_features}))
+                                                "num_features": checkpoint.num_features,
+                                                "model": asdict(checkpoint.shape)}))
 
 
 def load(folder: str | Path) -> Checkpoint:
@@ -64,7 +70,8 @@ def load(folder: str | Path) -> Checkpoint:
             raise IcurtError(f"{folder} holds no {name}; it is not a model checkpoint")
     spec = json.loads((folder / SPEC_FILE).read_text())
     state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    return Checkpoint(state, ModelHparams.from_dict(spec["hparams"]), int(spec["num_features"]))
+    shape = section_from_dict("model", spec["model"]) if "model" in spec else ICURT_SHAPE
+    return Checkpoint(state, ModelHparams.from_dict(spec["hparams"]), int(spec["num_features"]), shape)
 
 
 def fold_folder(train_run_path: Path, fold: int) -> Path:

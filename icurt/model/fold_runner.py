@@ -5,13 +5,14 @@ a Tuner, so each Tune trial is a small driver function that builds and fits its 
 TorchTrainer, as Ray's docs prescribe.
 
 The dataset travels once through the object store (`ray.put`; workers `ray.get` it), never from
-the driver's disk. Each worker runs the one fit loop (model/trainer.py `fit`) and reports a
-checkpoint (model/checkpoint.py) with each evaluation; Ray keeps the best per fold by validation
-AUROC: it is threshold-free and unaffected by the class balance, whereas F1/precision/recall
-hinge on the 0.5 threshold of a model trained on oversampled batches and the validation loss on
-its calibration. On a tie Ray keeps the later evaluation. TensorBoard events are written on the
-driver (`tensorboard/fold_<k>/`) from the reported results as they arrive, so workers never write
-to the driver's disk and the curves are live.
+the driver's disk. Each worker fits on its fold's fit rows with the one fit loop (model/trainer.py
+`fit`) and evaluates on the fold's choice rows (the inner validation split, or the held-out fold
+under the reference rule) and, when they differ, on the held-out rows too (for the curves only).
+It reports a checkpoint (model/checkpoint.py) only when an evaluation is the best so far by the
+job's checkpoint metric (`BestSoFar`: never one with a non-finite loss or score; on a tie the
+later), and Ray keeps that last one. A fold with no usable evaluation fails with the reason.
+TensorBoard events are written on the driver (`tensorboard/fold_<k>/`) from the reported results as
+they arrive, so workers never write to the driver's disk and the curves are live.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from icurt.config import ModelConfig
 from icurt.dataset import Dataset
 from icurt.errors import IcurtError
+from icurt.model.folds import FoldRows
 from icurt.model.hparams import ModelHparams
-from icurt.model.summary import SUMMARY_METRICS
 from icurt.placement import Capacity, Placement, units_that_fit
 
 log = logging.getLogger("icurt")
 
-BEST_METRIC = "auroc"
+CURVE_METRICS = ("val_loss", "auroc", "auprc", "brier")   # TensorBoard scalars per evaluation
+HELD_OUT = "held_out_"                                     # prefix of the held-out set's metrics
 # A fold's Tune trial only drives its Ray Train run: it holds no CPU (that would idle a core per
 # fold), and Tune refuses an empty request, so it asks for a token amount of memory instead.
 DRIVER_MEMORY_BYTES = 1 << 20
@@ -48,6 +51,8 @@ class FoldJob:
     num_workers: int
     placement: Placement     # Ray resources of one worker
     storage_path: str
+    shape: ModelConfig       # [model]: read-out and training output
+    checkpoint_metric: str   # "auroc" or "val_loss" (model/trainer.py BestSoFar)
 
 
 def concurrent_folds(placement: Placement, capacity: Capacity, num_workers: int, num_folds: int) -> int:
@@ -60,13 +65,13 @@ def concurrent_folds(placement: Placement, capacity: Capacity, num_workers: int,
     return min(num_folds, fits)
 
 
-def run_folds(job: FoldJob, dataset: Dataset, folds, run_path: Path, parallel: int) -> list[dict]:
-    """Fit every fold as a Tune trial; [{"fold", "best_epoch", "metrics", "checkpoint"}] by fold."""
+def run_folds(job: FoldJob, dataset: Dataset, folds: list[FoldRows], run_path: Path, parallel: int) -> list[dict]:
+    """Fit every fold as a Tune trial; [{"fold", "best_epoch", "checkpoint"}] by fold (the
+    checkpoint's folder: the evaluation BestSoFar chose)."""
     import ray
     from ray import tune
 
-    data_ref = ray.put({"features": dataset.features, "labels": dataset.labels,
-                        "folds": [(train, val) for train, val in folds]})
+    data_ref = ray.put({"features": dataset.features, "labels": dataset.labels, "folds": list(folds)})
     trainable = tune.with_resources(tune.with_parameters(fold_driver, job=job, data=[data_ref]),
                                     {"cpu": 0, "memory": DRIVER_MEMORY_BYTES})
     tuner = tune.Tuner(
@@ -85,8 +90,7 @@ def run_folds(job: FoldJob, dataset: Dataset, folds, run_path: Path, parallel: i
             raise IcurtError(f"fold {fold} failed: {_last_line(result.error) or 'no best checkpoint'}; "
                              "its traceback is in the run's run.log")
         m = result.metrics
-        out.append({"fold": fold, "best_epoch": int(m["best_epoch"]), "checkpoint": m["best_checkpoint_path"],
-                    "metrics": {k: float(m[f"best_{k}"]) for k in SUMMARY_METRICS}})
+        out.append({"fold": fold, "best_epoch": int(m["best_epoch"]), "checkpoint": m["best_checkpoint_path"]})
     if len(out) != len(folds):
         raise IcurtError(f"only {len(out)} of {len(folds)} folds finished; see the run's run.log")
     return sorted(out, key=lambda r: r["fold"])
@@ -125,13 +129,15 @@ def fold_driver(config: dict, job: FoldJob, data: list) -> None:
         run_config=ray.train.RunConfig(
             name=f"fold_{fold}", storage_path=job.storage_path, callbacks=[TuneReportCallback()],
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # icurt logs each evaluation itself
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=BEST_METRIC, checkpoint_score_order="max")))
+            # workers report a checkpoint only for a new best evaluation: the last one kept is the best
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1)))
     result = trainer.fit()
-    checkpoint, metrics = result.best_checkpoints[0]
+    if result.checkpoint is None:
+        raise RuntimeError(f"fold {fold} diverged: no evaluation had a finite loss and finite scores, so "
+                           "there is no checkpoint to keep; lower the learning rate or pick another trial")
+    checkpoint, metrics = result.best_checkpoints[-1]
     ray.tune.report({"final": True, "fold": fold, "best_epoch": metrics["epoch"],
-                     "best_checkpoint_path": checkpoint.path,
-                     **{f"best_{name}": metrics[name] for name in SUMMARY_METRICS}})
+                     "best_checkpoint_path": checkpoint.path})
 
 
 def train_fold_worker(config: dict) -> None:
@@ -144,23 +150,28 @@ def train_fold_worker(config: dict) -> None:
     import ray.train.torch
 
     from icurt.model import checkpoint
-    from icurt.model.trainer import Trainer, fit
+    from icurt.model.trainer import BestSoFar, Trainer, fit
 
     job: FoldJob = config["job"]
     data = ray.get(config["data"][0])
-    train_idx, val_idx = data["folds"][config["fold"]]
+    rows: FoldRows = data["folds"][config["fold"]]
     features, labels = data["features"], data["labels"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    trainer = Trainer(job.hparams, features[train_idx], labels[train_idx], features[val_idx], labels[val_idx],
+    trainer = Trainer(job.hparams, features[rows.fit], labels[rows.fit], features[rows.choice], labels[rows.choice],
                       device=str(ray.train.torch.get_device()), seed=job.seed + config["fold"],
-                      rank=rank, world_size=world,
+                      rank=rank, world_size=world, shape=job.shape,
                       wrap_model=ray.train.torch.prepare_model if world > 1 else None)
+    best = BestSoFar(job.checkpoint_metric)
+    separate = rank == 0 and not rows.chooses_on_held_out
     # every rank reports at each evaluation (a barrier); rank 0 evaluates and checkpoints
     for evaluation in fit(trainer, job.epochs, job.eval_interval, evaluate=rank == 0):
         metrics = {"epoch": evaluation.epoch, "train_loss": evaluation.train_losses[-1],
                    "train_losses": evaluation.train_losses, **(evaluation.metrics or {})}
-        if rank != 0:
+        if separate:   # the held-out curves, never used for the choice
+            held = trainer.evaluate_on(features[rows.held_out], labels[rows.held_out])
+            metrics.update({HELD_OUT + k: held[k] for k in CURVE_METRICS})
+        if rank != 0 or not best.offer(evaluation.epoch, evaluation.metrics):
             ray.train.report(metrics)
             continue
         with tempfile.TemporaryDirectory() as folder:
@@ -188,9 +199,11 @@ def tensorboard_callback(root: Path):
             losses = result.get("train_losses") or [result["train_loss"]]
             for step, loss in enumerate(losses, start=epoch - len(losses) + 1):
                 writer.add_scalar("train/loss", loss, step)
-            if BEST_METRIC in result:
-                for name in SUMMARY_METRICS:
+            if "val_loss" in result:
+                for name in CURVE_METRICS:
                     writer.add_scalar(f"val/{name}", result[name], epoch)
+                    if HELD_OUT + name in result:
+                        writer.add_scalar(f"held_out/{name}", result[HELD_OUT + name], epoch)
                 writer.flush()
                 log.info("fold %d epoch %d: train loss %.4f, val auroc %.4f, auprc %.4f, loss %.4f", fold,
                          epoch, result["train_loss"], result["auroc"], result["auprc"], result["val_loss"])

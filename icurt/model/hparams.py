@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 ACTIVATIONS = ("relu", "tanh")
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
+READOUTS = ("final_states", "last_step")   # [model].readout: see icurt/model/lstm.py
+OUTPUTS = ("logits", "softmax")            # [model].output: what the training loss is applied to
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from icurt.config import ModelConfig
 from icurt.errors import IcurtError
 from icurt.model.hparams import ModelHparams
-from icurt.model.lstm import LSTMClassifier
-from icurt.model.metrics import classification_metrics
+from icurt.model.lstm import ICURT_SHAPE, LSTMClassifier, training_loss
+from icurt.model.metrics import all_finite, classification_metrics
 
 # Evaluation batch: large on a GPU (fewer launches); small on a CPU, where each LSTM step's
 # activations then stay in cache (measured: 128–256 beat 1k–4k by ~1.5–2× for LSTM-128).
@@ -69,6 +70,40 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = N
     return torch.cat(outputs) if outputs else torch.empty((0, 2), device=x.device)
 
 
+def metrics_of(logits: torch.Tensor, labels: torch.Tensor, output: str, threshold: float = 0.5) -> dict[str, float]:
+    """val_loss (the training loss of `output`, over these samples) and classification_metrics of
+    P(died) = softmax(logits)[:, 1] at `threshold`; a non-finite logit makes every score NaN."""
+    loss = training_loss(logits, labels, output).item() if len(logits) else float("nan")
+    p_died = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+    return {"val_loss": loss, **classification_metrics(labels.cpu().numpy(), p_died, threshold)}
+
+
+def usable(metrics: dict[str, float] | None) -> bool:
+    """An evaluation that may be chosen: its loss and its threshold-free scores are all finite."""
+    return bool(metrics) and all_finite(metrics[k] for k in ("val_loss", "auroc", "auprc"))
+
+
+class BestSoFar:
+    """The checkpoint rule of one fit: the usable evaluation with the highest AUROC
+    (`metric="auroc"`) or the lowest val_loss (`"val_loss"`); on a tie the later one. An
+    evaluation with a non-finite loss or score is never chosen."""
+
+    def __init__(self, metric: str):
+        if metric not in ("auroc", "val_loss"):
+            raise ValueError(f"checkpoint metric must be auroc or val_loss, got {metric!r}")
+        self.metric, self.value, self.epoch = metric, None, None
+
+    def offer(self, epoch: int, metrics: dict[str, float] | None) -> bool:
+        """True when this evaluation is the new best (its checkpoint should then be kept)."""
+        if not usable(metrics):
+            return False
+        value = metrics["auroc"] if self.metric == "auroc" else -metrics["val_loss"]
+        if self.value is not None and value < self.value:
+            return False
+        self.value, self.epoch = value, epoch
+        return True
+
+
 class Trainer:
     """Trains an LSTMClassifier on (x_train, y_train) and evaluates it on (x_val, y_val).
 
@@ -79,8 +114,8 @@ class Trainer:
 
     def __init__(self, hp: ModelHparams, x_train, y_train, x_val, y_val, device: str = "cpu",
                  seed: int = 0, tb_writer=None, rank: int = 0, world_size: int = 1,
-                 wrap_model: Callable[[nn.Module], nn.Module] | None = None):
-        self.hp, self.device, self.tb_writer = hp, str(device), tb_writer
+                 wrap_model: Callable[[nn.Module], nn.Module] | None = None, shape: ModelConfig = ICURT_SHAPE):
+        self.hp, self.device, self.tb_writer, self.shape = hp, str(device), tb_writer, shape
         self.rank, self.world_size = rank, world_size
         self.x_train = _as_tensor(x_train, torch.float32, self.device)
         self.y_train = _as_tensor(y_train, torch.int64, self.device)
@@ -89,14 +124,13 @@ class Trainer:
         if self.x_train.ndim != 3 or len(self.x_train) != len(self.y_train):
             raise ValueError("x_train must be (n, T, F) with one label per sample")
         torch.manual_seed(seed)
-        self.model = LSTMClassifier(self.x_train.shape[2], hp).to(self.device)
+        self.model = LSTMClassifier(self.x_train.shape[2], hp, shape).to(self.device)
         self.net = wrap_model(self.model) if wrap_model else self.model
         self.optimizer = make_optimizer(hp, self.net.parameters(), self.device)
         self.use_amp = self.device.startswith("cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.sample_weights = balanced_sample_weights(self.y_train)
-        self.loss_fn = nn.CrossEntropyLoss()
         self.epoch = 0
 
     def sample_epoch_indices(self) -> torch.Tensor:
@@ -117,7 +151,7 @@ class Trainer:
             batch = batch[self.rank::self.world_size]
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
-                loss = self.loss_fn(self.net(self.x_train[batch]), self.y_train[batch])
+                loss = training_loss(self.net(self.x_train[batch]).float(), self.y_train[batch], self.shape.output)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -130,16 +164,18 @@ class Trainer:
         return mean_loss
 
     def evaluate(self) -> dict[str, float]:
-        """val_loss, auroc, auprc, f1, precision, recall, accuracy on the validation set."""
-        logits = predict_logits(self.model, self.x_val)
-        val_loss = nn.functional.cross_entropy(logits, self.y_val).item() if len(logits) else float("nan")
-        p_died = torch.softmax(logits, dim=1)[:, 1].cpu().numpy()
-        metrics = {"val_loss": val_loss, **classification_metrics(self.y_val.cpu().numpy(), p_died)}
+        """val_loss, auroc, auprc, brier, f1, precision, recall, accuracy on the validation set."""
+        metrics = self.evaluate_on(self.x_val, self.y_val)
         if self.tb_writer is not None:
             for name, value in metrics.items():
                 self.tb_writer.add_scalar(f"val/{name}", value, self.epoch)
             self.tb_writer.flush()
         return metrics
+
+    def evaluate_on(self, x, y) -> dict[str, float]:
+        """metrics_of the model's logits on (x, y) (arrays or tensors; moved to the device)."""
+        x, y = _as_tensor(x, torch.float32, self.device), _as_tensor(y, torch.int64, self.device)
+        return metrics_of(predict_logits(self.model, x), y, self.shape.output)
 
 
 @dataclass(frozen=True)
@@ -172,18 +208,27 @@ def mean_over_folds(fold_metrics: Sequence[dict[str, float]]) -> dict[str, float
 
 
 def cross_validation_rounds(trainers: Sequence[Trainer], rounds: int, epochs_per_round: int,
-                            metric: str = "val_loss") -> Iterator[dict]:
+                            metric: str = "val_loss", score: str = "last") -> Iterator[dict]:
     """One fit per fold, advanced together: after every round of `epochs_per_round` epochs yields
-    the fold means and `diverged`.
+    the fold means, with `metric` replaced by the trial's score so far: this round's mean
+    (`score="last"`) or the lowest mean of the rounds so far (`"best"`, the reference; `metric` is
+    minimised); `round_<metric>` keeps this round's mean.
 
-    A model whose mean `metric` stops being finite has diverged: its later rounds report an
-    infinite `metric` without training (it would not recover).
+    A fold whose loss or scores stop being finite has diverged: the last item then has
+    `diverged` True and a one-line `reason`, and no further round is trained (it would not recover).
     """
     fits = [fit(trainer, rounds * epochs_per_round, epochs_per_round) for trainer in trainers]
-    diverged = None
-    for _ in range(rounds):
-        if diverged is None:
-            metrics = mean_over_folds([next(f).metrics for f in fits])
-            if not math.isfinite(metrics[metric]):
-                diverged = {**metrics, metric: math.inf, "diverged": True}
-        yield diverged or {**metrics, "diverged": False}
+    best = math.inf
+    for round_ in range(1, rounds + 1):
+        fold_metrics = [next(f).metrics for f in fits]
+        broken = [k for k, m in enumerate(fold_metrics) if not usable(m)]
+        if broken:
+            m = fold_metrics[broken[0]]
+            yield {"diverged": True, "reason": (
+                f"diverged at cv epoch {round_}: fold {broken[0]} has val_loss {m['val_loss']:.4g}, "
+                f"auroc {m['auroc']:.4g} (non-finite loss or scores)")}
+            return
+        metrics = mean_over_folds(fold_metrics)
+        best = min(best, metrics[metric])
+        yield {**metrics, f"round_{metric}": metrics[metric], metric: best if score == "best" else metrics[metric],
+               "diverged": False}

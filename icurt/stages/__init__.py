@@ -73,12 +73,12 @@ STAGES: tuple[Stage, ...] = (
           options=(Option("--engine", "dataframe engine (default: [preprocess].engine)",
                           choices=("modin", "pandas")),),
           show_summary="samples, labels, distributions and per-feature values"),
-    Stage("tune-model", "preprocess", ("tune_model",),
+    Stage("tune-model", "preprocess", ("tune_model", "model"),
           "stage 3: tune the BiLSTM's hyperparameters with Ray Tune + Optuna (TPE, study in "
           "PostgreSQL) + ASHA",
           options=(RESUME, EXTEND), show_options=(TRIAL,),
           show_summary="a trial's hyperparameters and objective (the best by default)"),
-    Stage("train", "tune-model", ("train",),
+    Stage("train", "tune-model", ("train", "model"),
           "stage 4: k-fold cross-validation of the tuned BiLSTM on Ray Train; per-fold and mean ± sd "
           "metrics",
           options=(Option("--trial", "train trial N of the tune-model run instead of its best",
@@ -86,7 +86,7 @@ STAGES: tuple[Stage, ...] = (
           show_summary="the best checkpoint per fold and mean ± sd of every metric"),
     Stage("tune-attack", "train", ("tune_attack", "attack_method"),
           "stage 5: tune the sparse attack's hyperparameters with Ray Tune + Optuna + ASHA",
-          options=(Option("--fold", "attack fold K's model (default [tune_attack].fold)", type=int,
+          options=(Option("--fold", "attack fold K's model (default: [tune_attack].fold_choice)", type=int,
                           metavar="K"), RESUME, EXTEND),
           show_options=(TRIAL,),
           show_summary="a trial's attack hyperparameters and score (the best by default)"),

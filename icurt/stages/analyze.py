@@ -67,11 +67,24 @@ def _context(attack: Run, attack_config: dict | None, preprocess: Run | None, tr
         ctx.cohort = _read_json(preprocess.file("cohort.json"), where, missing, "cohort")
         ctx.imputation = _read_json(preprocess.file("imputation.json"), where, missing, "imputation")
     if train is None:
-        missing["cv_summary"] = "no train run in the attack run's lineage"
+        missing["cv_summary"] = missing["verdict"] = "no train run in the attack run's lineage"
     else:
         ctx.cv_summary = _read_json(train.file("summary.json"), f"train run {train.run_id}",
                                     missing, "cv_summary")
+        ctx.verdict = _read_json(train.file("verdict.json"), f"train run {train.run_id}", missing, "verdict")
     return ctx
+
+
+def _verdict_plots(verdict: dict | None) -> list:
+    """The reliability plot of the train run's verdict (none without a verdict or a curve)."""
+    from icurt.analysis.plots import Plot
+    from icurt.analysis.verdict import reliability_png
+
+    png = reliability_png(verdict) if verdict else None
+    caption = ("Reliability of the held-out P(died): mean prediction against the observed death rate per "
+               "tenth of the predictions; above the diagonal the model overestimates the risk (expected "
+               "after training on oversampled deaths)")
+    return [Plot("reliability.png", "verdict", caption, png)] if png else []
 
 
 def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
@@ -112,7 +125,10 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
         analysis = analyse(attack.table, attack.perturbations, attack.shape, names, normalisation,
                            cfg.analyze.top_features, iterations=(attack.config or {}).get("iterations"))
         write_tables(writer.path, analysis, attack_run.run_id, fragility.summary.get("headline", {}))
-        plots = all_plots(analysis) + (fragility_plots(ctx.fragility) if ctx.fragility else [])
+        plots = (all_plots(analysis) + _verdict_plots(ctx.verdict)
+                 + (fragility_plots(ctx.fragility) if ctx.fragility else []))
+        for warning in (ctx.verdict or {}).get("warnings") or []:
+            log.warning("model quality: %s", warning)
         for plot in plots:
             (writer.path / plot.name).write_bytes(plot.png)
         ctx.analyze_run_id = writer.run_id

@@ -3,16 +3,18 @@ of Ray actors (icurt/attack/actors.py).
 
 Reads the tune-attack run's record (best hyperparameters, the attack method they were tuned with
 and the fold), that fold's model from the train run and the dataset of the preprocess run. The
-attack runs the recorded method; when today's [attack_method] differs, one line says so. Up to
-[attack].max_num_samples samples (chosen with [attack].seed, in dataset order) are cut into
-batches of the tuned batch size (or [attack].batch_size); with the method's optimizer_state
-"carried" (the reference's optimizer that carries its state from batch to batch) all samples go to
-one actor as one unit, which attacks their batches in order (attack_samples), so the result
-equals one process's and a retry redoes the whole chain. Each finished batch (or chain) is written
-to the run as it lands (batches/); `--resume RUN` continues an interrupted run with the settings
-and input it started with, attacking only its missing batches (the attack is deterministic per
-batch, so the result equals an uninterrupted run's). Writes results.parquet, perturbations.npz,
-attack_config.json and feature_names.json (icurt/attack/results.py).
+attack runs the recorded method; when today's [attack_method] differs, one line says so. The
+targets are that fold's held-out samples (the model never trained on them), or every sample with
+[attack].samples = "all" (the reference); up to [attack].max_num_samples of them (chosen with
+[attack].seed, in dataset order) are cut into batches of the tuned batch size (or
+[attack].batch_size); with the method's optimizer_state "carried" (the reference's optimizer that
+carries its state from batch to batch) all samples go to one actor as one unit, which attacks
+their batches in order (attack_samples), so the result equals one process's and a retry redoes the
+whole chain. Each finished batch (or chain) is written to the run as it lands (batches/);
+`--resume RUN` continues an interrupted run with the settings and input it started with,
+attacking only its missing batches (the attack is deterministic per batch, so the result equals
+an uninterrupted run's). Writes results.parquet, perturbations.npz, attack_config.json and
+feature_names.json (icurt/attack/results.py).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     from icurt.attack.tuned import read_tuned
     from icurt.dataset import load_dataset
     from icurt.model.checkpoint import load_fold
+    from icurt.model.train_run import candidate_rows
     from icurt.placement import cluster_capacity, place, units_that_fit
     from icurt.ray_runtime import init_ray
     from icurt.resume import input_run as resolve_input, settings_at_start
@@ -60,7 +63,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     checkpoint = load_fold(train_run, tuned.fold)
     dataset = load_dataset(store.ancestor(tune_run, "preprocess").path)
     checkpoint.check_features(dataset.features.shape[2], f"train run {train_run.run_id}")
-    sample_index = select_samples(len(dataset.labels), cfg.attack.max_num_samples, cfg.attack.seed)
+    candidates = candidate_rows(train_run, tuned.fold, cfg.attack.samples, len(dataset.labels))
+    sample_index = candidates[select_samples(len(candidates), cfg.attack.max_num_samples, cfg.attack.seed)]
     # carried optimizer state chains the batches: they run in order, as one unit on one actor
     unit = len(sample_index) if tuned.method.optimizer_state == "carried" else hp.batch_size
     batches = cut_batches(sample_index, max(unit, 1))
@@ -75,12 +79,15 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
         actors = cfg.attack.num_actors or max(1, units_that_fit(placement, capacity))
         spec = PoolSpec(num_actors=min(actors, len(batches)), placement=placement,
                         max_restarts=cfg.attack.max_batch_retries, max_batch_retries=cfg.attack.max_batch_retries)
-        log.info("attack: %d samples in %d %s of %d on %d actor(s) (%s), %d iterations each",
-                 len(sample_index), len(batches), "chain(s) of batches" if unit != hp.batch_size else "batches",
-                 hp.batch_size, spec.num_actors, placement.device.upper(), cfg.attack.epochs_per_batch)
+        log.info("attack: %d samples (of %d, %s of fold %d) in %d %s of %d on %d actor(s) (%s), "
+                 "%d iterations each", len(sample_index), len(candidates), cfg.attack.samples, tuned.fold,
+                 len(batches), "chain(s) of batches" if unit != hp.batch_size else "batches", hp.batch_size,
+                 spec.num_actors, placement.device.upper(), cfg.attack.epochs_per_batch)
         attack_config = {**asdict(hp), "method": asdict(tuned.method), "objective": tuned.objective_name,
                          "iterations": cfg.attack.epochs_per_batch,
-                         "fold": tuned.fold, "seed": cfg.attack.seed, "num_samples": int(len(sample_index)),
+                         "fold": tuned.fold, "fold_choice": tuned.fold_choice, "samples": cfg.attack.samples,
+                         "candidates": int(len(candidates)), "seed": cfg.attack.seed,
+                         "num_samples": int(len(sample_index)),
                          "num_actors": spec.num_actors, "resources_per_actor": placement.resources,
                          "tune_attack_run": tune_run.run_id, "train_run": train_run.run_id}
         collector = BatchCollector(writer.path, dataset, batches, plan={

@@ -1,13 +1,17 @@
 """Stage 5, `icurt tune-attack`: the sparse attack's hyperparameters tuned by the shared tuning
 stage (Ray Tune + OptunaSearch + ASHA, icurt/tuning/stage.py) on one fold's model of a train run.
 
-A trial attacks the same `max_num_samples` samples (chosen with `sample_selection_seed`) with the
-configured [attack_method] and, after every `report_interval` iterations, reports its score: the
-objective summed over the samples that have an adversarial example (a method with carried
-optimizer state reports only its end). ASHA stops poor trials on those reports unless
-[tune_attack].prune is false, as in the reference study, where every trial runs its budget. The model and the samples
-reach trials through Ray's object store. Writes best_attack_hparams.json (the best trial's
-hyperparameters and the method they were tuned with), trials.parquet and study.json.
+The fold is chosen here and recorded for the attack: by default the fold whose checkpoint has the
+median held-out validation loss (the reference's rule), or [tune_attack].fold with
+fold_choice = "fixed" or `--fold K`. A trial attacks the same `max_num_samples` samples (chosen
+with `sample_selection_seed` from that fold's held-out samples, or from all with samples = "all")
+with the configured [attack_method] and, after every `report_interval` iterations, reports its
+score: the objective summed over the samples that have an adversarial example (a method with
+carried optimizer state reports only its end). ASHA stops poor trials on those reports unless
+[tune_attack].prune is false, as in the reference study, where every trial runs its budget. The
+model and the samples reach trials through Ray's object store. Writes best_attack_hparams.json
+(the best trial's hyperparameters, the method they were tuned with and the fold), trials.parquet
+and study.json.
 """
 
 from __future__ import annotations
@@ -69,15 +73,20 @@ def attack_trial(config: dict, checkpoint, x: np.ndarray, y: np.ndarray, ta: Tun
         report(ta.epochs_per_batch, results)
 
 
-def tuning_task(cfg: Config, input_run: Run, checkpoint, dataset, fold: int, placement) -> TuningTask:
+def tuning_task(cfg: Config, input_run: Run, checkpoint, dataset, fold: int, placement,
+                fold_choice: str = "fixed") -> TuningTask:
     """tune-attack's part of the shared tuning stage: fold `fold`'s model (a Checkpoint) of
-    train run `input_run`, attacked on the selected samples of `dataset`."""
+    train run `input_run`, attacked on the selected samples of `dataset` (`fold_choice`: how the
+    fold was chosen, for the record)."""
     from icurt.attack.batches import select_samples
     from icurt.attack.tuned import BEST_FILE, best_record
+    from icurt.model.train_run import candidate_rows
     from icurt.tuning.stage import TuningTask
 
     ta = cfg.tune_attack
-    rows = select_samples(len(dataset.labels), ta.max_num_samples, ta.sample_selection_seed)
+    candidates = candidate_rows(input_run, fold, ta.samples, len(dataset.labels))
+    rows = candidates[select_samples(len(candidates), ta.max_num_samples, ta.sample_selection_seed)]
+    chosen = {"fold": fold, "fold_choice": fold_choice, "samples": ta.samples, "candidates": int(len(candidates))}
     space = search_space(ta)
     return TuningTask(
         stage=STAGE, settings=ta, space=space, trainable=attack_trial,
@@ -85,15 +94,30 @@ def tuning_task(cfg: Config, input_run: Run, checkpoint, dataset, fold: int, pla
               "method": cfg.attack_method, "worker": placement.worker()},
         metric=METRIC, mode="max", step_attr=STEP, max_step=ta.epochs_per_batch,
         grace_period=ta.asha_grace_period * ta.report_interval, placement=placement, input_run=input_run,
-        best_file=BEST_FILE, best_record=lambda row: best_record(row, space, cfg.attack_method, ta, fold),
-        what=f"on fold {fold} of train run {getattr(input_run, 'run_id', '?')}, {len(rows)} samples",
-        extra_meta={"fold": fold, "num_samples": len(rows)}, resume_ignores=("tune_attack.fold",), prune=ta.prune)
+        best_file=BEST_FILE, best_record=lambda row: best_record(row, space, cfg.attack_method, ta, chosen),
+        what=(f"on fold {fold} ({fold_choice}) of train run {getattr(input_run, 'run_id', '?')}, {len(rows)} "
+              f"samples of {len(candidates)} ({ta.samples})"),
+        extra_meta={**chosen, "num_samples": len(rows)},
+        resume_ignores=("tune_attack.fold", "tune_attack.fold_choice"), prune=ta.prune)
+
+
+def attacked_fold(train_run: Run, ta: TuneAttackConfig, fold: int | None) -> tuple[int, str]:
+    """(fold, how it was chosen): `fold` when given (--fold), else [tune_attack].fold_choice:
+    "median" the fold with the median held-out validation loss, "fixed" [tune_attack].fold."""
+    from icurt.model.summary import read_summary
+    from icurt.model.train_run import median_fold
+
+    if fold is not None:
+        return fold, "--fold"
+    if ta.fold_choice == "fixed":
+        return ta.fold, "fixed"
+    return median_fold(read_summary(train_run.path)), "median validation loss"
 
 
 def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int | None = None,
         resume: str | None = None, extend: str | None = None) -> Run:
-    """Tune the attack on fold `fold` (default [tune_attack].fold) of a train run (the newest by
-    default); `resume` continues an interrupted run, `extend` the study of a completed one."""
+    """Tune the attack on fold `fold` (default: [tune_attack].fold_choice) of a train run (the newest
+    by default); `resume` continues an interrupted run, `extend` the study of a completed one."""
     from icurt.dataset import load_dataset
     from icurt.errors import IcurtError
     from icurt.model.checkpoint import load_fold
@@ -103,20 +127,23 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int
 
     ta = cfg.tune_attack
     input_run = tuning_input(store, STAGE, input_run, resume, extend)
+    recorded_choice = None
     if resume or extend:
         meta = store.interrupted_meta(STAGE, resume) if resume else store.get(STAGE, extend).meta
         recorded = meta.get("fold")
         if fold is not None and recorded is not None and fold != recorded:
             raise IcurtError(f"run '{resume or extend}' attacks fold {recorded}, not {fold}; drop --fold "
                              f"when {'resuming' if resume else 'extending'}")
+        recorded_choice = meta.get("fold_choice") if fold is None else None
         fold = recorded if fold is None else fold
-    fold = ta.fold if fold is None else fold
+    fold, fold_choice = attacked_fold(input_run, ta, fold)
+    fold_choice = recorded_choice or fold_choice
     checkpoint = load_fold(input_run, fold)
     dataset = load_dataset(store.ancestor(input_run, "preprocess").path)
     checkpoint.check_features(dataset.features.shape[2], f"train run {input_run.run_id}")
     placement = place(cfg.ray.device, cluster_capacity(init_ray(cfg)), "tune_attack", ta.cpus_per_trial,
                       ta.gpus_per_trial)
-    task = tuning_task(cfg, input_run, checkpoint, dataset, fold, placement)
+    task = tuning_task(cfg, input_run, checkpoint, dataset, fold, placement, fold_choice)
     return tune_stage(cfg, task, store=store, resume=resume, extend=extend)
 
 
@@ -126,4 +153,5 @@ def show(run: Run, cfg: Config, trial: int | None = None) -> str:
 
     tuned = read_tuned(run)
     text = describe_trial(run, trial, "max", f"score ({tuned.objective_name})", search_space(cfg.tune_attack))
+    text += f"\n  attacked fold: {tuned.fold} ({tuned.fold_choice}); tuning samples from: {tuned.samples}"
     return text + "\n  attack method: " + ", ".join(f"{k} = {v}" for k, v in asdict(tuned.method).items())

@@ -1,20 +1,25 @@
 """Stage 3, `icurt tune-model`: the BiLSTM's hyperparameters tuned by the shared tuning stage
 (Ray Tune + OptunaSearch + ASHA, icurt/tuning/stage.py), scored by the mean validation loss over
-stratified folds.
+stratified folds (grouped by patient unless [tune_model].split = "stay"), of the network [model]
+shapes.
 
 A trial trains one model per fold; after every block of `epochs_per_cv_epoch` epochs ("cv epoch")
-it reports the fold means and ASHA may stop it there. The dataset reaches trials through Ray's
-object store. Writes best_hparams.json, trials.parquet and study.json.
+it reports the fold means and ASHA may stop it there. Its score is the mean validation loss of its
+last cv epoch, or of its best ([tune_model].trial_score = "best", the reference). A trial whose
+loss or scores stop being finite ends FAIL with the reason in the trials table; it counts towards
+num_trials and tuning goes on. The dataset reaches trials through Ray's object store. Writes
+best_hparams.json, trials.parquet and study.json.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from icurt.config import Config, TuneModelConfig
+from icurt.config import Config, ModelConfig, TuneModelConfig
 from icurt.model.hparams import ModelHparams
 from icurt.placement import WorkerSetup
 from icurt.runs import Run, RunStore
@@ -44,30 +49,38 @@ def search_space(tm: TuneModelConfig) -> dict:
     }
 
 
-def cross_validation(hp: ModelHparams, features: np.ndarray, labels: np.ndarray, tm: TuneModelConfig,
-                     device: str = "cpu"):
-    """One Trainer per stratified fold, advanced together: yields the fold means after each cv epoch."""
-    from icurt.model.folds import stratified_folds
+def cross_validation(hp: ModelHparams, features: np.ndarray, labels: np.ndarray, folds, tm: TuneModelConfig,
+                     shape: ModelConfig, device: str = "cpu"):
+    """One Trainer per fold, advanced together: yields the fold means after each cv epoch
+    (model/trainer.py cross_validation_rounds: the score of [tune_model].trial_score, or divergence)."""
     from icurt.model.trainer import Trainer, cross_validation_rounds
 
     trainers = [Trainer(hp, features[train], labels[train], features[val], labels[val], device=device,
-                        seed=tm.seed + fold)
-                for fold, (train, val) in enumerate(stratified_folds(labels, tm.num_folds, tm.fold_seed))]
-    return cross_validation_rounds(trainers, tm.cv_epochs, tm.epochs_per_cv_epoch, METRIC)
+                        seed=tm.seed + fold, shape=shape)
+                for fold, (train, val) in enumerate(folds)]
+    return cross_validation_rounds(trainers, tm.cv_epochs, tm.epochs_per_cv_epoch, METRIC, tm.trial_score)
 
 
-def cross_validate_trial(config: dict, features: np.ndarray, labels: np.ndarray, tm: TuneModelConfig,
-                         worker: WorkerSetup) -> None:
-    """Ray Tune trainable: reports the fold means after every cv epoch (ASHA may stop it there)."""
+def cross_validate_trial(config: dict, features: np.ndarray, labels: np.ndarray, folds: list, tm: TuneModelConfig,
+                         shape: ModelConfig, worker: WorkerSetup) -> None:
+    """Ray Tune trainable: reports the fold means after every cv epoch (ASHA may stop it there); a
+    diverged trial reports its reason once (an infinite loss for ASHA) and ends."""
     from ray import tune
 
+    from icurt.tuning.trials import FAIL_REASON
+
     hp = ModelHparams.from_dict(decode_params(config))
-    for cv_epoch, metrics in enumerate(cross_validation(hp, features, labels, tm, worker.torch_device()), start=1):
+    rounds = cross_validation(hp, features, labels, folds, tm, shape, worker.torch_device())
+    for cv_epoch, metrics in enumerate(rounds, start=1):
+        if metrics["diverged"]:
+            tune.report({STEP: cv_epoch, METRIC: math.inf, "diverged": True, FAIL_REASON: metrics["reason"]})
+            return
         tune.report({STEP: cv_epoch, **metrics})
 
 
 def tuning_task(cfg: Config, input_run: Run, dataset, placement) -> TuningTask:
     """tune-model's part of the shared tuning stage, on `dataset` (of preprocess run `input_run`)."""
+    from icurt.model.folds import make_folds
     from icurt.tuning.stage import TuningTask
     from icurt.tuning.trials import best_hparams_of
 
@@ -78,12 +91,14 @@ def tuning_task(cfg: Config, input_run: Run, dataset, placement) -> TuningTask:
         hparams = ModelHparams.from_dict(best_hparams_of(row, space)).to_dict()
         return {**hparams, "objective": row["objective"], "trial": row["number"]}
 
+    folds = make_folds(dataset.labels, dataset.subject_ids, tm.num_folds, tm.fold_seed, tm.split)
     return TuningTask(
         stage=STAGE, settings=tm, space=space, trainable=cross_validate_trial,
-        data={"features": dataset.features, "labels": dataset.labels, "tm": tm, "worker": placement.worker()},
+        data={"features": dataset.features, "labels": dataset.labels, "folds": folds, "tm": tm,
+              "shape": cfg.model, "worker": placement.worker()},
         metric=METRIC, mode="min", step_attr=STEP, max_step=tm.cv_epochs, grace_period=tm.asha_grace_period,
         placement=placement, input_run=input_run, best_file=BEST_FILE, best_record=best_record,
-        what=f"on {len(dataset.labels)} samples")
+        what=f"on {len(dataset.labels)} samples, folds by {tm.split}")
 
 
 def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: str | None = None,

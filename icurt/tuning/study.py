@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from icurt.errors import IcurtError
-from icurt.tuning.trials import (TRIALS_FILE, StudyPlan, count_finished, sampler_seed, trial_end_state,
+from icurt.tuning.trials import (FAIL_REASON, TRIALS_FILE, StudyPlan, finished, sampler_seed, trial_end_state,
                           write_study_files)
 
 log = logging.getLogger("icurt")
@@ -44,22 +44,27 @@ def run_study(plan: StudyPlan, trainable: Callable, space: dict[str, Any], stora
     Raises IcurtError when the Tuner stops earlier (interrupted, or trials failing).
     """
     study = open_study(plan, storage_url)
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
-    remaining = plan.num_trials - count_finished(states)
+    done, trials = finished_trials(study), len(study.get_trials(deepcopy=False))
+    remaining = plan.num_trials - done
     if remaining <= 0:
-        log.info("study %s already has %d finished trials", plan.study_name, count_finished(states))
+        log.info("study %s already has %d finished trials", plan.study_name, done)
         return study
     log.info("study %s: %d finished, running %d more trial(s) with %s each", plan.study_name,
-             count_finished(states), remaining, plan.resources)
+             done, remaining, plan.resources)
     errors = _fit(plan, trainable, space, storage_url, results_dir, experiment_name, remaining,
-                  sampler_seed(plan.seed, len(states)))
+                  sampler_seed(plan.seed, trials))
     fail_running_trials(study)  # an interrupted Tuner leaves its running trials RUNNING in the study
-    finished = count_finished([t.state.name for t in study.get_trials(deepcopy=False)])
-    if finished < plan.num_trials:
+    done = finished_trials(study)
+    if done < plan.num_trials:
         cause = f"; first trial error: {str(errors[0]).strip().splitlines()[-1]}" if errors else ""
-        raise IcurtError(f"tuning stopped with {finished} of {plan.num_trials} trials finished{cause}; "
+        raise IcurtError(f"tuning stopped with {done} of {plan.num_trials} trials finished{cause}; "
                          f"continue it with `icurt {plan.stage} --resume {plan.run_id}`")
     return study
+
+
+def finished_trials(study) -> int:
+    """Trials of the study that count towards its budget (trials.finished)."""
+    return sum(finished(t.state.name, t.user_attrs.get(FAIL_REASON)) for t in study.get_trials(deepcopy=False))
 
 
 def run_study_keeping_trials(plan: StudyPlan, trainable: Callable, space: dict[str, Any],
@@ -128,7 +133,7 @@ def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int)
 
     class StudySearch(OptunaSearch):
         def on_trial_result(self, trial_id, result):
-            if trial_id in self._completed_trials or self.metric not in result:
+            if trial_id in self._completed_trials or self.metric not in result or result.get(FAIL_REASON):
                 return
             _report(self._ot_trials[trial_id], result[self.metric], result[plan.step_attr])
 
@@ -138,9 +143,13 @@ def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int)
             ot_trial = self._ot_trials[trial_id]
             value = (result or {}).get(self.metric)
             step = (result or {}).get(plan.step_attr)
-            state = trial_end_state(error, value, step, plan.max_step, trial_id in stopped)
+            reason = (result or {}).get(FAIL_REASON)
+            state = "FAIL" if reason else trial_end_state(error, value, step, plan.max_step, trial_id in stopped)
             if state != "FAIL":
                 _report(ot_trial, value, step)
+            if reason:   # a trial that diverged: FAIL, counted as finished (rerunning it would diverge again)
+                ot_trial.set_user_attr(FAIL_REASON, str(reason))
+                log.warning("trial %d failed: %s", ot_trial.number, reason)
             ot_trial.set_user_attr("ray_trial_id", trial_id)  # finds its folder under ray_results/
             self._ot_study.tell(ot_trial, float(value) if state == "COMPLETE" else None,
                                 state=optuna.trial.TrialState[state])

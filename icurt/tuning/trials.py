@@ -12,8 +12,9 @@ from icurt.errors import IcurtError
 from icurt.tuning.space import decode_params, hparam_names
 
 
-FINISHED_STATES = ("COMPLETE", "PRUNED")
+FINISHED_STATES = ("COMPLETE", "PRUNED")   # and a FAIL with a fail_reason (it diverged): see finished()
 TRIALS_FILE, STUDY_FILE = "trials.parquet", "study.json"
+FAIL_REASON = "fail_reason"   # the Optuna user attribute (and trials-table column) of a trial that diverged
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,18 @@ def trials_frame(trials, space: dict[str, Any]):
             **{name: None for name in names}, **decode_params(trial.params),
             "last_step": -1 if trial.last_step is None else int(trial.last_step),
             "duration_s": (end - start).total_seconds() if start and end else float("nan"),
+            "fail_reason": trial.user_attrs.get(FAIL_REASON),
         })
-    columns = ["number", "state", "objective", *names, "last_step", "duration_s"]
+    columns = ["number", "state", "objective", *names, "last_step", "duration_s", "fail_reason"]
     return pd.DataFrame(rows, columns=columns).sort_values("number", ignore_index=True)
 
 
 def best_trial_row(table, mode: str) -> dict[str, Any]:
-    """The complete trial with the best objective (lowest for min, highest for max; first on ties)."""
-    complete = table[(table["state"] == "COMPLETE") & table["objective"].notna()]
+    """The complete trial with the best finite objective (lowest for min, highest for max; first on
+    ties); a non-finite objective is never best."""
+    import numpy as np
+
+    complete = table[(table["state"] == "COMPLETE") & np.isfinite(table["objective"].astype(float))]
     if complete.empty:
         raise IcurtError("no trial of the study ran to completion, so there is no best trial; "
                          "see run.log, widen the search space or raise num_trials")
@@ -123,12 +128,22 @@ def describe_trial(run, number: int | None, mode: str, metric_label: str, space:
     lines = [f"{run.stage} run {run.run_id}, trial {row['number']}{' (best)' if number is None else ''}: "
              f"{row['state']}",
              f"  {metric_label} = {'n/a' if math.isnan(objective) else f'{objective:.6g}'}"]
+    if row.get("fail_reason"):
+        lines.append(f"  fail reason: {row['fail_reason']}")
     lines += [f"  {name} = {row[name]}" for name in hparam_names(space)]
     return "\n".join(lines)
 
 
-def count_finished(states: Sequence[str]) -> int:
-    return sum(state in FINISHED_STATES for state in states)
+def finished(state: str, fail_reason: str | None = None) -> bool:
+    """A trial that counts towards the study's budget: it ran its course, ASHA stopped it, or it
+    failed for a recorded reason (it diverged: rerunning it would diverge again). A FAIL without a
+    reason was cut off (an interruption) and a resumed study runs it again."""
+    return state in FINISHED_STATES or (state == "FAIL" and bool(fail_reason))
+
+
+def count_finished(states: Sequence[str], fail_reasons: Sequence[str | None] | None = None) -> int:
+    reasons = fail_reasons if fail_reasons is not None else [None] * len(states)
+    return sum(finished(state, reason) for state, reason in zip(states, reasons))
 
 
 def storage_label(storage_url: str) -> str:
@@ -145,7 +160,7 @@ def write_study_files(folder: Path, study, space: dict[str, Any], storage_url: s
     (folder / STUDY_FILE).write_text(json.dumps({
         "study_name": study.study_name, "storage": storage_label(storage_url),
         "direction": study.direction.name.lower(), "trials": len(table),
-        "finished": count_finished(table["state"].tolist()),
+        "finished": count_finished(table["state"].tolist(), table["fail_reason"].tolist()),
     }, indent=2))
     return table
 

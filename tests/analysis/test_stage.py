@@ -112,6 +112,9 @@ def make_runs(store, cfg, summary=True, preprocess_files=True, success=SUCCESS):
             write_json(w.path, "summary.json", {
                 "folds": [{"fold": k, "best_epoch": 3, "metrics": metrics} for k in range(2)],
                 "mean": metrics, "sd": {k: 0.0 for k in metrics}})
+            from icurt.analysis.verdict import build_verdict, write_verdict
+            write_verdict(w.path, build_verdict(pd.DataFrame({  # 4 held-out samples, 2 died, ranked right
+                "label": [0, 1, 0, 1], "p_died": [.1, .8, .3, .6], "threshold": .5})))
     with store.create("tune-attack", cfg, inputs=[w.run]) as w:
         write_json(w.path, "best_attack_hparams.json", {"kappa": 0.0, "trial": 2})
     with store.create("attack", cfg, inputs=[w.run]) as w:
@@ -171,6 +174,10 @@ def test_stage_writes_every_output_with_hand_computed_numbers(cfg, tmp_path):
     for name in ("fragility_curves.png", "fragility_minimal_k.png"):
         assert result.file(name).read_bytes().startswith(b"\x89PNG")
     assert json.loads(result.file("headline.json").read_text())["fragility"]["1to0"]["sentence"].startswith("50.0 %")
+    # the verdict of the train run, its banner (4 samples: too few) and its reliability plot
+    assert "Model quality: the verdict" in report and 'class="banner"' in report
+    assert "only 2 held-out sample(s) died" in report and "reliability" in report
+    assert result.file("reliability.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_missing_optional_pieces_and_no_success_are_reported(cfg, tmp_path):
@@ -182,6 +189,7 @@ def test_missing_optional_pieces_and_no_success_are_reported(cfg, tmp_path):
     assert "Cross-validation summary not available: summary.json is missing from train run" in report
     assert "Cohort summary not available: cohort.json is missing from preprocess run" in report
     assert "Attack settings not available" in report and "No scaling statistics" in report
+    assert "No verdict: verdict.json is missing from train run" in report
     assert "no successful sample" in report
     assert pd.read_csv(result.file("susceptibility_0to1_best.csv")).empty
     assert not re.search(r"\bnan\b", re.sub(r'src="data:[^"]*"', "", report), re.I)

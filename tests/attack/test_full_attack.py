@@ -24,13 +24,16 @@ from icurt.config import AttackMethod, load_config, with_overrides
 from icurt.dataset import Dataset, save_dataset
 from icurt.errors import IcurtError
 from icurt.model import checkpoint
+from icurt.model.folds import FoldRows
 from icurt.model.lstm import LSTMClassifier, ModelHparams
+from icurt.model.train_run import write_fold_rows
 from icurt.placement import Placement
 from icurt.planted import planted_dataset
 from icurt.runs import RunStore
 from icurt.stages.attack import run
 
 N, T, F = 40, 8, 3
+HELD_OUT = np.arange(0, N, 2)         # fold 0's validation rows in the hand-made train run
 NAMES = ["creatinine", "sodium", "heartrate"]
 ICURT_SWITCHES = {"threshold": "preconditioned", "loss_norm": "elementwise", "loss_reduction": "sum",
                   "optimizer_state": "per_batch"}
@@ -73,7 +76,8 @@ def tiny_model(ds: Dataset) -> tuple[LSTMClassifier, ModelHparams]:
 @pytest.fixture
 def cfg(tmp_path):
     return with_overrides(load_config(env={}), [
-        f"paths.data={tmp_path}", "attack.epochs_per_batch=30", "attack.max_num_samples=30", "attack.seed=7",
+        f"paths.data={tmp_path}", "attack.samples=all", "attack.epochs_per_batch=30", "attack.max_num_samples=30",
+        "attack.seed=7",
         "attack.num_actors=2", "attack.cpus_per_actor=1", "attack_method.lambda_decay=0.5",
         "attack_method.lambda_decay_every=4", "attack_method.early_stop_patience=6", "ray.device=cpu"])
 
@@ -90,6 +94,7 @@ def lineage(cfg, tmp_path):
     model, hp = tiny_model(ds)
     with store.create("train", cfg, inputs=[w.run]) as w:
         checkpoint.save(w.path / "fold_0", checkpoint.Checkpoint.of(model, hp, F))
+        write_fold_rows(w.path / "fold_0", FoldRows(np.arange(1, N, 2), HELD_OUT, HELD_OUT), np.arange(N) + 1)
     train_run = w.run
     with store.create("tune-attack", cfg, inputs=[train_run]) as w:
         (w.path / "best_attack_hparams.json").write_text(json.dumps(TUNED))
@@ -137,6 +142,19 @@ def test_stage_equals_one_process_and_follows_the_contract(ray_session, cfg, lin
     assert config["fold"] == 0 and config["method"]["early_stop_patience"] == 6
     assert json.loads(attack_run.file("feature_names.json").read_text()) == NAMES
     assert "successes so far" in attack_run.file("run.log").read_text()
+
+
+def test_held_out_targets_are_only_the_attacked_folds_validation_samples(ray_session, cfg, lineage):
+    from icurt.attack.batches import select_samples
+
+    store, tune_run, _, _ = lineage
+    attack_run = run(with_overrides(cfg, ["attack.samples=held_out", "attack.max_num_samples=12",
+                                          "attack.epochs_per_batch=5"]), tune_run, store=store)
+    table = pd.read_parquet(attack_run.file("results.parquet"))
+    assert set(table["sample_index"]) <= set(HELD_OUT)            # never a sample fold 0 trained on
+    np.testing.assert_array_equal(table["sample_index"], HELD_OUT[select_samples(len(HELD_OUT), 12, 7)])
+    config = json.loads(attack_run.file("attack_config.json").read_text())
+    assert (config["samples"], config["candidates"], config["num_samples"], config["fold"]) == ("held_out", 20, 12, 0)
 
 
 def pool(ray, model, hp, iterations, worker_class=AttackWorker, retries=3):

@@ -34,7 +34,8 @@ TINY = ["tune_attack.epochs_per_batch=20", "tune_attack.report_interval=5", "tun
         "tune_attack.sample_selection_seed=7", "tune_attack.batch_size_exponents=[3, 4]",
         "tune_attack.optuna_startup_trials=2", "tune_attack.asha_grace_period=1",
         "tune_attack.learning_rate=[0.001, 0.1]", "tune_attack.lambda_1=[1e-5, 1e-2]",
-        "tune_attack.cpus_per_trial=1.0", "tune_attack.fold=1", "ray.device=cpu"]
+        "tune_attack.cpus_per_trial=1.0", "tune_attack.fold_choice=fixed", "tune_attack.fold=1",
+        "tune_attack.samples=all", "ray.device=cpu"]
 
 
 # ---- pure logic ---------------------------------------------------------------------------
@@ -58,7 +59,7 @@ def test_inverted_or_empty_search_space_is_rejected_at_load(override, key):
 def test_asha_rungs_count_reports_and_the_budget_is_the_iterations():
     cfg = with_overrides(load_config(env={}), ["tune_attack.asha_grace_period=3",
                                                "tune_attack.report_interval=100",
-                                               "tune_attack.epochs_per_batch=1000"])
+                                               "tune_attack.epochs_per_batch=1000", "tune_attack.samples=all"])
     task = tune_attack.tuning_task(cfg, None, None, planted_dataset(), 1, Placement({"CPU": 1.0}))
     plan = study_plan(task, "r1")
     assert (plan.step_attr, plan.grace_period, plan.max_step, plan.mode) == ("iteration", 300, 1000, "max")
@@ -72,7 +73,8 @@ def test_prune_false_lets_every_trial_run_its_budget(prune):
     from icurt.tuning.study import scheduler
 
     cfg = with_overrides(load_config(env={}), ["tune_attack.asha_grace_period=1", "tune_attack.report_interval=10",
-                                               "tune_attack.epochs_per_batch=100", f"tune_attack.prune={str(prune).lower()}"])
+                                               "tune_attack.epochs_per_batch=100", f"tune_attack.prune={str(prune).lower()}",
+                                               "tune_attack.samples=all"])
     task = tune_attack.tuning_task(cfg, None, None, planted_dataset(), 1, Placement({"CPU": 1.0}))
     plan = study_plan(task, "r1")
     assert plan.prune is prune
@@ -125,6 +127,31 @@ def train_run(make_config):
     with store.create("train", cfg, inputs=[tuned.run]) as trained:
         checkpoint.save(trained.path / "fold_1", checkpoint.Checkpoint.of(trainer.model, hp, 19))
     return cfg, store, trained.run, dataset
+
+
+def test_the_attacked_fold_is_the_median_by_validation_loss_or_the_one_named(train_run):
+    """Held-out val_loss per fold 0.5, 0.3, 0.4 → sorted 0.3 (fold 1), 0.4 (fold 2), 0.5 (fold 0):
+    the median is fold 2. Tuning samples come from that fold's held-out rows by default."""
+    from icurt.attack.batches import select_samples
+    from icurt.model.folds import FoldRows
+    from icurt.model.summary import summarize_folds, write_summary
+    from icurt.model.train_run import write_fold_rows
+
+    cfg, store, run, dataset = train_run
+    names = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
+    write_summary(run.path, summarize_folds([{"fold": k, "best_epoch": 1, "metrics": {m: loss for m in names}}
+                                             for k, loss in enumerate([0.5, 0.3, 0.4])]))
+    held = np.arange(3, 120, 4)
+    write_fold_rows(run.path / "fold_2", FoldRows(np.setdiff1d(np.arange(120), held), held, held), np.arange(120))
+    median = with_overrides(cfg, ["tune_attack.fold_choice=median", "tune_attack.samples=held_out"])
+    assert tune_attack.attacked_fold(run, median.tune_attack, None) == (2, "median validation loss")
+    assert tune_attack.attacked_fold(run, median.tune_attack, 0) == (0, "--fold")
+    assert tune_attack.attacked_fold(run, cfg.tune_attack, None) == (1, "fixed")
+    task = tune_attack.tuning_task(median, run, None, dataset, 2, Placement({"CPU": 1.0}), "median validation loss")
+    rows = held[select_samples(len(held), 24, 7)]
+    np.testing.assert_array_equal(task.data["x"], dataset.features[rows])
+    assert task.extra_meta == {"fold": 2, "fold_choice": "median validation loss", "samples": "held_out",
+                               "candidates": 30, "num_samples": 24}
 
 
 def test_missing_fold_and_cuda_without_gpu_are_errors(ray_session, train_run):

@@ -83,7 +83,7 @@ def test_tables_have_the_schema_columns_and_exactly_the_stays_asked_for(t, cohor
     for table in TABLES:
         assert list(t[table].columns) == column_names(table), table
     assert len(t["icustays"]) == STAYS and t["icustays"]["icustay_id"].is_unique
-    assert list(cohort.truth.columns) == ["icustay_id", "severity", "died", "oracle_probability"]
+    assert list(cohort.truth.columns) == ["icustay_id", "severity", "died", "oracle_probability", "ceiling_probability"]
     assert sorted(cohort.truth["icustay_id"]) == sorted(t["icustays"]["icustay_id"])
     for table, key in [("patients", "subject_id"), ("admissions", "hadm_id"), ("d_items", "itemid"),
                        ("d_labitems", "itemid")]:
@@ -381,8 +381,9 @@ def test_icurt_db_synth_command_builds_the_schema(make_config, schema, capsys, t
     assert code == 0
     out = capsys.readouterr().out
     assert "60 ICU stays" in out and "oracle AUROC" in out and "chartevents" in out
+    assert "achievable ceiling AUROC" in out
     info = synthetic_cohort_info(make_config(f"db.schema={schema}"))
-    assert info["stays"] == "60" and info["seed"] == "4"
+    assert info["stays"] == "60" and info["seed"] == "4" and "ceiling_auroc" in info
 
 
 @pytest.mark.parametrize("command", [["db", "synth"], ["demo"]])
@@ -397,3 +398,22 @@ def test_a_cohort_size_out_of_range_is_refused_before_anything(command, stays, t
         f"icurt: error: a synthetic cohort has 1 to 1,000,000 ICU stays, not {int(stays):,}; pass --stays N "
         "in that range (or set [synth].stays)"]
     assert not (tmp_path / "data" / "pg").exists()
+
+
+def test_truth_of_stays_only_for_the_cohort_the_dataset_came_from(make_config, pg_dsn, schema, small):
+    from icurt.db.synth.state import truth_of_stays
+
+    conn = connect(pg_dsn)
+    try:
+        load_cohort(conn, schema, small)
+    finally:
+        conn.close()
+    cfg = make_config(f"db.schema={schema}")
+    truth = small.truth.iloc[[5, 2, 9]]
+    stays, died = truth["icustay_id"].to_numpy(), truth["died"].to_numpy()
+    found = truth_of_stays(cfg, stays, died)
+    assert list(found.index) == list(stays) and list(found.columns) == ["oracle_probability", "ceiling_probability"]
+    np.testing.assert_allclose(found["ceiling_probability"], truth["ceiling_probability"])
+    assert truth_of_stays(cfg, stays, 1 - died) is None                  # labels of another cohort
+    assert truth_of_stays(cfg, np.r_[stays, 1], np.r_[died, 0]) is None   # a stay synth never made
+    assert truth_of_stays(make_config("db.schema=nosuchschema"), stays, died) is None

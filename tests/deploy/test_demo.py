@@ -27,6 +27,11 @@ def test_demo_end_to_end_on_a_small_cohort(tmp_path):
         assert report_lines, result.stdout
         report = Path(report_lines[-1].split("report: ", 1)[1])
         assert report.exists() and report.read_text().lstrip().lower().startswith("<!doctype html")
+        html = report.read_text()
+        # the verdict: a 400-stay cohort is too small to trust, and synth's oracle and ceiling stand beside the model
+        assert "Model quality: the verdict" in html and 'class="banner"' in html and "fewer than 1,000" in html
+        assert "oracle AUROC" in html and "achievable ceiling AUROC" in html
+        assert "Attack targets: the held-out samples of fold" in html
         for stage in STAGE_NAMES:
             assert f"] {stage}: " in result.stderr  # progress for every stage
         assert "flip to survival by changing at most 4 measured values" in result.stdout   # the headline

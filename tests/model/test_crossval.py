@@ -1,4 +1,5 @@
-"""`icurt train` on real Ray: a tiny fake tune-model run, one best checkpoint per fold, mean ± sd."""
+"""`icurt train` on real Ray: a tiny fake tune-model run, one chosen checkpoint per fold, held-out
+and training-fold metrics, mean ± sd, held-out predictions and the verdict."""
 
 import dataclasses
 import json
@@ -23,11 +24,13 @@ FAST = ["train.num_folds=2", "train.epochs=3", "train.eval_interval=2", "train.n
 
 
 def fake_tune_run(store, cfg, n=60, n_died=12, seed=0):
-    """A preprocess run with a small planted dataset and a tune-model run built from it."""
+    """A preprocess run with a small planted dataset (patients of 1–3 stays) and a tune-model run
+    built from it."""
     made = planted_dataset(n, hours=12, seed=seed)
     labels = np.zeros(n, np.int64)
     labels[np.argsort(-made.severity)[:n_died]] = 1          # exactly n_died: the most severe
-    ds = dataclasses.replace(made.dataset, labels=labels)
+    subjects = 500 + np.repeat(np.arange(n), np.resize([1, 2, 1, 3], n))[:n]   # stays 1, 2–3, 4, 5–7 … share
+    ds = dataclasses.replace(made.dataset, labels=labels, subject_ids=subjects.astype(np.int64))
     with store.create("preprocess", cfg) as w:
         save_dataset(w.path, ds)
     with store.create("tune-model", cfg, inputs=[w.run]) as t:
@@ -40,17 +43,20 @@ def fake_tune_run(store, cfg, n=60, n_died=12, seed=0):
 
 
 def test_summary_mean_and_sample_sd_by_hand():
-    folds = [{"fold": 1, "best_epoch": 20, "metrics": {m: 0.8 for m in
-              ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")}},
-             {"fold": 0, "best_epoch": 10, "metrics": {m: 0.6 for m in
-              ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")}}]
-    summary = summarize_folds(folds)
+    names = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
+    folds = [{"fold": 1, "best_epoch": 20, "metrics": {m: 0.8 for m in names}, "train_metrics": {m: 0.9 for m in names}},
+             {"fold": 0, "best_epoch": 10, "metrics": {m: 0.6 for m in names}, "train_metrics": {m: 1.0 for m in names}}]
+    summary = summarize_folds(folds, {"split": "patient", "checkpoint_split": "inner", "inner_folds": 5,
+                                      "checkpoint_metric": "auroc"})
     assert [f["fold"] for f in summary["folds"]] == [0, 1]
     assert summary["mean"]["auroc"] == pytest.approx(0.7)
     # sample sd of {0.6, 0.8}: sqrt(((0.1)² + (0.1)²) / (2 − 1)) = 0.1414…
     assert summary["sd"]["auroc"] == pytest.approx(math.sqrt(0.02))
+    assert summary["train_mean"]["auroc"] == pytest.approx(0.95)
+    assert summary["train_sd"]["auroc"] == pytest.approx(math.sqrt(0.005))   # sqrt((0.05² + 0.05²) / 1)
     text = format_summary(summary)
-    assert "0.7000 ± 0.1414" in text and text.count("\n") > 8
+    assert "0.7000 ± 0.1414" in text and "0.9500 ± 0.0707" in text and text.count("\n") > 8
+    assert text.startswith("folds by patient; each fold's checkpoint: highest AUROC on an inner validation split")
 
 
 @pytest.mark.slow
@@ -65,8 +71,17 @@ def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray
     assert train_run.stage == "train" and train_run.inputs == {"tune-model": tune_run.run_id}
     summary = json.loads(train_run.file("summary.json").read_text())
     assert [f["fold"] for f in summary["folds"]] == [0, 1]
+    assert summary["rule"]["split"] == "patient" and summary["rule"]["checkpoint_split"] == "inner"
     held_out = []
     for fold in summary["folds"]:
+        subjects = np.load(train_run.path / f"fold_{fold['fold']}" / "subjects.npz")
+        assert len(subjects["train"]) and len(subjects["validation"])
+        assert not set(subjects["train"]) & set(subjects["validation"])        # no patient on both sides
+        fit = np.load(train_run.path / f"fold_{fold['fold']}" / "fit_indices.npy")
+        choice = np.load(train_run.path / f"fold_{fold['fold']}" / "choice_indices.npy")
+        assert set(ds.subject_ids[fit]).isdisjoint(ds.subject_ids[choice])
+        assert fold["sizes"] == {"fit": len(fit), "choice": len(choice), "held_out": 60 - len(fit) - len(choice)}
+        assert all(math.isfinite(fold["train_metrics"][m]) for m in ("auroc", "val_loss"))
         folder = train_run.path / f"fold_{fold['fold']}"
         state = torch.load(folder / "best.pt", weights_only=True)
         assert state and all(isinstance(v, torch.Tensor) for v in state.values())
@@ -75,12 +90,19 @@ def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray
         assert fold["best_epoch"] in (2, 3)                   # evaluations at epoch 2 and the last
         val = np.load(folder / "val_indices.npy")
         held_out.append(val)
-        # the saved checkpoint reproduces the reported AUROC on its held-out samples
-        from icurt.model.metrics import auroc
+        # the saved checkpoint reproduces the reported AUROC and F1 (at the fold's threshold) on its held-out samples
+        from icurt.model.metrics import auroc, threshold_metrics
         with torch.no_grad():
             p = torch.softmax(model(torch.from_numpy(ds.features[val])), 1)[:, 1].numpy()
         assert auroc(ds.labels[val], p) == pytest.approx(fold["metrics"]["auroc"], abs=1e-5)
+        assert threshold_metrics(ds.labels[val], p, fold["threshold"])["f1"] == pytest.approx(fold["metrics"]["f1"])
     assert sorted(np.concatenate(held_out).tolist()) == list(range(60))
+    predictions = pd.read_parquet(train_run.file("predictions.parquet"))
+    assert sorted(predictions["row"]) == list(range(60))
+    assert (predictions["stay_id"].to_numpy() == ds.stay_ids[predictions["row"]]).all()
+    verdict = json.loads(train_run.file("verdict.json").read_text())
+    assert verdict["n_samples"] == 60 and verdict["n_died"] == 12
+    assert any("fewer than 1,000" in w for w in verdict["warnings"])     # a 60-sample cohort is never enough
     for name in ("auroc", "f1", "val_loss"):
         values = [f["metrics"][name] for f in summary["folds"]]
         assert summary["mean"][name] == pytest.approx(sum(values) / 2)
@@ -91,6 +113,7 @@ def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray
         events.Reload()
         assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
         assert [e.step for e in events.Scalars("val/auroc")] == [2, 3]
+        assert [e.step for e in events.Scalars("held_out/auroc")] == [2, 3]
     assert "mean ± sd" in train_run.file("summary.txt").read_text()
 
 
@@ -146,19 +169,26 @@ def test_missing_runs_are_user_errors(tmp_path, make_config):
 @pytest.mark.slow
 def test_a_failing_fold_fails_the_run_with_its_error(tmp_path, make_config, ray_session):
     from icurt.model.fold_runner import FoldJob, run_folds
-    from icurt.model.folds import stratified_folds
+    from icurt.model.folds import fold_rows, stratified_folds
     from icurt.placement import Placement
 
     cfg = make_config(*FAST)
     store = RunStore.from_config(cfg)
     tune_run, ds = fake_tune_run(store, cfg)
+    folds = fold_rows(stratified_folds(ds.labels, 2, 0), ds.labels, ds.subject_ids, "held_out", 2, 0, "stay")
     # dropout 2.0 passes no validation of ours here, so torch raises inside the Ray Train worker
     job = FoldJob(ModelHparams(**{**HP.to_dict(), "dropout": 2.0}), 2, 1, 0, 1, Placement({"CPU": 1.0}),
-                  str(tmp_path / "ray_results" / "folds"))
+                  str(tmp_path / "ray_results" / "folds"), cfg.model, "auroc")
     with pytest.raises(IcurtError, match="fold 0 failed.*dropout"):
         with store.create("train", cfg, inputs=[tune_run]) as writer:
-            run_folds(job, ds, stratified_folds(ds.labels, 2, 0), writer.path, 2)
+            run_folds(job, ds, folds, writer.path, 2)
     assert store.list("train") == [] and len(store.failed("train")) == 1
+    # a model whose scores are NaN from the start keeps no checkpoint: its fold fails, naming why
+    job = dataclasses.replace(job, hparams=ModelHparams(**{**HP.to_dict(), "optimizer": "sgd", "learning_rate": float("nan")}),
+                              storage_path=str(tmp_path / "ray_results" / "nan"))
+    with pytest.raises(IcurtError, match="diverged"):
+        with store.create("train", cfg, inputs=[tune_run]) as writer:
+            run_folds(job, ds, folds, writer.path, 2)
 
 
 def test_invalid_tuned_hparams_are_refused(tmp_path, make_config):
@@ -176,17 +206,17 @@ def test_show_train_prints_the_table_and_writes_nothing(tmp_path, make_config, c
 
     cfg = make_config()
     store = RunStore.from_config(cfg)
-    metrics = ("auroc", "auprc", "f1", "precision", "recall", "accuracy", "val_loss")
-    folds = [{"fold": k, "best_epoch": 10 * (k + 1), "metrics": {m: v for m in metrics}}
-             for k, v in enumerate([0.9, 0.7, 0.8])]
+    metrics = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
+    folds = [{"fold": k, "best_epoch": 10 * (k + 1), "metrics": {m: v for m in metrics},
+              "train_metrics": {m: v + 0.1 for m in metrics}} for k, v in enumerate([0.9, 0.7, 0.8])]
     with store.create("train", cfg) as w:
         (w.path / "summary.json").write_text(json.dumps(summarize_folds(folds)))
     before = sorted(p.name for p in w.run.path.iterdir())
     assert main(["show", "train", w.run.run_id, "--set", f"paths.data={tmp_path}", "-q"]) == 0
     out = capsys.readouterr().out
-    # mean of {0.9, 0.7, 0.8} = 0.8; sample sd = sqrt((0.01 + 0.01 + 0) / 2) = 0.1
-    assert "auroc      0.8000 ± 0.1000" in out
-    assert "   2         30    0.8000" in out
+    # mean of {0.9, 0.7, 0.8} = 0.8; sample sd = sqrt((0.01 + 0.01 + 0) / 2) = 0.1; training folds + 0.1
+    assert "auroc        0.8000 ± 0.1000     0.9000 ± 0.1000" in out
+    assert "   2         30    0.5000    0.8000" in out
     assert format_summary(summarize_folds(folds)) in out
     assert sorted(p.name for p in w.run.path.iterdir()) == before  # a show command never writes
 
@@ -209,7 +239,8 @@ def test_two_ddp_workers_match_one_plain_trainer(tmp_path, make_config, ray_sess
     from icurt.model.folds import stratified_folds
     from icurt.model.trainer import Trainer
 
-    cfg = make_config(*FAST, "train.num_workers=2", "train.epochs=2", "train.eval_interval=2")
+    cfg = make_config(*FAST, "train.num_workers=2", "train.epochs=2", "train.eval_interval=2", "train.split=stay",
+                      "train.checkpoint_split=held_out")
     store = RunStore.from_config(cfg)
     tune_run, ds = fake_tune_run(store, cfg)
     summary = json.loads(run(cfg, tune_run, store=store).file("summary.json").read_text())

@@ -6,9 +6,9 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score, log_loss, roc_auc_score
 
 from icurt.errors import IcurtError
-from icurt.model.folds import stratified_folds
+from icurt.model.fold_runner import CURVE_METRICS
 from icurt.model.lstm import ModelHparams
-from icurt.model.trainer import Trainer, predict_logits
+from icurt.model.trainer import BestSoFar, Trainer, cross_validation_rounds, fit, predict_logits
 from icurt.planted import planted_dataset as planted
 
 HP = ModelHparams(lstm_hidden=16, fc_size=16, dropout=0.1, optimizer="adam", learning_rate=3e-3,
@@ -119,19 +119,6 @@ def test_tensorboard_scalars_per_epoch(tmp_path):
     assert {"val/val_loss", "val/auprc", "val/f1"} <= set(events.Tags()["scalars"])
 
 
-def test_stratified_folds_partition_and_balance():
-    y = np.r_[np.zeros(47), np.ones(13)].astype(np.int64)
-    folds = stratified_folds(y, 5, seed=20240807)
-    vals = np.concatenate([val for _, val in folds])
-    assert sorted(vals.tolist()) == list(range(60))          # each sample held out exactly once
-    for train, val in folds:
-        assert set(train).isdisjoint(val) and len(train) + len(val) == 60
-        assert y[val].sum() in (2, 3)                          # 13 positives over 5 folds
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, stratified_folds(y, 5, 20240807)))
-    with pytest.raises(IcurtError, match="class 1"):
-        stratified_folds(np.r_[np.zeros(20), np.ones(3)].astype(np.int64), 5, 0)
-
-
 class BatchRecorder(torch.nn.Module):
     """Wraps the model as DDP would, recording each training batch it sees."""
 
@@ -160,3 +147,55 @@ def test_data_parallel_ranks_split_each_sampled_batch():
     assert [len(b) for b in even] == [16, 16, 16, 3] and [len(b) for b in odd] == [16, 16, 16, 2]
     for whole, a, b in zip(full, even, odd):
         assert torch.equal(whole[0::2], a) and torch.equal(whole[1::2], b)
+
+
+def nan_trainer(x, y, seed=0):
+    """A Trainer whose output layer's bias is NaN: every logit, loss and score it makes is NaN."""
+    trainer = Trainer(HP, x[:200], y[:200], x[200:], y[200:], seed=seed)
+    with torch.no_grad():
+        trainer.model.out.bias.fill_(float("nan"))
+    return trainer
+
+
+def test_a_trainer_with_nan_logits_never_keeps_a_best_checkpoint():
+    """The fold worker keeps a checkpoint exactly when BestSoFar.offer says so (fold_runner.py)."""
+    x, y, _ = planted_dataset(n=300, seed=2)
+    trainer = nan_trainer(x, y)
+    best, kept = BestSoFar("auroc"), []
+    for evaluation in fit(trainer, epochs=4, eval_interval=1):
+        assert np.isnan(evaluation.metrics["val_loss"]) and np.isnan(evaluation.metrics["auroc"])
+        assert np.isnan(evaluation.metrics["auprc"]) and np.isnan(evaluation.metrics["brier"])
+        if best.offer(evaluation.epoch, evaluation.metrics):
+            kept.append(evaluation.epoch)
+    assert kept == [] and best.epoch is None
+    assert set(CURVE_METRICS) <= set(evaluation.metrics)
+
+
+def test_best_so_far_by_hand():
+    by_auroc, by_loss = BestSoFar("auroc"), BestSoFar("val_loss")
+    evaluations = [(10, {"val_loss": 0.50, "auroc": 0.70, "auprc": 0.3}),
+                   (20, {"val_loss": 0.40, "auroc": 0.80, "auprc": 0.4}),
+                   (30, {"val_loss": float("nan"), "auroc": 0.95, "auprc": 0.6}),   # never best
+                   (40, {"val_loss": 0.45, "auroc": 0.80, "auprc": 0.4}),           # ties auroc: later wins
+                   (50, {"val_loss": 0.42, "auroc": float("inf"), "auprc": 0.4})]   # never best
+    auroc_kept = [e for e, m in evaluations if by_auroc.offer(e, m)]
+    loss_kept = [e for e, m in evaluations if by_loss.offer(e, m)]
+    assert auroc_kept == [10, 20, 40] and by_auroc.epoch == 40
+    assert loss_kept == [10, 20] and by_loss.epoch == 20
+
+
+def test_cross_validation_rounds_score_last_or_best_and_stop_at_divergence():
+    x, y, _ = planted_dataset(n=300, seed=5)
+    folds = [(np.arange(0, 200), np.arange(200, 300)), (np.arange(100, 300), np.arange(0, 100))]
+    trainers = lambda: [Trainer(HP, x[t], y[t], x[v], y[v], seed=k) for k, (t, v) in enumerate(folds)]  # noqa: E731
+    last = list(cross_validation_rounds(trainers(), 3, 1, score="last"))
+    best = list(cross_validation_rounds(trainers(), 3, 1, score="best"))
+    rounds = [r["round_val_loss"] for r in last]
+    assert [r["val_loss"] for r in last] == rounds
+    assert [r["val_loss"] for r in best] == [min(rounds[:k + 1]) for k in range(3)]   # same seeds, same fits
+    broken = trainers()
+    with torch.no_grad():
+        broken[1].model.out.bias.fill_(float("nan"))
+    diverged = list(cross_validation_rounds(broken, 3, 1))
+    assert len(diverged) == 1 and diverged[0]["diverged"]
+    assert diverged[0]["reason"].startswith("diverged at cv epoch 1: fold 1 has val_loss nan")

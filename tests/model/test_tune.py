@@ -93,8 +93,10 @@ def test_changed_settings_of_a_resumed_study():
     assert changed_settings(started, now, ignore=("num_trials", "fold")) == ["dropout", "new_key"]
 
 
-def test_finished_means_complete_or_pruned():
+def test_finished_means_complete_or_pruned_or_failed_for_a_reason():
     assert count_finished(["COMPLETE", "PRUNED", "FAIL", "RUNNING", "COMPLETE"]) == 3
+    # a FAIL with a recorded reason (it diverged) counts; one without (cut off) is run again
+    assert count_finished(["COMPLETE", "FAIL", "FAIL"], [None, "diverged at cv epoch 1", None]) == 2
 
 
 def test_resumed_sampler_does_not_replay_the_start_up_suggestions():
@@ -140,7 +142,7 @@ def test_trials_table_and_best_trial():
             frozen(3, TrialState.FAIL, None, {"log2_batch_size": 4, "dropout": 0.4})]
     table = trials_frame([t for t, _ in made], made[0][1])
     assert list(table.columns) == ["number", "state", "objective", "batch_size", "dropout", "last_step",
-                                   "duration_s"]
+                                   "duration_s", "fail_reason"]
     assert table["number"].tolist() == [0, 1, 2, 3]
     assert table["state"].tolist() == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
     assert table["batch_size"].tolist() == [16, 32, 64, 16]
@@ -156,6 +158,9 @@ def test_trials_table_and_best_trial():
         trial_row(table, 9, "min")
     with pytest.raises(IcurtError, match="no trial of the study ran to completion"):
         best_trial_row(table[table["state"] != "COMPLETE"], "min")
+    # a complete trial with a non-finite objective is never the best
+    table.loc[table["number"] == 1, "objective"] = -np.inf
+    assert best_trial_row(table, "min")["number"] == 0
 
 
 def test_storage_label_hides_the_password():
@@ -220,6 +225,36 @@ def test_trials_a_killed_driver_left_running_are_failed_when_the_study_reopens(m
     study.ask({"x": FloatDistribution(0, 1)})       # its driver was killed: it stays RUNNING
     reopened = open_study(plan, storage)
     assert [t.state for t in reopened.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+
+
+def test_a_diverging_trial_ends_fail_with_its_reason_and_the_study_completes(ray_session, make_config, tmp_path):
+    """tune-model's own trainable: an enqueued trial with Adam at lr 1e30 overflows to NaN logits
+    in its first cv epoch; it is recorded FAIL with the reason, counts towards num_trials, and the
+    other trials finish the study, whose best is a finite one."""
+    from icurt.placement import Placement
+    from icurt.tuning.stage import study_plan
+    from icurt.tuning.trials import write_study_files
+    from ray import tune
+
+    cfg = make_config(*TINY, "tune_model.num_trials=3", "tune_model.split=stay")
+    task = tune_model.tuning_task(cfg, None, planted(120, seed=0).dataset, Placement({"CPU": 1.0}))
+    plan = study_plan(task, "diverging")
+    storage = optuna_storage_url(cfg)
+    study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="minimize")
+    sane = {"log2_batch_size": 4, "log2_lstm_hidden": 3, "lstm_activation": "tanh", "dropout": 0.0,
+            "log2_fc_size": 3, "fc_activation": "relu", "optimizer": "adam", "learning_rate": 1e-2}
+    study.enqueue_trial({**sane, "lstm_activation": "relu", "learning_rate": 1e30})
+    study.enqueue_trial(sane)
+    study.enqueue_trial({**sane, "learning_rate": 3e-3})
+    study = run_study(plan, tune.with_parameters(task.trainable, **task.data), task.space, storage, tmp_path,
+                      "tune")
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].user_attrs["fail_reason"].startswith("diverged at cv epoch 1: fold ")
+    table = write_study_files(tmp_path, study, task.space, storage)
+    assert table["fail_reason"].notna().tolist() == [True, False, False]
+    assert best_trial_row(table, "min")["number"] in (1, 2)
+    assert json.loads((tmp_path / "study.json").read_text())["finished"] == 3
 
 
 # ---- the tune-model stage -----------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 generate_cohort draws the seven tables (pure numpy/pandas); load_cohort replaces the schema with
 them in one transaction, COPYing CSV that pyarrow writes in a background thread, and stores each
-stay's latent severity and the oracle AUROC next to them (icurt_synth_truth, icurt_synth_info).
+stay's latent severity, the oracle's probability (it knows the severity) and the achievable
+ceiling's (what the first 48 h of measurements carry, ceiling.py) next to them, with both AUROCs
+(icurt_synth_truth, icurt_synth_info).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pyarrow.csv as pa_csv
 from psycopg2 import sql
 
 from icurt.db.synth import events, hospital, skeleton
+from icurt.db.synth.ceiling import Evidence, ceiling_probability
 from icurt.db.schema import TABLES, add_keys, column_names, create_index_sql, create_table_sql, recreate_schema
 from icurt.db.synth.items import d_items_frame, d_labitems_frame
 from icurt.errors import IcurtError
@@ -30,7 +33,7 @@ log = logging.getLogger("icurt")
 
 TRUTH_TABLE = "icurt_synth_truth"
 INFO_TABLE = "icurt_synth_info"
-TRUTH_COLUMNS = ("icustay_id", "severity", "died", "oracle_probability")
+TRUTH_COLUMNS = ("icustay_id", "severity", "died", "oracle_probability", "ceiling_probability")
 ROWS_PER_CSV_CHUNK = 500_000
 COPY_READ_SIZE = 4 << 20
 
@@ -38,18 +41,21 @@ COPY_READ_SIZE = 4 << 20
 @dataclass(frozen=True)
 class SynthCohort:
     tables: dict[str, pd.DataFrame]   # the seven MIMIC-III tables, columns as in icurt.db.schema
-    truth: pd.DataFrame               # icustay_id, severity, died, oracle_probability (every stay)
+    truth: pd.DataFrame               # TRUTH_COLUMNS, every stay
     oracle_auroc: float               # of oracle_probability vs died on the qualifying stays
+    ceiling_auroc: float              # of ceiling_probability vs died on the qualifying stays
     stays: int
     seed: int
     mortality_rate: float
     qualifying_stays: int
     qualifying_deaths: int
+    evidence: Evidence | None = None  # the first 48 h of measurements as ceiling.py's sums (for diagnostics)
 
     def info(self) -> dict[str, str]:
         """The key/value rows stored in <schema>.icurt_synth_info."""
         return {"stays": str(self.stays), "seed": str(self.seed),
                 "mortality_rate": repr(self.mortality_rate), "oracle_auroc": repr(self.oracle_auroc),
+                "ceiling_auroc": repr(self.ceiling_auroc),
                 "qualifying_stays": str(self.qualifying_stays),
                 "qualifying_deaths": str(self.qualifying_deaths)}
 
@@ -77,7 +83,8 @@ def generate_cohort(stays: int, seed: int, mortality_rate: float = 0.10) -> Synt
         raise IcurtError(f"[synth].mortality_rate must be between 0 and 1 (got {mortality_rate})")
     skeleton_rng, tables_rng, physiology_rng, chart_rng, lab_rng = np.random.default_rng(seed).spawn(5)
     sk = skeleton.draw_skeleton(stays, skeleton_rng, mortality_rate)
-    phys = events.physiology(sk, physiology_rng)
+    evidence = Evidence(len(sk.stays))
+    phys = events.physiology(sk, physiology_rng, evidence)
     tables = {
         "patients": hospital.patients_frame(sk),
         "admissions": hospital.admissions_frame(sk, tables_rng),
@@ -92,10 +99,15 @@ def generate_cohort(stays: int, seed: int, mortality_rate: float = 0.10) -> Synt
         "icustay_id": sk.stays["icustay_id"].to_numpy(np.int64), "severity": severity,
         "died": sk.admissions["died"].to_numpy()[sk.stays["admission"].to_numpy()].astype(np.int64),
         "oracle_probability": skeleton.sigmoid(sk.intercept + skeleton.MORTALITY_SLOPE * severity),
+        "ceiling_probability": ceiling_probability(evidence, sk.intercept, skeleton.MORTALITY_SLOPE,
+                                                   sk.patients["group"].to_numpy()[sk.stays["patient"].to_numpy()]
+                                                   != skeleton.NEONATE),
     })
     qualifying = sk.stays["qualifying"].to_numpy()
-    return SynthCohort(tables, truth, skeleton.oracle_auroc(truth, qualifying), stays, seed,
-                       mortality_rate, int(qualifying.sum()), int(truth["died"].to_numpy()[qualifying].sum()))
+    return SynthCohort(tables, truth, skeleton.oracle_auroc(truth, qualifying),
+                       skeleton.oracle_auroc(truth, qualifying, "ceiling_probability"), stays, seed,
+                       mortality_rate, int(qualifying.sum()), int(truth["died"].to_numpy()[qualifying].sum()),
+                       evidence)
 
 
 def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
@@ -143,7 +155,8 @@ def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
 
 
 def read_synth_truth(conn, schema: str) -> tuple[pd.DataFrame, float]:
-    """(truth per stay, oracle AUROC) stored by synth in `schema`; IcurtError when there is none."""
+    """(truth per stay, oracle AUROC) stored by synth in `schema`; IcurtError when there is none.
+    A schema synth built before the ceiling existed has no ceiling_probability column."""
     with conn.cursor() as cur:
         for table in (TRUTH_TABLE, INFO_TABLE):
             cur.execute("SELECT to_regclass(%s)", (sql.Identifier(schema, table).as_string(conn),))
@@ -151,15 +164,20 @@ def read_synth_truth(conn, schema: str) -> tuple[pd.DataFrame, float]:
                 raise IcurtError(f"schema {schema!r} holds no synthetic-cohort truth ({table} is missing); "
                                  "it was not built by `icurt db synth`, so there is no oracle to compare "
                                  "with")
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                    "AND table_name = %s", (schema, TRUTH_TABLE))
+        present = {row[0] for row in cur.fetchall()}
+        columns = [c for c in TRUTH_COLUMNS if c in present]
         cur.execute(sql.SQL("SELECT {} FROM {}.{} ORDER BY icustay_id").format(
-            sql.SQL(", ").join(map(sql.Identifier, TRUTH_COLUMNS)), sql.Identifier(schema),
+            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(schema),
             sql.Identifier(TRUTH_TABLE)))
         rows = cur.fetchall()
         cur.execute(sql.SQL("SELECT value FROM {}.{} WHERE key = 'oracle_auroc'").format(
             sql.Identifier(schema), sql.Identifier(INFO_TABLE)))
         auroc = cur.fetchone()
-    truth = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS)).astype(
-        {"icustay_id": np.int64, "severity": np.float64, "died": np.int64, "oracle_probability": np.float64})
+    types = {"icustay_id": np.int64, "severity": np.float64, "died": np.int64, "oracle_probability": np.float64,
+             "ceiling_probability": np.float64}
+    truth = pd.DataFrame(rows, columns=columns).astype({c: types[c] for c in columns})
     return truth, float(auroc[0]) if auroc else math.nan
 
 
@@ -186,13 +204,15 @@ def run_synth(cfg, stays: int, seed: int) -> dict[str, int]:
     for table, rows in counts.items():
         print(f"  {table:<12} {rows:>12,} rows")
     print(f"  oracle AUROC (knows each stay's severity): {cohort.oracle_auroc:.4f}")
+    print(f"  achievable ceiling AUROC (what the first 48 h of measurements carry): {cohort.ceiling_auroc:.4f}")
     print(f"  generated in {generated - started:.1f} s, loaded in {finished - generated:.1f} s")
     return counts
 
 
 def _store_truth(cur, schema: str, cohort: SynthCohort) -> None:
     cur.execute(sql.SQL("CREATE TABLE {}.{} (icustay_id INT PRIMARY KEY, severity DOUBLE PRECISION NOT NULL, "
-                        "died SMALLINT NOT NULL, oracle_probability DOUBLE PRECISION NOT NULL)").format(
+                        "died SMALLINT NOT NULL, oracle_probability DOUBLE PRECISION NOT NULL, "
+                        "ceiling_probability DOUBLE PRECISION NOT NULL)").format(
         sql.Identifier(schema), sql.Identifier(TRUTH_TABLE)))
     _copy_frame(cur, schema, TRUTH_TABLE, cohort.truth[list(TRUTH_COLUMNS)])
     cur.execute(sql.SQL("CREATE TABLE {}.{} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(

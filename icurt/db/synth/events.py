@@ -39,6 +39,7 @@ TEMPERATURE_UNIT_SWAP_RATE = 0.003  # a °F reading under a °C item or the reve
 ERROR_RATE = 0.004         # MetaVision rows flagged error = 1 (with a garbled value)
 NULL_ICUSTAY_RATE = 0.001
 LAB_TEXTS = ("ERROR", "UNABLE TO REPORT", "HEMOLYZED SPECIMEN")
+BG_INTERCEPT, BG_SLOPE = 0.4, 0.9  # an adult stay has blood gases with P = sigmoid(0.4 + 0.9 · severity)
 
 
 def drift(hours: np.ndarray) -> np.ndarray:
@@ -61,6 +62,7 @@ class Physiology:
     severity: np.ndarray
     phase: np.ndarray
     intime: np.ndarray
+    evidence: object = None  # a ceiling.Evidence that sees every measurement (for the achievable ceiling)
 
     def measure(self, signal: np.ndarray, stay: np.ndarray, seconds: np.ndarray,
                 rng: np.random.Generator) -> np.ndarray:
@@ -70,13 +72,16 @@ class Physiology:
         x += EFFECT[signal] * self.severity[stay] * drift(hours)
         x += WAVE[signal] * np.sin(2 * np.pi * hours / 24 + self.phase[stay])
         x += NOISE_SD[signal] * rng.standard_normal(stay.size)
+        if self.evidence is not None:
+            self.evidence.add(signal, stay, hours, x)
         logged = IS_LOG[signal]
         x[logged] = np.exp(x[logged])
         return np.clip(x, LOW[signal], HIGH[signal], out=x)
 
 
-def physiology(sk: Skeleton, rng: np.random.Generator) -> Physiology:
-    """Per-stay baselines (neonates with their own heart and breathing rates) and daily-wave phases."""
+def physiology(sk: Skeleton, rng: np.random.Generator, evidence=None) -> Physiology:
+    """Per-stay baselines (neonates with their own heart and breathing rates) and daily-wave phases;
+    `evidence` (a ceiling.Evidence) is shown every measurement made."""
     n = len(sk.stays)
     means = np.array([SIGNALS[s].mean for s in SIGNAL_NAMES])
     sds = np.array([SIGNALS[s].between_sd for s in SIGNAL_NAMES])
@@ -85,7 +90,7 @@ def physiology(sk: Skeleton, rng: np.random.Generator) -> Physiology:
     for name, shift in NEONATE_SHIFT.items():
         baseline[neonate, SIGNAL_INDEX[name]] += shift
     return Physiology(baseline, sk.stays["severity"].to_numpy(), rng.uniform(0, 2 * np.pi, n),
-                      sk.stays["intime"].to_numpy())
+                      sk.stays["intime"].to_numpy(), evidence)
 
 
 def _item_lookup(itemids, values, fill=-1) -> np.ndarray:
@@ -289,7 +294,7 @@ def _lab_draws(sk: Skeleton, phys: Physiology, rng):
     add(outpatient, first_stay_of_pat, np.full(len(pat), -1),
         pat["first_admittime"].to_numpy() - 700 * DAY, np.full(len(pat), 670 * DAY), False)
     adult = sk.patients["group"].to_numpy()[stays["patient"].to_numpy()] != NEONATE
-    has_bg = adult & (rng.random(len(stays)) < 1 / (1 + np.exp(-(0.4 + 0.9 * phys.severity))))
+    has_bg = adult & (rng.random(len(stays)) < 1 / (1 + np.exp(-(BG_INTERCEPT + BG_SLOPE * phys.severity))))
     add(np.where(has_bg, rng.poisson(rng.uniform(3, 4.5, len(stays)) * los_days), 0), stay_ids,
         hadm_of_stay, intime, outtime - intime, True)
     return tuple(np.concatenate(column) for column in zip(*parts))

@@ -68,12 +68,13 @@ def mortality_intercept(severity: np.ndarray, rate: float) -> float:
     return (low + high) / 2
 
 
-def oracle_auroc(truth: pd.DataFrame, qualifying: np.ndarray) -> float:
-    """AUROC of the oracle probability against death on the qualifying stays (NaN if one class)."""
+def oracle_auroc(truth: pd.DataFrame, qualifying: np.ndarray, column: str = "oracle_probability") -> float:
+    """AUROC of a truth column (the oracle's probability by default) against death on the
+    qualifying stays (NaN if one class)."""
     died = truth["died"].to_numpy()[qualifying]
     if died.size == 0 or died.min() == died.max():
         return float("nan")
-    return float(roc_auc_score(died, truth["oracle_probability"].to_numpy()[qualifying]))
+    return float(roc_auc_score(died, truth[column].to_numpy()[qualifying]))
 
 
 def draw_skeleton(n_stays: int, rng: np.random.Generator, mortality_rate: float) -> Skeleton:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+import pandas as pd
 from psycopg2 import sql
 
 from icurt.config import Config
@@ -35,3 +37,32 @@ def ensure_synthetic_cohort(cfg: Config, stays: int, seed: int, fresh: bool = Fa
         return False
     run_synth(cfg, stays=stays, seed=seed)
     return True
+
+
+def truth_of_stays(cfg: Config, stay_ids: np.ndarray, labels: np.ndarray) -> pd.DataFrame | None:
+    """oracle_probability (and ceiling_probability where synth stored it) of each stay, indexed by
+    icustay_id, when the configured schema holds synth's truth for exactly these stays: every stay
+    present and every label equal to the stored death (else the schema was rebuilt since, and the
+    truth belongs to another cohort). None otherwise; never starts the embedded server."""
+    from icurt.db.server import embedded_server
+    from icurt.db.synth.cohort import read_synth_truth
+
+    if not cfg.db.dsn and not embedded_server(cfg.paths.data, cfg.db.embedded_port).status().running:
+        return None
+    if not synthetic_cohort_info(cfg):
+        return None
+    with connection(cfg, readonly=True) as conn:
+        truth, _ = read_synth_truth(conn, cfg.db.schema)
+    truth = truth.set_index("icustay_id")
+    stays = pd.Index(np.asarray(stay_ids))
+    if not stays.isin(truth.index).all():
+        log.info("synthetic truth in schema %s lacks some stays of this dataset; no oracle comparison",
+                 cfg.db.schema)
+        return None
+    matched = truth.loc[stays]
+    if not np.array_equal(matched["died"].to_numpy(), np.asarray(labels)):
+        log.info("synthetic truth in schema %s disagrees with this dataset's labels (rebuilt since?); "
+                 "no oracle comparison", cfg.db.schema)
+        return None
+    columns = [c for c in ("oracle_probability", "ceiling_probability") if c in matched]
+    return matched[columns]
