@@ -52,13 +52,10 @@ def bench_size(cfg, url: str, stays: int, seed: int, with_query: bool) -> dict:
 
 
 def _bench_query(cfg) -> dict:
-    try:
-        from icurt.db.query import run as query_run
-    except ImportError as exc:  # the query stage is another engineer's module
-        print(f"query stage not available ({exc}); timing synth only")
-        return {}
+    from icurt.stages import run_stage
+
     started = time.perf_counter()
-    run = query_run(cfg)
+    run = run_stage("query", cfg)
     query_s = time.perf_counter() - started
     started = time.perf_counter()
     tables = [pq.read_table(path) for path in sorted(Path(run.path).glob("*.parquet"))]

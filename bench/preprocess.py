@@ -28,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from icurt.config import load_config, with_overrides  # noqa: E402
 from icurt.dataset import load_dataset  # noqa: E402
-from icurt.preprocess import stage, steps  # noqa: E402
+from icurt.preprocess import steps  # noqa: E402
+from icurt.preprocess.sources import source_features  # noqa: E402
+from icurt.stages import run_stage  # noqa: E402
 from icurt.runs import Run, RunStore  # noqa: E402
 
 QUERY_FILES = (steps.DETAIL, *steps.SOURCES)
@@ -41,7 +43,6 @@ def build_query_run(workdir: Path, stays: int, seed: int, simple: bool) -> tuple
     try:
         if simple:
             raise ImportError("--simple")
-        from icurt.db import query
         from icurt.db.server import embedded_server
         from icurt.db.synth.cohort import run_synth
     except ImportError as exc:
@@ -51,7 +52,7 @@ def build_query_run(workdir: Path, stays: int, seed: int, simple: bool) -> tuple
         return w.run.path, "simple stand-in generator"
     try:
         run_synth(cfg, stays=stays, seed=seed)
-        return query.run(cfg).path, "icurt.db.synth + icurt.db.query (embedded PostgreSQL)"
+        return run_stage("query", cfg).path, "icurt.db.synth + icurt.db.query (embedded PostgreSQL)"
     finally:
         embedded_server(cfg.paths.data, cfg.db.embedded_port).stop()
 
@@ -72,9 +73,9 @@ def subset_query_run(source: Path, workdir: Path, stays: int, seed: int) -> tupl
     return folder, len(eligible)
 
 
-def time_read(folder: Path, features) -> float:
+def time_read(folder: Path, settings) -> float:
     started = time.perf_counter()
-    for name, columns in steps.required_columns(features).items():
+    for name, columns in steps.required_columns(settings).items():
         pd.read_parquet(folder / f"{name}.parquet", columns=columns)
     return time.perf_counter() - started
 
@@ -85,7 +86,7 @@ def time_engine(folder: Path, engine: str, workdir: Path) -> tuple[float, Path]:
                                                "ray.include_dashboard=false"])
     query_run = Run(stage="query", run_id=folder.name, path=folder, meta={})
     started = time.perf_counter()
-    run = stage.run(cfg, query_run=query_run, engine=engine, store=RunStore(root))
+    run = run_stage("preprocess", cfg, query_run, store=RunStore(root), engine=engine)
     return time.perf_counter() - started, run.path
 
 
@@ -97,14 +98,14 @@ def per_stay_loop(folder: Path) -> tuple[float, dict]:
     stays = steps.prefilter(pd.read_parquet(folder / f"{steps.DETAIL}.parquet"), settings).stays
     stays = stays[stays["observed_hours"] >= settings.min_observation_hours].sort_values("icustay_id")
     grouped = {}
-    for source, names in steps.source_features(features).items():
+    for source, names in source_features(features, settings).items():
         table = pd.read_parquet(folder / f"{source}.parquet", columns=["icustay_id", "charttime", *names])
         grouped[source] = dict(tuple(table.dropna(subset=["icustay_id"]).groupby("icustay_id")))
     measured, ids, labels = [], [], []
     for stay in stays.itertuples():
         start = stay.window_start
         frames = []
-        for source, names in steps.source_features(features).items():
+        for source, names in source_features(features, settings).items():
             rows = grouped[source].get(stay.icustay_id)
             if rows is None:
                 continue
@@ -145,7 +146,6 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     source, how = (args.query_run, "given (--query-run)") if args.query_run else build_query_run(
         workdir / "build", args.stays, args.seed, args.simple)
-    features = list(load_config(env={}).preprocess.features)
     sizes = {name: len(pd.read_parquet(source / f"{name}.parquet", columns=["icustay_id"]))
              for name in QUERY_FILES}
     print(f"query run: {source} ({how}); rows: {sizes}")
@@ -157,7 +157,7 @@ def main() -> int:
     print(f"Ray start: {time.perf_counter() - started:.1f} s (not counted below)")
     report = {}
     if not args.skip_full:
-        report["read"] = time_read(source, features)
+        report["read"] = time_read(source, load_config(env={}).preprocess)
         report["pandas"], pandas_run = time_engine(source, "pandas", workdir)
         report["modin"], modin_run = time_engine(source, "modin", workdir)
         same = load_dataset(pandas_run).features.tobytes() == load_dataset(modin_run).features.tobytes()

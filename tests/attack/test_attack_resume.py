@@ -73,7 +73,7 @@ def test_a_collector_attacks_only_missing_batches(tmp_path):
 
 PLAIN_TUNED = {**full.TUNED, "method": dataclasses.asdict(full.PLAIN), "batch_size": 4}
 SETTINGS = ["attack.epochs_per_batch=400", "attack.max_num_samples=40", "attack.num_actors=1",
-            "attack.cpus_per_actor=1", "ray.num_cpus=1", "ray.device=cpu"]
+            "attack.cpus_per_actor=1", "ray.num_cpus=1", "ray.device=cpu", "attack.samples=all"]
 
 
 def _attack(data: Path, *args: str, settings=SETTINGS) -> subprocess.Popen:

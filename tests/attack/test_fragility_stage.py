@@ -40,7 +40,7 @@ METHOD = AttackMethod(max_perts=0, lambda_decay=0.5, lambda_decay_every=4, early
 TUNED = {"kappa": 0.0, "lambda_1": 0.01, "learning_rate": 0.05, "batch_size": 8, "optimizer": "adam",
          "method": dataclasses.asdict(METHOD), "objective": 1.0, "objective_name": "sparse_small", "trial": 0,
          "fold": 0}
-SETTINGS = ["attack.epochs_per_batch=30", "attack.num_actors=2", "attack.cpus_per_actor=1", "ray.device=cpu",
+SETTINGS = ["attack.epochs_per_batch=30", "attack.samples=all", "attack.num_actors=2", "attack.cpus_per_actor=1", "ray.device=cpu",
             "fragility.l0_budgets=[1, 4]", "fragility.linf_scales=[1.0, 8.0]", "fragility.headline_k=4",
             "fragility.iterations=25", "fragility.early_stop_patience=0", "fragility.clinical_step.creatinine=2.0",
             "fragility.clinical_step.sodium=2.0", "fragility.clinical_step.heartrate=2.0"]

@@ -42,7 +42,7 @@ def main(data_root: str, dsn: str) -> None:
         "tune_model.epochs_per_cv_epoch=1", "tune_model.lstm_hidden_exponents=[3, 3]",
         "tune_model.fc_size_exponents=[3, 3]", "tune_model.batch_size_exponents=[5, 5]",
         "tune_model.gpus_per_trial=0.5", "tune_model.optuna_startup_trials=4",
-        "attack.epochs_per_batch=5", "attack.max_num_samples=128", "attack.batch_size=16",
+        "attack.epochs_per_batch=5", "attack.samples=all", "attack.max_num_samples=128", "attack.batch_size=16",
     ])
     store = RunStore(data_root)
     with store.create("preprocess", cfg) as w:
