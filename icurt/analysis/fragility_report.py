@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from icurt.analysis.fragility import DIRECTIONS, changes_table, minimal_budgets, success_curves, worked_examples
+from icurt.analysis.report_html import figure, note, table
 from icurt.analysis.plots import COLORS, Plot, _new_figure, _png, _say_empty
 from icurt.analysis.stats import CLINICAL_UNITS, GROUP_TITLE
 from icurt.attack.budget import to_clinical
@@ -132,8 +133,8 @@ def fragility_plots(view: FragilityView) -> list[Plot]:
     return [curves_plot(view), minimal_k_plot(view), *(example_plot(i, e) for i, e in enumerate(view.examples, 1))]
 
 
-def fragility_section(view: FragilityView | None, plots: list[Plot], table, figure, note) -> str:
-    """The report's fragility section (`table`, `figure`, `note` are the report's HTML helpers)."""
+def fragility_section(view: FragilityView | None, plots: list[Plot]) -> str:
+    """The report's fragility section."""
     parts = ["<h2>Fragility under a budget</h2>"]
     if view is None:
         return "".join(parts) + note("No fragility run in this analysis' lineage.")

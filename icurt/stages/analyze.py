@@ -140,7 +140,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
 
 
 def show(run: Run, cfg: Config) -> str:
-    from icurt.analysis.report import headline_text, profile_line
+    from icurt.analysis.headline import headline_text
+    from icurt.analysis.report import profile_line
     from icurt.analysis.tables import read_fragility_headline, read_headline
 
     sentences = [f"{h['sentence']}." for h in read_fragility_headline(run.path).values()]

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from icurt.analysis.plots import all_plots
-from icurt.analysis.report import ReportContext, build_report, headline_text
+from icurt.analysis.headline import headline_text
+from icurt.analysis.report import ReportContext, build_report
 from icurt.analysis.stats import analyse
 from icurt.attack.results import perturbations_from_arrays
 
