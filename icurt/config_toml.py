@@ -1,5 +1,5 @@
 """The config's file format and validation: TOML in and out, layering, `--set` overrides, and
-checking each value against its section's type and bounds (icurt/config.py declares them)."""
+checking each value against its section's type and bounds (icurt/config_sections.py declares them)."""
 
 from __future__ import annotations
 

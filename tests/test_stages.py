@@ -175,7 +175,8 @@ class Recorder:
 
     def note(self, section: str) -> None:
         caller = sys._getframe(2).f_code.co_filename
-        if self.stage and not caller.endswith(("dataclasses.py", "icurt/config.py", "icurt/stages/__init__.py")):
+        own = ("dataclasses.py", "icurt/config.py", "icurt/config_sections.py", "icurt/stages/__init__.py")
+        if self.stage and not caller.endswith(own):
             self.read.setdefault(self.stage, set()).add(section)
 
 

@@ -19,7 +19,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from icurt.config import Config, TuningDriverConfig
+from icurt.config import Config
+from icurt.config_sections import TuningDriverConfig
 from icurt.errors import IcurtError
 from icurt.files import write_json
 from icurt.placement import Placement

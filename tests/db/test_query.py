@@ -417,7 +417,8 @@ def test_a_feature_whose_items_never_occur_is_named(pg_dsn, make_config):
 
 
 def test_feature_items_are_those_of_the_queries():
-    from icurt.config import FEATURE_COLUMNS, load_config
+    from icurt.config import load_config
+    from icurt.config_sections import FEATURE_COLUMNS
     from icurt.preprocess.sources import SOURCE_TABLES, feature_tables
 
     assert list(query.FEATURE_ITEMS) == list(FEATURE_COLUMNS)

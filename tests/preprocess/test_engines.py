@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from icurt.cli import main
-from icurt.config import FEATURE_COLUMNS, load_config, with_overrides
+from icurt.config import load_config, with_overrides
+from icurt.config_sections import FEATURE_COLUMNS
 from icurt.dataset import load_dataset
 from icurt.stages import run_stage
 from icurt.preprocess.sources import feature_tables
