@@ -15,7 +15,9 @@ overrides, plus any `--set`. Equivalent by hand, on a cohort built with `icurt d
 
 Prints one table: cohort size, cross-validated AUROC and AUPRC (mean ± sd over folds), the attack's
 success rate and median number of perturbed elements per direction, and the five features with
-the highest susceptibility S_j per direction (best examples), for each profile. Two rows help to
+the highest susceptibility S_j per direction (best examples), and the fragility headline per
+direction (the share flipped by at most [fragility].headline_k measured values, each within its
+clinical step), for each profile. Two rows help to
 read it: the hyperparameters tuning chose, and a control — one fixed BiLSTM (the hyperparameters
 of tests/integration) trained on each profile's dataset for 10 epochs, its best held-out AUROC on
 one of 4 stratified folds — which tells the datasets apart from tuning luck at small budgets.
@@ -36,6 +38,7 @@ import pandas as pd  # noqa: E402
 
 from icurt.config import load_config, named_config_path, with_overrides  # noqa: E402
 from icurt.config_toml import read_toml, toml_value  # noqa: E402
+from icurt.analysis.tables import read_fragility_headline  # noqa: E402
 from icurt.files import read_json  # noqa: E402
 from icurt.runs import RunStore  # noqa: E402
 
@@ -45,7 +48,7 @@ CONTROL = dict(lstm_hidden=32, lstm_activation="tanh", dropout=0.1, fc_size=16, 
 DIRECTIONS = {"0to1": "0 → 1", "1to0": "1 → 0"}
 
 
-SIZE_SECTIONS = ("tune_model", "train", "tune_attack", "attack")   # demo.toml's [attack_method] is a method
+SIZE_SECTIONS = ("tune_model", "train", "tune_attack", "attack", "fragility")   # demo.toml's [attack_method] is a method
 
 
 def demo_sizes() -> list[str]:
@@ -100,6 +103,11 @@ def headline(store: RunStore, runs: dict) -> dict[str, str]:
         ranked = pd.read_csv(runs["analyze"].file(f"susceptibility_{key}_best.csv"))
         ranked = ranked[ranked["score"] > 0].head(5)
         row[f"{title}: top-5 S_j"] = ", ".join(f"{f} {s:.2f}" for f, s in zip(ranked["feature"], ranked["score"])) or "–"
+        fragile = read_fragility_headline(runs["analyze"].path).get(key)
+        row[f"{title}: flipped by ≤ k measured values within a clinical step (95 % CI)"] = (
+            "–" if not fragile or not fragile["samples"] else
+            f"{100 * fragile['success_rate']:.1f} % ({100 * fragile['ci_low']:.1f}–{100 * fragile['ci_high']:.1f}) "
+            f"of {fragile['samples']}, k = {fragile['k']}")
     return row
 
 
