@@ -14,6 +14,8 @@ from icurt.errors import IcurtError
 from icurt.model.lstm import LSTMClassifier, ModelHparams
 from icurt.planted import planted_dataset
 
+from tiny_bilstm import fit_tiny_bilstm
+
 T, F = 8, 3
 
 
@@ -25,15 +27,7 @@ def planted_data(n: int, seed: int = 0):
 
 
 def train_tiny_model(x, y, steps: int = 150) -> LSTMClassifier:
-    torch.manual_seed(0)
-    model = LSTMClassifier(F, ModelHparams(lstm_hidden=8, fc_size=8, dropout=0.3))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(xt), yt).backward()
-        optimizer.step()
-    return model.eval()
+    return fit_tiny_bilstm(x, y, ModelHparams(lstm_hidden=8, fc_size=8, dropout=0.3), lr=1e-2, steps=steps)
 
 
 @pytest.fixture(scope="module")

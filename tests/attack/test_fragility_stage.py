@@ -13,8 +13,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
 from icurt.attack.attacker import AttackHparams
 from icurt.attack.budget import scaled_steps
@@ -25,11 +23,12 @@ from icurt.config import AttackMethod, load_config, with_overrides
 from icurt.dataset import save_dataset
 from icurt.model import checkpoint
 from icurt.model.hparams import ModelHparams
-from icurt.model.lstm import LSTMClassifier
 from icurt.placement import Placement
 from icurt.planted import planted_dataset
 from icurt.runs import RunStore
 from icurt.stages import run_stage
+
+from tiny_bilstm import fit_tiny_bilstm
 
 N, T, F = 48, 8, 3
 NAMES = ["creatinine", "sodium", "heartrate"]
@@ -51,15 +50,8 @@ def tiny_lineage(store, cfg):
                            signal_features=1).dataset
     measured = np.random.default_rng(9).random((N, T, F)) < 0.6
     dataset = dataclasses.replace(made, feature_names=NAMES, normalisation=NORMALISATION, measured=measured)
-    torch.manual_seed(0)
     hp = ModelHparams(lstm_hidden=8, fc_size=8)
-    model = LSTMClassifier(F, hp)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
-    x, y = torch.from_numpy(dataset.features), torch.from_numpy(dataset.labels)
-    for _ in range(120):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
+    model = fit_tiny_bilstm(dataset.features, dataset.labels, hp, lr=2e-2, steps=120)
     with store.create("preprocess", cfg) as w:
         save_dataset(w.path, dataset)
     with store.create("tune-model", cfg, inputs=[w.run]) as w:

@@ -11,8 +11,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
 from icurt.attack.actors import AttackPool, AttackWorker, PoolSpec
 from icurt.attack.attacker import AttackHparams
@@ -31,6 +29,8 @@ from icurt.placement import Placement
 from icurt.planted import planted_dataset
 from icurt.runs import RunStore
 from icurt.stages.attack import run
+
+from tiny_bilstm import fit_tiny_bilstm
 
 N, T, F = 40, 8, 3
 HELD_OUT = np.arange(0, N, 2)         # fold 0's validation rows in the hand-made train run
@@ -61,16 +61,8 @@ def tiny_dataset(seed: int = 0) -> Dataset:
 
 
 def tiny_model(ds: Dataset) -> tuple[LSTMClassifier, ModelHparams]:
-    torch.manual_seed(0)
     hp = ModelHparams(lstm_hidden=8, fc_size=8)
-    model = LSTMClassifier(F, hp)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
-    x, y = torch.from_numpy(ds.features), torch.from_numpy(ds.labels)
-    for _ in range(120):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return model.eval(), hp
+    return fit_tiny_bilstm(ds.features, ds.labels, hp, lr=2e-2, steps=120), hp
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ falling as the budget grows, measured-only examples only on measured cells."""
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from icurt.attack.attacker import AttackHparams
 from icurt.attack.budget import Budget, max_abs_of, project, scaled_steps, to_clinical, within
@@ -12,8 +11,9 @@ from icurt.attack.sweep import sweep_curve, sweep_curves
 from icurt.config import AttackMethod, load_config, with_overrides
 from icurt.errors import IcurtError
 from icurt.model.hparams import ModelHparams
-from icurt.model.lstm import LSTMClassifier
 from icurt.planted import planted_dataset
+
+from tiny_bilstm import fit_tiny_bilstm
 
 T, F = 8, 3
 NAMES = ["heartrate", "potassium", "sodium"]
@@ -30,15 +30,8 @@ HP = AttackHparams(kappa=0.0, lambda_1=0.005, learning_rate=0.05, optimizer="ada
 def tiny(one_thread):
     made = planted_dataset(64, hours=T, features=F, seed=2, death_rate=0.5, strength=10.0, drift=0.4,
                            noise=0.15, signal_features=1).dataset
-    torch.manual_seed(0)
-    model = LSTMClassifier(F, ModelHparams(lstm_hidden=8, fc_size=8))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model = fit_tiny_bilstm(made.features, made.labels, ModelHparams(lstm_hidden=8, fc_size=8), lr=1e-2, steps=150)
     x, y = torch.from_numpy(made.features), torch.from_numpy(made.labels)
-    for _ in range(150):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    model.eval()
     with torch.no_grad():
         correct = (model(x).argmax(1) == y).numpy()
     measured = np.random.default_rng(5).random((len(y), T, F)) < 0.5
