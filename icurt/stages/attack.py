@@ -69,16 +69,16 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     unit = len(sample_index) if tuned.method.optimizer_state == "carried" else hp.batch_size
     batches = cut_batches(sample_index, max(unit, 1))
     notice = method_notice(tuned.method, cfg.attack_method)
+    ray = init_ray(cfg)
+    capacity = cluster_capacity(ray)
+    placement = place(cfg.ray.device, capacity, "attack", cfg.attack.cpus_per_actor,
+                      cfg.attack.gpus_per_actor, unit="actor")
+    actors = cfg.attack.num_actors or max(1, units_that_fit(placement, capacity))
+    spec = PoolSpec(num_actors=min(actors, len(batches)), placement=placement,
+                    max_restarts=cfg.attack.max_batch_retries, max_batch_retries=cfg.attack.max_batch_retries)
     with store.create(STAGE, cfg, inputs=[tune_run], resume_id=resume) as writer:
         if notice:
             log.warning("%s", notice)
-        ray = init_ray(cfg)
-        capacity = cluster_capacity(ray)
-        placement = place(cfg.ray.device, capacity, "attack", cfg.attack.cpus_per_actor,
-                          cfg.attack.gpus_per_actor, unit="actor")
-        actors = cfg.attack.num_actors or max(1, units_that_fit(placement, capacity))
-        spec = PoolSpec(num_actors=min(actors, len(batches)), placement=placement,
-                        max_restarts=cfg.attack.max_batch_retries, max_batch_retries=cfg.attack.max_batch_retries)
         log.info("attack: %d samples (of %d, %s of fold %d) in %d %s of %d on %d actor(s) (%s), "
                  "%d iterations each", len(sample_index), len(candidates), cfg.attack.samples, tuned.fold,
                  len(batches), "chain(s) of batches" if unit != hp.batch_size else "batches", hp.batch_size,

@@ -79,6 +79,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     plan = {"attack_run": attack_run.run_id, "samples": samples.tolist(), "cells": [c.budget.label for c in cells],
             "iterations": fc.iterations, "warm_start": fc.warm_start, "batch_size": hp.batch_size,
             "scaled_step": steps.tolist(), "method": dataclasses.asdict(method)}
+    ray = init_ray(cfg)
+    placement = place(cfg.ray.device, cluster_capacity(ray), "attack", cfg.attack.cpus_per_actor,
+                      cfg.attack.gpus_per_actor, unit="actor")
     with store.create(STAGE, cfg, inputs=[attack_run], resume_id=resume) as writer:
         warn_changed_settings(STAGE, changed)
         task_store = files.task_store(writer.path, plan)
@@ -87,9 +90,6 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
         log.info("fragility: %d samples × %d budgets, %d tasks (%d already done), %d iterations each",
                  len(samples), len(cells), len(tasks), len(tasks) - len(todo), fc.iterations)
         if todo:
-            ray = init_ray(cfg)
-            placement = place(cfg.ray.device, cluster_capacity(ray), "attack", cfg.attack.cpus_per_actor,
-                              cfg.attack.gpus_per_actor, unit="actor")
             run_sweep(ray, placement, cfg.attack.max_batch_retries, todo,
                       lambda task, arrays: task_store.write(task.name, pd.DataFrame(), arrays),
                       checkpoint, dataset.features[samples], dataset.labels[samples],

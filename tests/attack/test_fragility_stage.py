@@ -21,6 +21,7 @@ from icurt.attack.sweep import sweep_curve, sweep_curves
 from icurt.attack.sweep_runner import SweepTask, run_sweep, sweep_task
 from icurt.config import AttackMethod, load_config, with_overrides
 from icurt.dataset import save_dataset
+from icurt.errors import IcurtError
 from icurt.model import checkpoint
 from icurt.model.hparams import ModelHparams
 from icurt.placement import Placement
@@ -115,6 +116,15 @@ def test_the_sharded_sweep_equals_one_process_and_follows_the_contract(attacked,
     on_measured = np.isin(examples["cell"], measured["cell"].unique())
     assert dataset.measured[examples["sample"][on_measured], examples["t"][on_measured],
                             examples["f"][on_measured]].all()
+
+
+@pytest.mark.slow
+def test_cuda_without_gpu_is_refused_before_a_run_exists(attacked, ray_session):
+    cfg, store, _, _, attack_run = attacked
+    assert ray_session.cluster_resources().get("GPU", 0) == 0
+    with pytest.raises(IcurtError, match="no GPU"):
+        run_stage("fragility", with_overrides(cfg, ["ray.device=cuda"]), attack_run, store=store)
+    assert store.list("fragility") == [] and store.failed("fragility") == []
 
 
 @pytest.mark.slow

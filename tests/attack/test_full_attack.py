@@ -236,6 +236,14 @@ def test_cli_attack_and_its_errors(ray_session, cfg, lineage, tmp_path, capsys):
     assert len(store.list("attack")) == 1 and not store.failed("attack")
 
 
+def test_cuda_without_gpu_is_refused_before_a_run_exists(ray_session, cfg, lineage):
+    store, tune_run, _, _ = lineage
+    assert ray_session.cluster_resources().get("GPU", 0) == 0
+    with pytest.raises(IcurtError, match="no GPU"):
+        run(with_overrides(cfg, ["ray.device=cuda"]), tune_run, store=store)
+    assert store.list("attack") == [] and store.failed("attack") == []
+
+
 def test_the_model_comes_from_the_fold_the_tuning_run_used(cfg, lineage):
     store, tune_run, _, _ = lineage
     train_run = store.ancestor(tune_run, "train")
