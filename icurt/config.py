@@ -8,6 +8,7 @@ load time, and every problem is an IcurtError naming the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import typing
 from dataclasses import dataclass
@@ -72,6 +73,32 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for item in overrides:
         apply_override(raw, item)
     return config_from_dict(raw)
+
+
+# Sections that say where and how a run executes, not what it computes.
+PLACE_SECTIONS = ("paths", "db", "ray", "profile")
+
+
+def profile_changes(cfg: Config) -> list[str] | None:
+    """The settings in which `cfg` departs from the shipped profile it is named after (defaults, then
+    configs/<name>.toml), as sorted `section.key=value` strings (values as JSON; a table's entries as
+    `section.key.entry=value`), the sections in PLACE_SECTIONS aside; [] when it is that profile
+    exactly; None when no shipped profile has its name (a user's own file)."""
+    name = cfg.profile.name
+    path = None if name == "default" else named_config_path(name)
+    if path is not None and not path.exists():
+        return None
+    shipped = config_to_dict(load_config(path, env={}), redact=False)
+    ours = config_to_dict(cfg, redact=False)
+    return sorted(change for section in ours if section not in PLACE_SECTIONS
+                  for change in _changes(section, ours[section], shipped[section]))
+
+
+def _changes(prefix: str, ours: Any, shipped: Any) -> list[str]:
+    if isinstance(ours, dict) and isinstance(shipped, dict):
+        return [change for key in sorted(set(ours) | set(shipped))
+                for change in _changes(f"{prefix}.{key}", ours.get(key), shipped.get(key))]
+    return [] if ours == shipped else [f"{prefix}={json.dumps(ours)}"]
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:

@@ -4,8 +4,8 @@
     <data>/<stage>/.tmp-<run_id>/       a run in progress (never listed, never an input)
     <data>/<stage>/.failed-<run_id>/    a run whose stage raised or was interrupted (kept for its log)
 
-Each run holds run.json (stage, id, status, times, input run ids, the config's profile, the process
-that wrote it), config.toml (the effective config, passwords redacted) and run.log. A run's failure
+Each run holds run.json (stage, id, status, times, input run ids, the config's profile and the
+settings changed from it (analyze: those of its whole lineage), the process that wrote it), config.toml (the effective config, passwords redacted) and run.log. A run's failure
 goes to its run.log and run.json only; the command that ran it says it once (icurt/cli.py).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from icurt import __version__
-from icurt.config import Config, config_to_dict
+from icurt.config import Config, config_to_dict, profile_changes
 from icurt.config_toml import dict_to_toml
 from icurt.db.dsn import RedactingFilter
 from icurt.errors import IcurtError
@@ -168,7 +168,7 @@ class RunStore:
         snapshot = config_to_dict(cfg, redact=True)
         meta.update({
             "stage": stage, "run_id": run_id, "status": "running", "icurt_version": __version__,
-            "profile": snapshot["profile"]["name"],
+            "profile": snapshot["profile"]["name"], "profile_changes": profile_changes(cfg),
             "created": meta.get("created", _now()), "inputs": {r.stage: r.run_id for r in inputs},
             "pid": os.getpid(), "pid_started": ProcessId.this().started, "host": socket.gethostname(),
             **(extra_meta or {}),

@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from icurt.config import (config_to_toml, config_value, load_config, named_config_path,
+from icurt.config import (config_to_toml, config_value, load_config, named_config_path, profile_changes,
                           with_overrides)
 from icurt.errors import IcurtError
 
@@ -50,6 +50,23 @@ def test_the_reference_profile_sets_only_differences_and_is_one_file_away():
     assert reference.tune_attack.samples == reference.attack.samples == "all"
     assert (default.train.split, default.train.checkpoint_split, default.attack.samples) == ("patient", "inner",
                                                                                               "held_out")
+
+
+def test_profile_changes_name_what_departs_from_the_shipped_profile(tmp_path):
+    assert profile_changes(load_config(env={})) == []
+    assert profile_changes(load_config(named_config_path("reference"), env={})) == []
+    # where and how a run executes is no change; the results-shaping settings are, a table entry by entry
+    changed = load_config(named_config_path("reference"), [
+        "train.epochs=3", "paths.data=/elsewhere", "db.schema=other", "ray.device=cpu",
+        "fragility.clinical_step.sodium=5", "train.split=patient"], env={})
+    assert profile_changes(changed) == ["fragility.clinical_step.sodium=5.0", "train.epochs=3",
+                                        'train.split="patient"']
+    # a value set back to the profile's own is no change
+    assert profile_changes(with_overrides(changed, ["train.epochs=1000", "fragility.clinical_step.sodium=3.0",
+                                                    'train.split="stay"'])) == []
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[train]\nepochs = 7\n")
+    assert profile_changes(load_config(mine, env={})) is None      # no shipped profile named "mine"
 
 
 def test_config_file_layers_over_defaults(tmp_path):

@@ -27,6 +27,7 @@ def test_completed_run_has_snapshot_meta_and_log(tmp_path, cfg):
     assert run.path == tmp_path / "query" / run.run_id
     assert run.meta["status"] == "completed" and run.meta["stage"] == "query"
     assert run.meta["profile"] == "default"      # the config's [profile].name
+    assert run.meta["profile_changes"] == []      # the DSN says where, not what: no change
     assert (run.path / "out.txt").read_text() == "x"
     snapshot = (run.path / "config.toml").read_text()
     assert "[train]" in snapshot and "hunter2" not in snapshot and "bob:***@" in snapshot

@@ -27,6 +27,7 @@ class ReportContext:
     top_features: int = 10
     fragility: object | None = None               # analysis/fragility_report.FragilityView
     profile: str = ""                             # the config's profile (default, reference, ...)
+    profile_changes: list[str] | None = None      # settings the lineage changed from it (lineage_profile_changes)
 
 
 HOW_TO_READ = """
@@ -235,11 +236,38 @@ def _magnitude_and_sign_section(analysis: Analysis, plots: list[Plot]) -> str:
     return "".join(parts)
 
 
-def profile_line(profile: str) -> str:
-    """The report's line naming the profile its config came from."""
+SHOWN_CHANGES = 8
+
+
+def profile_line(profile: str, changes: list[str] | None = None) -> str:
+    """The report's line naming the profile its config came from and the settings changed from it
+    (the first SHOWN_CHANGES of them)."""
     what = {"reference": " (the reference study's choices, configs/reference.toml)",
             "default": " (icurt's method, configs/default.toml)"}.get(profile, "")
-    return f"Profile: {profile or 'unknown'}{what}"
+    line = f"Profile: {profile or 'unknown'}{what}"
+    if changes:
+        more = f" and {len(changes) - SHOWN_CHANGES} more" if len(changes) > SHOWN_CHANGES else ""
+        line += (f"; its runs changed {len(changes)} setting{'s' if len(changes) > 1 else ''}: "
+                 f"{', '.join(changes[:SHOWN_CHANGES])}{more}")
+    return line
+
+
+def lineage_profile_changes(metas: list[tuple[str, dict]], profile: str) -> list[str] | None:
+    """What the runs of one lineage, as (stage, run.json) pairs, changed from `profile`: the union of
+    the profile_changes they recorded (icurt/config.py profile_changes), and "<stage> ran with
+    profile <name>" for a run made with another profile. None when a run made with `profile`
+    recorded None (not a shipped profile: nothing to compare with); a run from before icurt recorded
+    changes counts as none."""
+    changes: set[str] = set()
+    for stage, meta in metas:
+        if meta.get("profile") != profile:
+            changes.add(f"{stage} ran with profile {meta.get('profile', 'unknown')}")
+            continue
+        recorded = meta.get("profile_changes", [])
+        if recorded is None:
+            return None
+        changes.update(recorded)
+    return sorted(changes)
 
 
 def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> str:
@@ -249,7 +277,7 @@ def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> s
     body = "".join([
         "<h1>icurt: adversarial attack analysis</h1>",
         f"<p>Analyze run {html.escape(ctx.analyze_run_id)}, written {created}.</p>",
-        f"<p><b>{html.escape(profile_line(ctx.profile))}</b></p>",
+        f"<p><b>{html.escape(profile_line(ctx.profile, ctx.profile_changes))}</b></p>",
         "<h2>How to read this</h2>", HOW_TO_READ,
         "<h2>Lineage</h2>", lineage,
         _cohort_section(ctx), verdict_section(ctx, plots), _cv_section(ctx), _attack_section(ctx),

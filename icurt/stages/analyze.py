@@ -91,11 +91,12 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
     """Analyse a fragility run and the attack run it swept (default: the newest fragility run)."""
     from icurt.analysis.fragility_report import build_view, fragility_plots
     from icurt.analysis.plots import all_plots
-    from icurt.analysis.report import build_report
+    from icurt.analysis.report import build_report, lineage_profile_changes
     from icurt.analysis.stats import analyse
     from icurt.analysis.tables import write_tables
     from icurt.attack.fragility_run import read_fragility_run
     from icurt.attack.results import read_attack_run
+    from icurt.config import profile_changes
     from icurt.dataset import load_dataset
     from icurt.resume import input_run as resolve_input
 
@@ -119,7 +120,12 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
             ctx.missing["fragility_examples"] = str(exc)
     ctx.fragility = build_view(fragility, features, names, normalisation)
     ctx.profile = cfg.profile.name
-    with store.create(STAGE, cfg, inputs=[fragility_run]) as writer:
+    ctx.profile_changes = lineage_profile_changes(
+        [(STAGE, {"profile": cfg.profile.name, "profile_changes": profile_changes(cfg)})]
+        + [(r.stage, r.meta) for r in store.lineage(fragility_run)], cfg.profile.name)
+    # analyze records what its whole lineage changed from the profile (show and the report name it)
+    with store.create(STAGE, cfg, inputs=[fragility_run],
+                      extra_meta={"profile_changes": ctx.profile_changes}) as writer:
         for piece, why in ctx.missing.items():
             log.warning("analyze: %s not shown (%s)", piece, why)
         analysis = analyse(attack.table, attack.perturbations, attack.shape, names, normalisation,
@@ -145,5 +151,5 @@ def show(run: Run, cfg: Config) -> str:
     from icurt.analysis.tables import read_fragility_headline, read_headline
 
     sentences = [f"{h['sentence']}." for h in read_fragility_headline(run.path).values()]
-    return "\n".join([headline_text(read_headline(run.path)), *sentences, profile_line(run.meta.get("profile", "")),
+    return "\n".join([headline_text(read_headline(run.path)), *sentences, profile_line(run.meta.get("profile", ""), run.meta.get("profile_changes")),
                       f"report: {run.file(REPORT_FILE).resolve()}"])

@@ -10,7 +10,7 @@ import pytest
 
 from icurt.analysis.plots import all_plots
 from icurt.analysis.headline import headline_text
-from icurt.analysis.report import ReportContext, build_report
+from icurt.analysis.report import ReportContext, build_report, lineage_profile_changes, profile_line
 from icurt.analysis.stats import analyse
 from icurt.attack.results import perturbations_from_arrays
 
@@ -188,3 +188,22 @@ def test_headline_text_is_aligned_with_shares_and_units():
     ends = {len(line[:line.index("  note")]) for line in lines[:1]} | {len(lines[1].rstrip())}
     assert len(ends) == 1                      # right-aligned numbers end under their titles
     assert "scaled units" in lines[-1] and "[0, 1]" in lines[-1] and "success: adversarial / attacked" in lines[-2]
+
+
+def test_profile_line_lists_the_first_eight_changes():
+    assert profile_line("demo") == "Profile: demo"
+    assert profile_line("demo", []) == "Profile: demo"
+    assert profile_line("demo", ["a.b=1"]) == "Profile: demo; its runs changed 1 setting: a.b=1"
+    changes = [f"train.k{i}={i}" for i in range(10)]
+    assert profile_line("demo", changes) == ("Profile: demo; its runs changed 10 settings: "
+                                             + ", ".join(changes[:8]) + " and 2 more")
+
+
+def test_lineage_profile_changes_is_the_union_and_names_a_run_of_another_profile():
+    metas = [("analyze", {"profile": "reference", "profile_changes": ["train.epochs=3"]}),
+             ("train", {"profile": "reference", "profile_changes": ["train.epochs=3", "attack.seed=9"]}),
+             ("query", {"profile": "default", "profile_changes": []}),
+             ("preprocess", {"profile": "reference"})]                # recorded before icurt kept changes
+    assert lineage_profile_changes(metas, "reference") == ["attack.seed=9", "query ran with profile default",
+                                                           "train.epochs=3"]
+    assert lineage_profile_changes([("train", {"profile": "mine", "profile_changes": None})], "mine") is None

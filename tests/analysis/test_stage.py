@@ -5,6 +5,7 @@ Attack (4 samples × 3 hours × 2 features; creatinine, sodium), best P as (hour
   s2 label 1, success: (1,0,.5)               s3 label 1, attacked, failed
 """
 
+import html
 import json
 import math
 import re
@@ -211,7 +212,19 @@ def test_analyze_command_prints_headline_and_report_path(cfg, tmp_path, capsys):
     assert out[0].startswith("direction") and out[2].startswith("0 → 1") and "100.0%" in out[2]
     report = out[-2]
     assert report.startswith("report: ") and report.endswith("report.html")
-    assert out[-3] == "Profile: default (icurt's method, configs/default.toml)"
+    assert out[-3] == ("Profile: default (icurt's method, configs/default.toml); its runs changed 1 setting: "
+                       "analyze.top_features=2")   # the cfg fixture's, with which make_runs made the lineage
     assert (tmp_path / "analyze").is_dir() and report[len("report: "):].startswith(str(tmp_path.resolve()))
     assert out[-1].startswith("analyze run ") and " written to " in out[-1]
     assert main(["analyze", "--from", "nope", "--set", f"paths.data={tmp_path}"]) == 2
+
+
+def test_the_report_names_every_setting_the_lineage_changed_from_its_profile(cfg, tmp_path):
+    store = RunStore(tmp_path)
+    _, fragility = make_runs(store, with_overrides(cfg, ["attack.seed=9"]))
+    analyzed = run(with_overrides(cfg, ["train.epochs=3"]), fragility, store=store)
+    changes = ["analyze.top_features=2", "attack.seed=9", "train.epochs=3"]
+    assert analyzed.meta["profile_changes"] == changes
+    assert store.latest("attack").meta["profile_changes"] == ["analyze.top_features=2", "attack.seed=9"]
+    line = f"Profile: default (icurt's method, configs/default.toml); its runs changed 3 settings: {', '.join(changes)}"
+    assert html.escape(line) in analyzed.file("report.html").read_text()

@@ -41,6 +41,10 @@ def test_icurt_run_with_the_reference_profile(tmp_path, pg_dsn, ray_session, cap
     store = RunStore(tmp_path)
     runs = {stage: store.latest(stage) for stage in STAGE_NAMES}
     assert {stage: run.meta["profile"] for stage, run in runs.items()} == dict.fromkeys(STAGE_NAMES, "reference")
+    # every size set here is a change from the reference profile, written as it was set; [ray] says where
+    sizes = sorted(item for item in SMALL if not item.startswith("ray."))
+    assert all(run.meta["profile_changes"] == sizes for run in runs.values())
+    assert f"its runs changed {len(sizes)} settings: {', '.join(sizes[:8])} and {len(sizes) - 8} more" in out
     # the reference's preprocessing ran: its inclusion rule's filters, its statistics
     cohort = json.loads(runs["preprocess"].file("cohort.json").read_text())
     assert {"min_stay_timestamps", "resampled_rows"} <= set(cohort["filters"]) and cohort["n_samples"] > 100
