@@ -17,7 +17,7 @@ from icurt.config import Config, config_to_toml, config_value, load_config, name
 from icurt.config_toml import dict_to_toml
 from icurt.db.dsn import RedactingFilter, redact_dsn
 from icurt.errors import IcurtError
-from icurt.stages import STAGE_NAMES, STAGES, Option, Stage
+from icurt.stages import STAGE_NAMES, STAGES, Option, Stage, stage as stage_row
 
 log = logging.getLogger("icurt")
 
@@ -275,13 +275,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         _stop_what_this_command_started(servers)
-        kept = getattr(exc, "icurt_failed_run", None)
-        print("icurt: interrupted" + (f"; {kept[0]} run {kept[1]} is kept as {kept[2]} (`icurt runs --failed` "
-                                      "lists it)" if kept else ""), file=sys.stderr)
+        print(_interrupted_line(getattr(exc, "icurt_failed_run", None)), file=sys.stderr)
         return 130
     except BaseException:
         _stop_what_this_command_started(servers)
         raise
+
+
+def _interrupted_line(kept: tuple | None) -> str:
+    """The one line of a Ctrl-C: the run kept and, where the stage can, how to continue it."""
+    if not kept:
+        return "icurt: interrupted"
+    stage_name, run_id, folder = kept
+    resumable = any(option.flag == "--resume" for option in stage_row(stage_name).options)
+    then = (f"continue it with `icurt {stage_name} --resume {run_id}`" if resumable
+            else "`icurt runs --failed` lists it")
+    return f"icurt: interrupted; {stage_name} run {run_id} is kept as {folder} ({then})"
 
 
 def _stop_what_this_command_started(mark: int) -> None:

@@ -2,8 +2,9 @@
 
 `input_run` is the one way a stage picks its input: the run given (`--from`), else the newest
 completed run of its input stage, or, when resuming, the input the interrupted run started from.
-What a stage's settings are is the stage table's `reads`; a setting that changed since an
-interrupted run started is named in a warning when it resumes.
+What a stage's settings are is the stage table's `reads`; a resumed run finishes with the settings
+it started with (a tuning study's num_trials aside: that one may grow), and a warning names those
+of today's that differ.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ def settings_changed_since(store, stage: str, resume_id: str, cfg, ignore=()) ->
                             flat_settings(config_values(cfg), stage), ignore)
 
 
-def settings_at_start(store, stage: str, resume_id: str, cfg):
+def settings_at_start(store, stage: str, resume_id: str, cfg, keep: tuple[str, ...] = ()):
     """`cfg` with the settings of `stage` (its row's `reads`) the interrupted run `resume_id` started
     with, so that what it finishes matches what it finished; a one-line warning names those that
-    differ from today's. IcurtError when the run recorded no config."""
+    differ from today's. The `section.key` settings in `keep` (e.g. a study's num_trials) stay
+    today's. IcurtError when the run recorded no config."""
     from dataclasses import replace
 
     from icurt.config import section_from_dict
@@ -56,7 +58,7 @@ def settings_at_start(store, stage: str, resume_id: str, cfg):
     started = _started_with(store, stage, resume_id)
     if not started:
         raise IcurtError(f"{stage} run '{resume_id}' kept no config.toml; start a new run instead of --resume")
-    changed = settings_changed_since(store, stage, resume_id, cfg)
+    changed = settings_changed_since(store, stage, resume_id, cfg, ignore=keep)
     if changed:
         log.warning("resuming %s run %s with the settings it started with; today's differ in %s", stage,
                     resume_id, ", ".join(changed))
@@ -65,14 +67,11 @@ def settings_at_start(store, stage: str, resume_id: str, cfg):
         values = started.get(section, {})
         if key:
             values = {**config_values(cfg)[section], key: values.get(key)}
+        today = config_values(cfg)[section]
+        values = {**values, **{k.partition(".")[2]: today[k.partition(".")[2]] for k in keep
+                               if k.partition(".")[0] == section}}
         cfg = replace(cfg, **{section: section_from_dict(section, values)})
     return cfg
-
-
-def warn_changed_settings(stage: str, changed: list[str]) -> None:
-    if changed:
-        log.warning("resuming %s with changed settings (%s); what it finished used the old values",
-                    stage, ", ".join(changed))
 
 
 def resumed_input(store, stage: str, resume_id: str, given=None):

@@ -29,6 +29,7 @@ from icurt.errors import IcurtError
 from icurt.model.folds import FoldRows
 from icurt.model.hparams import ModelHparams
 from icurt.placement import Capacity, Placement, units_that_fit
+from icurt.tune_interrupt import raise_if_interrupted, sigint_stops_tune
 
 log = logging.getLogger("icurt")
 
@@ -80,15 +81,22 @@ def run_folds(job: FoldJob, dataset: Dataset, folds: list[FoldRows], run_path: P
         tune_config=tune.TuneConfig(max_concurrent_trials=parallel, trial_dirname_creator=_fold_dirname),
         run_config=tune.RunConfig(name="crossval", storage_path=str(run_path / "ray_results"), verbose=0,
                                   callbacks=[tensorboard_callback(run_path / "tensorboard")]))
-    results = tuner.fit()
+    with sigint_stops_tune() as interrupted:
+        results = tuner.fit()
+    raise_if_interrupted(interrupted)
     out = []
     for result in results:
+        if not result.config:   # a fold Tune never started
+            continue
         fold = result.config["train_loop_config"]["fold"]
-        if result.error is not None or not (result.metrics or {}).get("final"):
+        if result.error is not None:
             # run.log only (icurt.runs.FILE_ONLY): the IcurtError below is the console's one line
             log.error("fold %d failed:\n%s", fold, result.error, extra={"console": False})
-            raise IcurtError(f"fold {fold} failed: {_last_line(result.error) or 'no best checkpoint'}; "
+            raise IcurtError(f"fold {fold} failed: {_last_line(result.error) or type(result.error).__name__}; "
                              "its traceback is in the run's run.log")
+        if not (result.metrics or {}).get("final"):
+            raise IcurtError(f"fold {fold} ended before its last epoch, without a best checkpoint; "
+                             "see the run's run.log")
         m = result.metrics
         out.append({"fold": fold, "best_epoch": int(m["best_epoch"]), "checkpoint": m["best_checkpoint_path"]})
     if len(out) != len(folds):

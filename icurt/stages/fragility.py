@@ -40,10 +40,12 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     from icurt.model.checkpoint import load_fold
     from icurt.placement import cluster_capacity, place
     from icurt.ray_runtime import init_ray
-    from icurt.resume import input_run as resolve_input, settings_changed_since, warn_changed_settings
+    from icurt.resume import input_run as resolve_input, settings_at_start
 
-    fc = cfg.fragility
     attack_run = resolve_input(store, STAGE, input_run, resume)
+    if resume:
+        cfg = settings_at_start(store, STAGE, resume, cfg)
+    fc = cfg.fragility
     attack = read_attack_run(attack_run.path)
     if not attack.config or "method" not in attack.config:
         raise IcurtError(f"attack run {attack_run.run_id} records no attack method; rerun `icurt attack`")
@@ -75,7 +77,6 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     batches = cut_batches(np.arange(len(samples)), hp.batch_size)
     tasks = [SweepTask(files.task_name(curve[0].curve, curve[0].cells, b), curve, batch)
              for curve in curves for b, batch in enumerate(batches)]
-    changed = settings_changed_since(store, STAGE, resume, cfg) if resume else []
     plan = {"attack_run": attack_run.run_id, "samples": samples.tolist(), "cells": [c.budget.label for c in cells],
             "iterations": fc.iterations, "warm_start": fc.warm_start, "batch_size": hp.batch_size,
             "scaled_step": steps.tolist(), "method": dataclasses.asdict(method)}
@@ -83,7 +84,6 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     placement = place(cfg.ray.device, cluster_capacity(ray), "attack", cfg.attack.cpus_per_actor,
                       cfg.attack.gpus_per_actor, unit="actor")
     with store.create(STAGE, cfg, inputs=[attack_run], resume_id=resume) as writer:
-        warn_changed_settings(STAGE, changed)
         task_store = files.task_store(writer.path, plan)
         done = task_store.done()
         todo = [task for task in tasks if task.name not in done]

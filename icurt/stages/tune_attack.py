@@ -123,10 +123,13 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int
     from icurt.model.checkpoint import load_fold
     from icurt.placement import cluster_capacity, place
     from icurt.ray_runtime import init_ray
+    from icurt.resume import settings_at_start
     from icurt.tuning.stage import tune_stage, tuning_input
 
-    ta = cfg.tune_attack
     input_run = tuning_input(store, STAGE, input_run, resume, extend)
+    if resume:   # the study goes on as it started; only its number of trials may change
+        cfg = settings_at_start(store, STAGE, resume, cfg, keep=("tune_attack.num_trials",))
+    ta = cfg.tune_attack
     recorded_choice = None
     if resume or extend:
         meta = store.interrupted_meta(STAGE, resume) if resume else store.get(STAGE, extend).meta

@@ -109,10 +109,13 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     from icurt.model.folds import check_foldable
     from icurt.placement import cluster_capacity, place
     from icurt.ray_runtime import init_ray
+    from icurt.resume import settings_at_start
     from icurt.tuning.stage import tune_stage, tuning_input
 
-    tm = cfg.tune_model
     input_run = tuning_input(store, STAGE, input_run, resume, extend)
+    if resume:   # the study goes on as it started; only its number of trials may change
+        cfg = settings_at_start(store, STAGE, resume, cfg, keep=("tune_model.num_trials",))
+    tm = cfg.tune_model
     dataset = load_dataset(input_run.path)
     check_foldable(dataset.labels, tm.num_folds)
     placement = place(cfg.ray.device, cluster_capacity(init_ray(cfg)), "tune_model", tm.cpus_per_trial,

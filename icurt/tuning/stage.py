@@ -24,8 +24,7 @@ from icurt.config_sections import TuningDriverConfig
 from icurt.errors import IcurtError
 from icurt.files import write_json
 from icurt.placement import Placement
-from icurt.resume import (changed_settings, flat_settings, input_run, settings_changed_since,
-                          warn_changed_settings)
+from icurt.resume import changed_settings, flat_settings, input_run
 from icurt.runs import Run, RunStore
 from icurt.stages import config_values, stage as stage_row
 from icurt.tuning.trials import StudyPlan, best_trial_row, count_finished, storage_label, write_study_files
@@ -53,7 +52,7 @@ class TuningTask:
     best_record: Callable[[dict], dict]   # best trials-table row -> the best file's JSON
     what: str = ""                    # what is tuned on, for the log
     extra_meta: dict = field(default_factory=dict)
-    resume_ignores: tuple[str, ...] = ()  # settings a resumed study may change without a warning
+    resume_ignores: tuple[str, ...] = ()  # settings an extended study may change without a warning
     prune: bool = True                # ASHA stops trials on intermediate results; False: none is stopped
 
 
@@ -130,8 +129,7 @@ def tune_stage(cfg: Config, task: TuningTask, *, store: RunStore, resume: str | 
     if extend:
         study, changed = _extension(cfg, task, store, extend, storage_url, ignore)
         extra_meta["extends"] = extend
-    elif resume:
-        changed = settings_changed_since(store, task.stage, resume, cfg, ignore=ignore)
+    elif resume:   # cfg holds the settings the run started with (the stage's settings_at_start)
         study = store.interrupted_meta(task.stage, resume).get("study_name", "")   # "" → by its run id
     trainable = tune.with_parameters(task.trainable, **task.data)
     with store.create(task.stage, cfg, inputs=[task.input_run], resume_id=resume,
@@ -139,8 +137,6 @@ def tune_stage(cfg: Config, task: TuningTask, *, store: RunStore, resume: str | 
         if extend and changed:
             log.warning("extending %s run %s with changed settings (%s); its trials used the old values",
                         task.stage, extend, ", ".join(changed))
-        else:
-            warn_changed_settings(task.stage, changed)
         plan = study_plan(task, writer.run_id, study)
         writer.update_meta(study_name=plan.study_name)
         experiment = f"tune-resume{writer.meta['resumed']}" if resume else "tune"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from icurt.errors import IcurtError
+from icurt.tune_interrupt import raise_if_interrupted, sigint_stops_tune
 from icurt.tuning.trials import (FAIL_REASON, TRIALS_FILE, StudyPlan, finished, sampler_seed, trial_end_state,
                           write_study_files)
 
@@ -41,7 +42,8 @@ def run_study(plan: StudyPlan, trainable: Callable, space: dict[str, Any], stora
               results_dir: Path, experiment_name: str):
     """Run trials until the study has plan.num_trials finished ones; returns the Optuna study.
 
-    Raises IcurtError when the Tuner stops earlier (interrupted, or trials failing).
+    Raises KeyboardInterrupt when Ctrl-C stopped it (its trials recorded first), IcurtError when the
+    Tuner stops earlier for another reason (trials failing).
     """
     study = open_study(plan, storage_url)
     done, trials = finished_trials(study), len(study.get_trials(deepcopy=False))
@@ -51,9 +53,11 @@ def run_study(plan: StudyPlan, trainable: Callable, space: dict[str, Any], stora
         return study
     log.info("study %s: %d finished, running %d more trial(s) with %s each", plan.study_name,
              done, remaining, plan.resources)
-    errors = _fit(plan, trainable, space, storage_url, results_dir, experiment_name, remaining,
-                  sampler_seed(plan.seed, trials))
+    with sigint_stops_tune() as interrupted:
+        errors = _fit(plan, trainable, space, storage_url, results_dir, experiment_name, remaining,
+                      sampler_seed(plan.seed, trials))
     fail_running_trials(study)  # an interrupted Tuner leaves its running trials RUNNING in the study
+    raise_if_interrupted(interrupted)
     done = finished_trials(study)
     if done < plan.num_trials:
         cause = f"; first trial error: {str(errors[0]).strip().splitlines()[-1]}" if errors else ""

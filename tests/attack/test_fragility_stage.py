@@ -177,8 +177,11 @@ def test_an_interrupted_sweep_resumes_to_the_same_result(attacked, tmp_path, pg_
     left = len(list((tmp_path / "fragility" / f".tmp-{run_id}" / "tasks").glob("*.npz")))
     batches = -(-int(whole["sample_index"].nunique()) // TUNED["batch_size"])
     assert 1 <= left < 4 * batches   # (2 curves × 2 kinds of cells) × batches: some finished, some not
-    resumed = subprocess.run([sys.executable, "-m", "icurt.cli", "fragility", "--resume", run_id, *settings],
-                             capture_output=True, text=True, timeout=600)
+    # resumed with today's config changed: the run finishes with the settings it started with
+    resumed = subprocess.run([sys.executable, "-m", "icurt.cli", "fragility", "--resume", run_id, *settings,
+                              "--set", "fragility.iterations=99"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (f"resuming fragility run {run_id} with the settings it started with; today's differ in "
+            "fragility.iterations") in resumed.stderr
     again = read_fragility_run(store.get("fragility", run_id).path).sweep
     pd.testing.assert_frame_equal(again, whole)

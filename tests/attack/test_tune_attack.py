@@ -1,7 +1,9 @@
 """tune-attack on a tiny LSTM trained here with the real Trainer and saved as a fake train run."""
 
 import json
+import logging
 import re
+import tomllib
 
 import numpy as np
 import optuna
@@ -164,7 +166,7 @@ def test_missing_fold_and_cuda_without_gpu_are_errors(ray_session, train_run):
 
 
 @pytest.mark.slow
-def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys):
+def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys, caplog):
     cfg, store, train, dataset = train_run
     cfg = with_overrides(cfg, ["tune_attack.num_trials=3"])
     run = tune_attack.run(cfg, store=store)
@@ -216,10 +218,20 @@ def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys)
     run.path.rename(run.path.parent / f".failed-{run.run_id}")   # as an interrupted run is left
     more = with_overrides(cfg, ["tune_attack.num_trials=4", "tune_attack.fold=0",   # fold comes from the run
                                 "tune_attack.n_critical=5", "attack_method.early_stop_patience=3"])
-    resumed = tune_attack.run(more, resume=run.run_id, store=store)
+    icurt_log = logging.getLogger("icurt")
+    icurt_log.addHandler(caplog.handler)   # the CLI call above stopped icurt's records reaching the root
+    try:
+        resumed = tune_attack.run(more, resume=run.run_id, store=store)
+    finally:
+        icurt_log.removeHandler(caplog.handler)
     assert resumed.run_id == run.run_id and resumed.meta["fold"] == 1
-    assert ("resuming tune-attack with changed settings (attack_method.early_stop_patience, "
-            "tune_attack.n_critical)") in resumed.file("run.log").read_text()
+    # the study goes on with the settings it started with; only num_trials is today's
+    assert (f"resuming tune-attack run {run.run_id} with the settings it started with; today's differ in "
+            "attack_method.early_stop_patience, tune_attack.fold, tune_attack.n_critical") in caplog.text
+    started = tomllib.loads(resumed.file("config.toml").read_text())
+    assert started["tune_attack"]["n_critical"] == cfg.tune_attack.n_critical != 5
+    assert started["attack_method"]["early_stop_patience"] == cfg.attack_method.early_stop_patience != 3
+    assert started["tune_attack"]["num_trials"] == 4
     study = optuna.load_study(study_name=f"icurt-tune-attack-{run.run_id}", storage=storage)
     assert count_finished([t.state.name for t in study.trials]) == 4
     assert len(pd.read_parquet(resumed.file("trials.parquet"))) == len(study.trials)

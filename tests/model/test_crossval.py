@@ -4,6 +4,10 @@ and training-fold metrics, mean ± sd, held-out predictions and the verdict."""
 import dataclasses
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -273,3 +277,31 @@ def test_gpu_choice_and_folds_side_by_side():
     assert concurrent_folds(Placement({"CPU": 1.0}), Capacity.fixed(64, 0), 2, 5) == 5
     with pytest.raises(IcurtError, match="num_workers"):
         concurrent_folds(Placement({"CPU": 1.0}), Capacity.fixed(1, 0), 2, 5)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_folds_is_an_interruption(tmp_path, make_config):
+    """SIGINT to `icurt train` once a fold is at work: one line, exit 130, the run kept as .failed."""
+    cfg = make_config(*FAST)
+    store = RunStore.from_config(cfg)
+    tune_run, _ = fake_tune_run(store, cfg)
+    settings = [arg for item in [*FAST, "train.epochs=2000", f"paths.data={tmp_path}", "ray.num_cpus=2"]
+                for arg in ("--set", item)]
+    proc = subprocess.Popen([sys.executable, "-m", "icurt.cli", "train", "--from", tune_run.run_id, *settings],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list((tmp_path / "train").glob(".tmp-*/tensorboard/**/events.out.tfevents.*")):
+            break                                  # a fold has reported an epoch
+        time.sleep(0.3)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    failed = list((tmp_path / "train").glob(".failed-*"))
+    assert len(failed) == 1 and store.list("train") == []
+    run_id = failed[0].name[len(".failed-"):]
+    assert (f"icurt: interrupted; train run {run_id} is kept as {failed[0]} (`icurt runs --failed` lists it)"
+            in err)
+    assert err.count("icurt: ") == 1 and "Traceback" not in err
+    assert json.loads((failed[0] / "run.json").read_text())["error"] == "interrupted (Ctrl-C or SIGINT)"

@@ -335,10 +335,13 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
                             stderr=subprocess.PIPE, text=True)
     run_id = interrupt_once_finished(proc, tmp_path / "tune-model", storage, finished=2)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2, err[-3000:]
-    assert f"continue it with `icurt tune-model --resume {run_id}`" in err
+    assert proc.returncode == 130, err[-3000:]   # an interruption, not an error
     failed = tmp_path / "tune-model" / f".failed-{run_id}"
-    assert json.loads((failed / "run.json").read_text())["status"] == "failed"
+    assert (f"icurt: interrupted; tune-model run {run_id} is kept as {failed} (continue it with "
+            f"`icurt tune-model --resume {run_id}`)") in err
+    assert err.count("icurt: interrupted") == 1 and "Traceback" not in err
+    meta = json.loads((failed / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["error"] == "interrupted (Ctrl-C or SIGINT)"
     assert store.list("tune-model") == []
     study = optuna.load_study(study_name=f"icurt-tune-model-{run_id}", storage=storage)
     before = {t.number: (t.state, t.value, t.params) for t in study.trials
