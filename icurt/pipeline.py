@@ -1,8 +1,10 @@
 """`icurt run`: every stage of the table in order, picking up from the last one that can be reused.
 
 A stage's newest completed run is reused when it was built from the run chosen for the stage
-before and the settings it reads (its `reads` in the stage table) are unchanged; from the first
-stage that cannot be reused onward, every stage runs again. `fresh=True` reruns everything.
+before and the settings it reads (its `reads` in the stage table) are unchanged, and, for a stage
+that reads a source outside the run store (query: the database), while that source's fingerprint
+is the one the run recorded; from the first stage that cannot be reused onward, every stage runs
+again. `fresh=True` reruns everything.
 """
 
 from __future__ import annotations
@@ -19,14 +21,31 @@ log = logging.getLogger("icurt")
 
 
 def reusable_run(row: Stage, cfg: Config, input_run: Run | None, store: RunStore) -> Run | None:
-    """The newest completed run of `row` built from `input_run` with today's settings, if any."""
+    """The newest completed run of `row` built from `input_run` with today's settings (and, for a
+    row with a source, today's source fingerprint), if any; says why when the source changed."""
     wanted = settings_read(config_values(cfg), row)
-    for run in store.list(row.name):
-        if row.input and (input_run is None or run.inputs.get(row.input) != input_run.run_id):
-            continue
-        if settings_read(tomllib.loads(run.file("config.toml").read_text()), row) == wanted:
+    candidates = [run for run in store.list(row.name) if _built_like(run, row, input_run, wanted)]
+    if not row.source or not candidates:
+        return candidates[0] if candidates else None
+    source = row.function("source_fingerprint")(cfg)
+    for run in candidates:
+        if source is not None and run.meta.get("source") == source:
             return run
+    newest = candidates[0]
+    if "source" not in newest.meta:
+        log.info("%s: run %s recorded no fingerprint of the %s (an older icurt made it); running %s again",
+                 row.name, newest.run_id, row.source, row.name)
+    else:
+        log.info("%s: the %s changed since run %s (now %s); running %s again", row.name, row.source,
+                 newest.run_id, row.function("describe_source")(source), row.name)
     return None
+
+
+def _built_like(run: Run, row: Stage, input_run: Run | None, wanted: dict) -> bool:
+    """Whether `run` was built from `input_run` with the settings `wanted`."""
+    if row.input and (input_run is None or run.inputs.get(row.input) != input_run.run_id):
+        return False
+    return settings_read(tomllib.loads(run.file("config.toml").read_text()), row) == wanted
 
 
 def reuse_plan(cfg: Config, store: RunStore, fresh: bool = False,

@@ -16,13 +16,23 @@ from icurt.stages import STAGE_NAMES, STAGES, settings_read, config_values
 
 # Sections that place the work (where data lives, which database, which Ray) but never shape a result.
 PLACEMENT_SECTIONS = {"paths", "db", "ray", "synth"}
+SOURCE = {"load_id": "unchanged"}   # what every stage with a source reads, as its fingerprint
+
+
+@pytest.fixture(autouse=True)
+def unchanged_sources(monkeypatch):
+    """Sources (query's database) that never change, so these tests need no database."""
+    for row in STAGES:
+        if row.source:
+            monkeypatch.setattr(row.module + ".source_fingerprint", lambda cfg: SOURCE)
 
 
 def completed_chain(store, cfg):
     """One completed run per stage, each built from the one before, all with config `cfg`."""
     previous = None
     for row in STAGES:
-        with store.create(row.name, cfg, inputs=[previous] if previous else []) as writer:
+        extra = {"source": SOURCE} if row.source else None
+        with store.create(row.name, cfg, inputs=[previous] if previous else [], extra_meta=extra) as writer:
             pass
         previous = writer.run
     return store

@@ -5,8 +5,9 @@ database is touched. The tables are then loaded into a staging schema `<schema>_
 COPY, streamed from the (gzipped) file, keyed, indexed and analysed; COPY's row count must equal the
 number of CSV records counted while streaming, every table must hold rows, and the keys of the
 community's build (icurt.db.schema: row_id and the natural unique keys) must hold, so a duplicated
-row stops the load. Only then is the old schema dropped and the staging schema renamed in its
-place, in one transaction: a failed load leaves the old schema as it was.
+row stops the load. Only then is the old schema dropped and the staging schema, stamped with this
+load (icurt.db.stamp), renamed in its place, in one transaction: a failed load leaves the old schema
+as it was.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from psycopg2 import sql
 from icurt.config import Config
 from icurt.db.connection import connection
 from icurt.db.schema import add_keys, column_names, create_index_sql, create_table_sql, recreate_schema
+from icurt.db.stamp import write_load_stamp
 from icurt.errors import IcurtError
 
 log = logging.getLogger("icurt")
@@ -65,7 +67,7 @@ def load_csv(cfg: Config, folder: str | Path) -> dict[str, TableLoad]:
             conn.commit()
             for table in LOAD_ORDER:
                 loads[table] = load_table(conn, staging, table, files[table])
-            _replace_schema(conn, staging, schema)
+            _replace_schema(conn, staging, schema, source=f"icurt db load-csv {folder.resolve()}")
         except BaseException:
             _drop_quietly(conn, staging)
             raise
@@ -233,8 +235,9 @@ def _open(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _replace_schema(conn, staging: str, schema: str) -> None:
+def _replace_schema(conn, staging: str, schema: str, source: str) -> None:
     with conn.cursor() as cur:
+        write_load_stamp(cur, staging, source)
         cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
         if cur.fetchone() is not None:
             log.warning("replacing schema %s with the tables just loaded", schema)

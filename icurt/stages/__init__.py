@@ -9,7 +9,14 @@ Each row names the module of its thin orchestrator, `icurt/stages/<name>.py`, wh
 
 `reads` lists the config sections (or single `section.key`s) whose values shape the stage's
 output: a stage's reuse key in `icurt run` and what `--resume` compares. [paths], [db] (but the
-schema) and [ray] only place the work and never shape a result.
+schema) and [ray] only place the work and never shape a result. A row with a `source` reads data
+from outside the run store (query: the database); its module then also defines
+
+    source_fingerprint(cfg) -> dict | None      (cheap; None when the source cannot be read)
+    describe_source(fingerprint) -> str
+
+and its runs record the fingerprint in run.json ("source"): `icurt run` reuses a run only while
+the source's fingerprint is still the one it recorded.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class Stage:
     options: tuple[Option, ...] = ()
     show_options: tuple[Option, ...] = ()
     show_summary: str = ""
+    source: str | None = None  # what it reads outside the run store, e.g. "database" (see above)
 
     @property
     def module(self) -> str:
@@ -67,7 +75,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("query", None, ("query", "db.schema"),
           "stage 1: run the four MIMIC-III queries (read-only) into the Parquet files of a query run",
           options=(Option("--csv", "also write a CSV file beside each Parquet file", type=None),),
-          show_summary="rows, query and write seconds per query"),
+          show_summary="rows, query and write seconds per query", source="database"),
     Stage("preprocess", "query", ("preprocess",),
           "stage 2: a query run → (N, 48, 19) features and in-hospital-mortality labels (Modin on Ray)",
           options=(Option("--engine", "dataframe engine (default: [preprocess].engine)",

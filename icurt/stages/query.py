@@ -20,12 +20,15 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, csv: bool
 
     from icurt.db.connection import connection
     from icurt.db.query import QUERIES, check_database, export_query
+    from icurt.db.stamp import source_fingerprint as fingerprint_of
     from icurt.files import write_json
 
     csv = csv or cfg.query.csv
     with connection(cfg, readonly=True) as conn:
         check_database(conn, cfg.db.schema)  # a wrong DSN, schema or table leaves no run folder
-        with store.create(STAGE, cfg) as writer:
+        # Taken before the queries: a load while they run leaves the older stamp, so the run is not reused.
+        source = fingerprint_of(conn, cfg.db.schema)
+        with store.create(STAGE, cfg, extra_meta={"source": source}) as writer:
             stats = {}
             for number, name in enumerate(QUERIES, start=1):
                 stats[name] = export_query(conn, cfg, name, writer.path, csv=csv)
@@ -33,6 +36,27 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, csv: bool
                          f"{stats[name].rows:,}", stats[name].query_s, stats[name].write_s)
             write_json(writer.path / STATS_FILE, {name: asdict(s) for name, s in stats.items()})
     return writer.run
+
+
+def source_fingerprint(cfg: Config) -> dict | None:
+    """The fingerprint of the schema the queries read (icurt.db.stamp); None when it cannot be read
+    (then the query itself says why). IcurtError when the database cannot be reached."""
+    import psycopg2
+
+    from icurt.db.connection import connection
+    from icurt.db.stamp import source_fingerprint as fingerprint_of
+
+    try:
+        with connection(cfg, readonly=True) as conn:
+            return fingerprint_of(conn, cfg.db.schema)
+    except psycopg2.Error:
+        return None
+
+
+def describe_source(fingerprint: dict | None) -> str:
+    from icurt.db.stamp import describe_fingerprint
+
+    return describe_fingerprint(fingerprint)
 
 
 def show(run: Run, cfg: Config) -> str:

@@ -19,6 +19,7 @@ from icurt.stages import run_stage
 from icurt.db.connection import connect
 from icurt.db.load_csv import CsvRecordCounter, load_csv
 from icurt.db.schema import TABLES
+from icurt.db.stamp import source_fingerprint
 from icurt.errors import IcurtError
 
 GZIPPED = {"chartevents", "labevents"}
@@ -73,6 +74,14 @@ def _row_counts(dsn: str, schema: str) -> dict[str, int]:
             counts[table] = cur.fetchone()[0]
     conn.close()
     return counts
+
+
+def _fingerprint(dsn: str, schema: str) -> dict | None:
+    conn = connect(dsn)
+    try:
+        return source_fingerprint(conn, schema)
+    finally:
+        conn.close()
 
 
 def _schemas(dsn: str) -> set[str]:
@@ -155,7 +164,8 @@ def test_failed_load_keeps_the_previous_schema(pg_dsn, make_config, cohort_files
     cohort, good = cohort_files
     cfg = make_config("db.schema=tlc_kept")
     load_csv(cfg, good)
-    before = _row_counts(pg_dsn, "tlc_kept")
+    before = _row_counts(pg_dsn, "tlc_kept"), _fingerprint(pg_dsn, "tlc_kept")
+    assert before[1]["source"] == f"icurt db load-csv {good.resolve()}"
 
     bad = _copy_folder(good, tmp_path / "bad")
     labs = gzip.decompress((bad / "LABEVENTS.csv.gz").read_bytes()).decode()
@@ -175,8 +185,10 @@ def test_failed_load_keeps_the_previous_schema(pg_dsn, make_config, cohort_files
         load_csv(cfg, truncated)
     assert "CHARTEVENTS.csv.gz" in str(err.value) and "download it again" in str(err.value)
 
-    assert _row_counts(pg_dsn, "tlc_kept") == before
+    assert (_row_counts(pg_dsn, "tlc_kept"), _fingerprint(pg_dsn, "tlc_kept")) == before
     assert "tlc_kept__loading" not in _schemas(pg_dsn)
+    load_csv(cfg, good)   # the same files again: a new load, so a query run of the old one is not reused
+    assert _fingerprint(pg_dsn, "tlc_kept")["load_id"] != before[1]["load_id"]
 
 
 def test_cli_load_csv(pg_dsn, cohort_files, tmp_path, capsys):

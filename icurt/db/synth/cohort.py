@@ -26,6 +26,7 @@ from psycopg2 import sql
 from icurt.db.synth import events, hospital, skeleton
 from icurt.db.synth.ceiling import Evidence, ceiling_probability
 from icurt.db.schema import TABLES, add_keys, column_names, create_index_sql, create_table_sql, recreate_schema
+from icurt.db.stamp import write_load_stamp
 from icurt.db.synth.items import d_items_frame, d_labitems_frame
 from icurt.errors import IcurtError
 
@@ -111,7 +112,8 @@ def generate_cohort(stays: int, seed: int, mortality_rate: float = 0.10) -> Synt
 
 
 def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
-    """Replace `schema` with the cohort (tables, indexes, truth, info) in one transaction; rows per table.
+    """Replace `schema` with the cohort (tables, indexes, truth, info, load stamp) in one transaction;
+    rows per table.
 
     Commits on success (with whatever the connection had pending) and rolls back on any failure.
     """
@@ -140,6 +142,7 @@ def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
                     cur.execute(statement)
             log.info("synth: keys and indexes built in %.1f s", time.perf_counter() - started)
             _store_truth(cur, schema, cohort)
+            write_load_stamp(cur, schema, f"icurt db synth ({cohort.stays} stays, seed {cohort.seed})")
             started = time.perf_counter()
             for table in TABLES:
                 cur.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
