@@ -105,7 +105,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
                       for c in cells],
             "clinical_step": dict(fc.clinical_step),
             "scaled_step": {n: float(s) for n, s in zip(dataset.feature_names, steps)},
-            "headline": {d: headline(curves_table, fc.headline_k, d) for d in ("1to0", "0to1")}}
+            "headline": {d: headline(curves_table, fc.headline_k, d, swept=(len(samples), len(table)))
+                         for d in ("1to0", "0to1")}}
         files.write_fragility_run(writer.path, sweep, examples, summary)
         task_store.remove()
         log.info("fragility: %s", summary["headline"]["1to0"]["sentence"])
