@@ -65,7 +65,8 @@ def _print_unfinished(store, stage: str | None) -> None:
     if not found:
         print(f"no failed or running runs under {store.root}" + (f" for {stage}" if stage else ""))
     for run in found:
-        resumable = RESUME in stage_row(run.stage).options and run.state != "running"
         why = run.error or ("its process is gone" if run.state == "killed" else "")
+        resumable = (RESUME in stage_row(run.stage).options and run.state != "running"
+                     and "--resume" not in why)   # a tuning error already says how to resume
         print(f"{run.stage:<12} {run.run_id}  {run.state:<7}  {why}"
               + (f"  (`icurt {run.stage} --resume {run.run_id}` continues it)" if resumable else ""))

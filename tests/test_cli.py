@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -11,6 +12,7 @@ from datetime import datetime
 import pytest
 
 from icurt.cli import build_parser, main
+from icurt.errors import IcurtError
 
 
 def run_cli(*args, env=None, cwd=None):
@@ -128,6 +130,15 @@ def test_runs_failed_and_prune(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"tune-model   {failed.run_id}  failed   RuntimeError: the trial ran out of memory  "
                      f"(`icurt tune-model --resume {failed.run_id}` continues it)"]
+    # an error that already says how to resume is not followed by the same advice again
+    with pytest.raises(IcurtError):
+        with store.create("tune-model", cfg, inputs=[done.run]) as stopped:
+            raise IcurtError(f"tuning stopped with 1 of 4 trials finished; continue it with "
+                             f"`icurt tune-model --resume {stopped.run_id}`")
+    assert main(["runs", "--failed", "tune-model", *root]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if stopped.run_id in line]
+    assert len(said) == 1 and said[0].count("--resume") == 1
+    shutil.rmtree(store.interrupted_folder("tune-model", stopped.run_id))
     assert main(["runs", "query", *root]) == 0 and done.run_id in capsys.readouterr().out
     assert main(["runs", "attack", *root]) == 0
     assert capsys.readouterr().out.strip() == f"no completed runs under {tmp_path} for attack"
