@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from icurt.attack.objectives import OBJECTIVES
+from icurt.db.dsn import check_dsn_scheme
 from icurt.errors import IcurtError
 from icurt.model.hparams import ACTIVATIONS, OPTIMIZERS, OUTPUTS, READOUTS
 
@@ -47,6 +48,10 @@ class DbConfig:
     schema: str = setting()
     embedded_port: int = setting(min=0, max=65535)
     connect_timeout_s: int = setting(min=1, max=600)
+
+    def __post_init__(self):
+        check_dsn_scheme(self.dsn, "db.dsn", "ICURT_DSN")
+        check_dsn_scheme(self.optuna_dsn, "db.optuna_dsn", "ICURT_OPTUNA_DSN", url_only=True)
 
 
 @dataclass(frozen=True)
