@@ -60,3 +60,48 @@ def test_no_command_prints_the_password_of_a_mysql_dsn(command, tmp_path, monkey
     assert captured.err == ("icurt: error: config key 'db.dsn' must be a postgresql:// URL or libpq key=value "
                             "string, got mysql://me:***@127.0.0.1/x; point ICURT_DSN or [db].dsn at "
                             "PostgreSQL, or leave it empty\n")
+
+
+# ---- the Optuna storage ---------------------------------------------------------------------------
+
+BAD_OPTUNA = {"ICURT_DSN": "postgresql://me@127.0.0.1:1/mimic", "ICURT_OPTUNA_DSN": "postgresql://me:pw@127.0.0.1:1/optuna"}
+OPTUNA_FIX = ("check the Optuna DSN (ICURT_OPTUNA_DSN or [db].optuna_dsn) and that the server is up, or leave "
+              "it empty to keep the studies on the server of [db].dsn (or the embedded one)")
+
+
+def test_an_unreachable_optuna_dsn_names_its_own_setting():
+    from icurt.db.connection import optuna_storage_url
+
+    with pytest.raises(IcurtError) as error:
+        optuna_storage_url(load_config(env=BAD_OPTUNA))
+    message = str(error.value)
+    assert message.startswith("cannot connect to PostgreSQL at postgresql://me:***@127.0.0.1:1/optuna: ")
+    assert message.endswith("; " + OPTUNA_FIX) and "ICURT_DSN" not in message
+
+
+def test_without_an_optuna_dsn_the_mimic_dsn_is_the_one_named():
+    from icurt.db.connection import optuna_storage_url
+
+    with pytest.raises(IcurtError) as error:
+        optuna_storage_url(load_config(env={"ICURT_DSN": BAD_OPTUNA["ICURT_DSN"]}))
+    assert str(error.value).endswith("; check the DSN (ICURT_DSN or [db].dsn) and that the server is up, or "
+                                     "leave the DSN empty to use the embedded server")
+
+
+@pytest.mark.parametrize("stage", ["tune-model", "tune-attack"])
+def test_a_bad_optuna_dsn_stops_tuning_before_ray_starts(stage, tmp_path, monkeypatch):
+    import icurt.ray_runtime
+    from icurt.runs import RunStore
+    from icurt.stages import run_stage, stage as stage_row
+
+    def no_ray(cfg):
+        raise AssertionError("Ray started before the Optuna storage was checked")
+
+    monkeypatch.setattr(icurt.ray_runtime, "init_ray", no_ray)
+    cfg = load_config(env=BAD_OPTUNA)
+    store = RunStore(tmp_path)
+    with store.create(stage_row(stage).input, cfg):   # an empty input run: the check comes before reading it
+        pass
+    with pytest.raises(IcurtError) as error:
+        run_stage(stage, cfg, store=store)
+    assert str(error.value).endswith("; " + OPTUNA_FIX)
