@@ -22,6 +22,20 @@ from icurt.stages import STAGE_NAMES, STAGES, Option, Stage
 log = logging.getLogger("icurt")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a usage mistake said in one line, like every other user error (exit code 2);
+    its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {redact_dsn(message)} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None:   # said by the command that got them, not by `icurt`
+            self.error("unrecognized arguments: " + " ".join(extras))
+        return namespace, extras
+
+
 def common_options(with_config_file: bool = True) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("configuration")
@@ -39,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     from icurt.db.commands import add_commands as add_db_commands
     from icurt.runs_command import add_runs_command
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="icurt", description="Ray-distributed ICU deep learning on MIMIC-III: "
         + " → ".join(STAGE_NAMES) + ".")
     parser.add_argument("--version", action="version", version=f"icurt {__version__}")

@@ -39,6 +39,32 @@ def test_bad_config_value_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["demo", "--stays", "abc"], "icurt demo: error: argument --stays: invalid int value: 'abc' "
+     "(see icurt demo --help)"),
+    (["show", "train", "--trial", "2"], "icurt show train: error: unrecognized arguments: --trial "
+     "(see icurt show train --help)"),
+    (["db", "url", "postgresql://me:pa55word@h/d"], "icurt db url: error: unrecognized arguments: "
+     "postgresql://me:***@h/d (see icurt db url --help)"),
+    ([], "icurt: error: the following arguments are required: COMMAND (see icurt --help)"),
+])
+def test_a_usage_mistake_is_one_line_naming_the_command_exit_2(argv, line, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_an_unknown_stage_to_show_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["show", "bogus"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("icurt show: error: argument STAGE: invalid choice: 'bogus' (choose from ")
+    assert err.endswith("'analyze') (see icurt show --help)\n")
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = run_cli("config", "show", "--set", "train.epochs=ten", "--debug", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" in result.stderr
