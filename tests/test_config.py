@@ -136,6 +136,30 @@ def test_unknown_key_in_file_is_named(tmp_path):
         load_config(path, env={})
 
 
+@pytest.mark.parametrize("text, where", [
+    ("epochs = 3\n[train]\nnum_folds = 3\n", " (epochs is a key of [train])"),
+    ("bogus = 3\n", ""),
+])
+def test_a_key_before_any_section_is_said_to_be_outside_any_section(text, where, tmp_path):
+    path = tmp_path / "top.toml"
+    path.write_text(text)
+    key = text.split(" ")[0]
+    with pytest.raises(IcurtError) as err:
+        load_config(path, env={})
+    assert str(err.value) == (f"config key '{key}' in {path} is outside any section{where}; put it under its "
+                              "[section] (see configs/default.toml)")
+
+
+def test_a_top_level_key_in_a_dict_is_outside_any_section_too():
+    from icurt.config import config_from_dict, config_to_dict
+
+    raw = {**config_to_dict(load_config(env={}), redact=False), "epochs": 3}
+    with pytest.raises(IcurtError) as err:
+        config_from_dict(raw)
+    assert str(err.value) == ("config key 'epochs' is outside any section (epochs is a key of [train]); put it "
+                              "under its [section] (see configs/default.toml)")
+
+
 def test_missing_or_broken_file_is_a_clear_error(tmp_path):
     with pytest.raises(IcurtError, match="does not exist"):
         load_config(tmp_path / "nope.toml", env={})
