@@ -40,6 +40,11 @@ def setting(*, min: float | None = None, max: float | None = None, choices=None,
 class PathsConfig:
     data: str = setting()
 
+    def __post_init__(self):
+        if not self.data.strip():   # Path("") is the working directory: runs would land beside the user's files
+            raise IcurtError("config key 'paths.data' is empty; give a folder (--set paths.data=DIR or "
+                             "ICURT_DATA=DIR; the default is data)")
+
 
 @dataclass(frozen=True)
 class DbConfig:

@@ -129,6 +129,18 @@ def test_bad_values_are_rejected_naming_the_key(override, named):
     assert named in message and "\n" not in message
 
 
+@pytest.mark.parametrize("override", ["paths.data=", "paths.data= ", 'paths.data=""'])
+def test_an_empty_data_root_is_an_error_not_the_working_directory(override):
+    with pytest.raises(IcurtError) as err:
+        load_config(overrides=[override], env={})
+    assert str(err.value) == ("config key 'paths.data' is empty; give a folder (--set paths.data=DIR or "
+                              "ICURT_DATA=DIR; the default is data)")
+
+
+def test_an_empty_icurt_data_counts_as_unset():
+    assert load_config(env={"ICURT_DATA": ""}).paths.data == "data"
+
+
 def test_unknown_key_in_file_is_named(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[train]\nepoch = 7\n")
