@@ -41,7 +41,8 @@ def common_options(with_config_file: bool = True) -> argparse.ArgumentParser:
     group = common.add_argument_group("configuration")
     if with_config_file:
         group.add_argument("--config", metavar="FILE", help="a TOML file layered over configs/default.toml "
-                           "(`demo` names the shipped configs/demo.toml)")
+                           "(`demo` and `reference` name the shipped configs/demo.toml and "
+                           "configs/reference.toml)")
     group.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append",
                        default=[], help="override one setting, typed by the schema (repeatable)")
     group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -169,12 +170,15 @@ def _config_show(args, cfg: Config) -> int:
 
 
 def _add_pipeline_commands(sub, common) -> None:
-    run = sub.add_parser("run", parents=[common], help="run every stage on the configured database, "
-                         "reusing completed stages whose input and settings are unchanged")
+    text = ("run every stage on the configured database, reusing completed stages whose input and settings "
+            "are unchanged")
+    run = sub.add_parser("run", parents=[common], help=text, description=f"{text}: {' → '.join(STAGE_NAMES)}")
     run.add_argument("--fresh", action="store_true", help="rerun every stage")
     run.set_defaults(handler=_run_all)
-    demo = sub.add_parser("demo", parents=[common], help="the whole study on this machine: embedded "
-                          "PostgreSQL, a synthetic MIMIC-III cohort, every stage, an HTML report")
+    text = ("the whole study on this machine: embedded PostgreSQL, a synthetic MIMIC-III cohort, every stage, "
+            "an HTML report")
+    demo = sub.add_parser("demo", parents=[common], help=text,
+                          description=f"{text} (config: configs/demo.toml unless --config names another)")
     demo.add_argument("--stays", type=int, help="synthetic ICU stays (default: [synth].stays of demo.toml)")
     demo.add_argument("--fresh", action="store_true", help="rebuild the cohort and rerun every stage")
     demo.set_defaults(handler=_demo, config_default="demo")

@@ -1,5 +1,6 @@
 """The `icurt` command as a user meets it: help, one-line errors with exit 2, config and runs."""
 
+import argparse
 import dataclasses
 import json
 import os
@@ -30,6 +31,39 @@ def test_every_subcommand_has_help():
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     for name, sub in subparsers.choices.items():
         assert sub.format_help(), name
+
+
+def _command(*names):
+    parser = build_parser()
+    for name in names:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+def test_config_help_names_every_shipped_profile():
+    from icurt.config import default_config_path
+
+    shipped = sorted(p.stem for p in default_config_path().parent.glob("*.toml") if p.stem != "default")
+    assert shipped == ["demo", "reference"]
+    config = next(a for a in _command("run")._actions if a.dest == "config")
+    assert config.help == ("a TOML file layered over configs/default.toml (`demo` and `reference` name the "
+                           "shipped configs/demo.toml and configs/reference.toml)")
+
+
+def test_run_and_demo_say_what_they_do():
+    assert _command("run").description == (
+        "run every stage on the configured database, reusing completed stages whose input and settings are "
+        "unchanged: query → preprocess → tune-model → train → tune-attack → attack → fragility → analyze")
+    assert _command("demo").description == (
+        "the whole study on this machine: embedded PostgreSQL, a synthetic MIMIC-III cohort, every stage, an "
+        "HTML report (config: configs/demo.toml unless --config names another)")
+
+
+@pytest.mark.parametrize("command, section", [("tune-model", "tune_model"), ("tune-attack", "tune_attack")])
+def test_extend_names_the_section_of_its_command(command, section):
+    extend = next(a for a in _command(command)._actions if a.dest == "extend")
+    assert extend.help == ("continue the study of the completed run RUN in a new run, until it has "
+                           f"[{section}].num_trials finished trials in all (RUN stays as it was)")
 
 
 def test_bad_config_value_is_one_line_exit_2(tmp_path):
