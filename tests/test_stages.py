@@ -41,7 +41,7 @@ def changed_value(cfg: Config, section: str, key: str):
         candidates = [value + 1, value - 1, value * 2, value / 2, 0.5, 1]
     elif isinstance(value, str):
         meta = next(f.metadata for f in dataclasses.fields(type(getattr(cfg, section))) if f.name == key)
-        candidates = [c for c in (meta.get("choices") or ()) if c != value] + [value + "x", "x"]
+        candidates = [c for c in (meta.get("choices") or ()) if c != value] + [value + "x", "x", "postgresql://h/x"]
     else:
         item = typing.get_args(hint)[0]
         if item is str:
