@@ -88,22 +88,23 @@ def _add_stage_command(sub, common, row: Stage) -> None:
     parser.set_defaults(handler=_run_stage, stage_row=row)
 
 
-def resolve_from(store, row: Stage, run_id: str | None):
-    """The `--from` run of a stage: a completed run of its input stage (None: the stage's default).
-
-    An id that names a run of another stage is an IcurtError saying which stage it belongs to.
-    """
-    if run_id is None:
-        return None
+def run_for(store, stage: str, run_id: str, command: str):
+    """The completed run `run_id` of `stage`, which `command` (e.g. "icurt train --from") takes; an
+    id that names a run of another stage is an IcurtError saying which stage it belongs to."""
     try:
-        return store.get(row.input, run_id)
+        return store.get(stage, run_id)
     except IcurtError as missing:
         try:
             other = store.find(run_id)
         except IcurtError:
             raise missing from None
-        raise IcurtError(f"run '{run_id}' is a {other.stage} run; `icurt {row.name} --from` takes a "
-                         f"{row.input} run (`icurt runs {row.input}` lists them)") from None
+        raise IcurtError(f"run '{run_id}' is a {other.stage} run; `{command}` takes a {stage} run "
+                         f"(`icurt runs {stage}` lists them)") from None
+
+
+def resolve_from(store, row: Stage, run_id: str | None):
+    """The `--from` run of a stage: a completed run of its input stage (None: the stage's default)."""
+    return None if run_id is None else run_for(store, row.input, run_id, f"icurt {row.name} --from")
 
 
 def _run_stage(args, cfg: Config) -> int:
@@ -139,7 +140,9 @@ def _show(args, cfg: Config) -> int:
     from icurt.runs import RunStore
 
     row: Stage = args.stage_row
-    run = RunStore.from_config(cfg).resolve(row.name, args.run_id)
+    store = RunStore.from_config(cfg)
+    run = store.latest(row.name) if args.run_id is None else run_for(store, row.name, args.run_id,
+                                                                       f"icurt show {row.name}")
     if args.show_config:
         print(run.file("config.toml").read_text(), end="")
         return 0

@@ -164,6 +164,19 @@ def test_from_names_the_stage_of_a_run_of_another_stage(tmp_path, capsys):
                    "tune-model run (`icurt runs tune-model` lists them)")
 
 
+def test_show_names_the_stage_of_a_run_of_another_stage(tmp_path, capsys):
+    from icurt.cli import main
+
+    cfg = load_config(env={})
+    store = completed_chain(RunStore(tmp_path), cfg)
+    query_id = store.latest("query").run_id
+    capsys.readouterr()
+    assert main(["show", "train", query_id, "--set", f"paths.data={tmp_path}", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"icurt: error: run '{query_id}' is a query run; `icurt show train` takes a train run "
+                   "(`icurt runs train` lists them)")
+
+
 # ---- each stage reads only the settings its row declares -----------------------------------
 
 class Recorder:
