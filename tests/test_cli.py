@@ -125,6 +125,30 @@ def test_wrong_dsn_exits_2_with_redacted_message(tmp_path):
     assert len(lines) == 1 and "pa55word" not in lines[0] and "me:***@" in lines[0]
 
 
+@pytest.mark.parametrize("env, argv, printed", [
+    ({"ICURT_DSN": "postgresql://me:pw@h/mimic"}, [], "postgresql://me:***@h/mimic"),
+    ({"ICURT_DSN": "postgresql://me:pw@h/mimic"}, ["--show-password"], "postgresql://me:pw@h/mimic"),
+    ({"ICURT_DSN": "postgresql://me:pw@h/mimic"}, ["--optuna"], "postgresql+psycopg2://me:***@h/mimic"),
+    ({"ICURT_DSN": "postgresql://me:pw@h/mimic", "ICURT_OPTUNA_DSN": "postgresql://o:pw2@h2/optuna"},
+     ["--optuna", "--show-password"], "postgresql+psycopg2://o:pw2@h2/optuna"),
+])
+def test_db_url_prints_the_optuna_storage_and_the_password_when_asked(env, argv, printed, monkeypatch, capsys,
+                                                                       tmp_path):
+    for name, value in {"ICURT_DATA": str(tmp_path), "ICURT_OPTUNA_DSN": "", **env}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["db", "url", *argv]) == 0
+    assert capsys.readouterr().out == printed + "\n"
+
+
+def test_db_url_of_the_embedded_optuna_database(pg_server, monkeypatch, capsys):
+    server, url = pg_server
+    monkeypatch.setenv("ICURT_DATA", str(server.root.parent))
+    monkeypatch.setenv("ICURT_DSN", "")
+    monkeypatch.setenv("ICURT_OPTUNA_DSN", "")
+    assert main(["db", "url", "--optuna"]) == 0
+    assert capsys.readouterr().out == "postgresql+psycopg2://" + url.split("://")[1].rsplit("/", 1)[0] + "/optuna\n"
+
+
 def test_db_lifecycle_through_the_cli(tmp_path):
     env = {"ICURT_DATA": str(tmp_path / "data"), "ICURT_DSN": ""}
     try:

@@ -73,11 +73,22 @@ def optuna_storage_url(cfg: Config) -> str:
     if not dsn:
         server_url = resolve_dsn(cfg)
         _ensure_database(server_url, OPTUNA_DATABASE)
-        dsn = server_url.rsplit("/", 1)[0] + "/" + OPTUNA_DATABASE
+        dsn = embedded_optuna_dsn(server_url)
+    url = sqlalchemy_url(dsn)
+    connect(dsn, timeout_s=cfg.db.connect_timeout_s, fix=OPTUNA_DSN_FIX if cfg.db.optuna_dsn else DSN_FIX).close()
+    return url
+
+
+def embedded_optuna_dsn(server_url: str) -> str:
+    """The Optuna database on the embedded server at `server_url`."""
+    return server_url.rsplit("/", 1)[0] + "/" + OPTUNA_DATABASE
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """The SQLAlchemy URL (what Optuna and optuna-dashboard take) of a postgresql:// DSN."""
     if "://" not in dsn:
         raise IcurtError("the Optuna storage needs a URL-style DSN (postgresql://user:pass@host/db); "
                          "set [db].optuna_dsn")
-    connect(dsn, timeout_s=cfg.db.connect_timeout_s, fix=OPTUNA_DSN_FIX if cfg.db.optuna_dsn else DSN_FIX).close()
     return "postgresql+psycopg2://" + dsn.split("://", 1)[1]
 
 
