@@ -22,12 +22,27 @@ from icurt.stages import STAGE_NAMES, STAGES, Option, Stage, stage as stage_row
 log = logging.getLogger("icurt")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a usage mistake said in one line, like every other user error (exit code 2);
+    its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {redact_dsn(message)} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is None:   # said by the command that got them, not by `icurt`
+            self.error("unrecognized arguments: " + " ".join(extras))
+        return namespace, extras
+
+
 def common_options(with_config_file: bool = True) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("configuration")
     if with_config_file:
         group.add_argument("--config", metavar="FILE", help="a TOML file layered over configs/default.toml "
-                           "(`demo` names the shipped configs/demo.toml)")
+                           "(`demo` and `reference` name the shipped configs/demo.toml and "
+                           "configs/reference.toml)")
     group.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append",
                        default=[], help="override one setting, typed by the schema (repeatable)")
     group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -39,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     from icurt.db.commands import add_commands as add_db_commands
     from icurt.runs_command import add_runs_command
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="icurt", description="Ray-distributed ICU deep learning on MIMIC-III: "
         + " → ".join(STAGE_NAMES) + ".")
     parser.add_argument("--version", action="version", version=f"icurt {__version__}")
@@ -73,22 +88,23 @@ def _add_stage_command(sub, common, row: Stage) -> None:
     parser.set_defaults(handler=_run_stage, stage_row=row)
 
 
-def resolve_from(store, row: Stage, run_id: str | None):
-    """The `--from` run of a stage: a completed run of its input stage (None: the stage's default).
-
-    An id that names a run of another stage is an IcurtError saying which stage it belongs to.
-    """
-    if run_id is None:
-        return None
+def run_for(store, stage: str, run_id: str, command: str):
+    """The completed run `run_id` of `stage`, which `command` (e.g. "icurt train --from") takes; an
+    id that names a run of another stage is an IcurtError saying which stage it belongs to."""
     try:
-        return store.get(row.input, run_id)
+        return store.get(stage, run_id)
     except IcurtError as missing:
         try:
             other = store.find(run_id)
         except IcurtError:
             raise missing from None
-        raise IcurtError(f"run '{run_id}' is a {other.stage} run; `icurt {row.name} --from` takes a "
-                         f"{row.input} run (`icurt runs {row.input}` lists them)") from None
+        raise IcurtError(f"run '{run_id}' is a {other.stage} run; `{command}` takes a {stage} run "
+                         f"(`icurt runs {stage}` lists them)") from None
+
+
+def resolve_from(store, row: Stage, run_id: str | None):
+    """The `--from` run of a stage: a completed run of its input stage (None: the stage's default)."""
+    return None if run_id is None else run_for(store, row.input, run_id, f"icurt {row.name} --from")
 
 
 def _run_stage(args, cfg: Config) -> int:
@@ -124,7 +140,9 @@ def _show(args, cfg: Config) -> int:
     from icurt.runs import RunStore
 
     row: Stage = args.stage_row
-    run = RunStore.from_config(cfg).resolve(row.name, args.run_id)
+    store = RunStore.from_config(cfg)
+    run = store.latest(row.name) if args.run_id is None else run_for(store, row.name, args.run_id,
+                                                                       f"icurt show {row.name}")
     if args.show_config:
         print(run.file("config.toml").read_text(), end="")
         return 0
@@ -155,12 +173,15 @@ def _config_show(args, cfg: Config) -> int:
 
 
 def _add_pipeline_commands(sub, common) -> None:
-    run = sub.add_parser("run", parents=[common], help="run every stage on the configured database, "
-                         "reusing completed stages whose input and settings are unchanged")
+    text = ("run every stage on the configured database, reusing completed stages whose input and settings "
+            "are unchanged")
+    run = sub.add_parser("run", parents=[common], help=text, description=f"{text}: {' → '.join(STAGE_NAMES)}")
     run.add_argument("--fresh", action="store_true", help="rerun every stage")
     run.set_defaults(handler=_run_all)
-    demo = sub.add_parser("demo", parents=[common], help="the whole study on this machine: embedded "
-                          "PostgreSQL, a synthetic MIMIC-III cohort, every stage, an HTML report")
+    text = ("the whole study on this machine: embedded PostgreSQL, a synthetic MIMIC-III cohort, every stage, "
+            "an HTML report")
+    demo = sub.add_parser("demo", parents=[common], help=text,
+                          description=f"{text} (config: configs/demo.toml unless --config names another)")
     demo.add_argument("--stays", type=int, help="synthetic ICU stays (default: [synth].stays of demo.toml)")
     demo.add_argument("--fresh", action="store_true", help="rebuild the cohort and rerun every stage")
     demo.set_defaults(handler=_demo, config_default="demo")

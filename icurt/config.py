@@ -20,7 +20,7 @@ from icurt.config_sections import (
     PreprocessConfig, ProfileConfig, QueryConfig, RayConfig, SynthConfig, TrainConfig, TuneAttackConfig,
     TuneModelConfig,
 )
-from icurt.config_toml import apply_override, build_section, dict_to_toml, merge, read_toml
+from icurt.config_toml import apply_override, build_section, dict_to_toml, merge, outside_any_section, read_toml
 from icurt.errors import IcurtError
 from icurt.shipped import shipped_path
 
@@ -110,6 +110,9 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
             raise IcurtError(f"config section [{name}] is missing; copy it from configs/default.toml")
         sections[name] = build_section(name, section_type, raw[name])
     unknown = set(raw) - set(hints)
+    for key in sorted(unknown):
+        if not isinstance(raw[key], dict):
+            raise IcurtError(outside_any_section(key, raw))
     if unknown:
         raise IcurtError(f"unknown config section [{sorted(unknown)[0]}]; "
                          f"known sections: {', '.join(hints)}")

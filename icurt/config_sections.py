@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from icurt.attack.objectives import OBJECTIVES
+from icurt.db.dsn import check_dsn_scheme
 from icurt.errors import IcurtError
 from icurt.model.hparams import ACTIVATIONS, OPTIMIZERS, OUTPUTS, READOUTS
 
@@ -39,6 +40,11 @@ def setting(*, min: float | None = None, max: float | None = None, choices=None,
 class PathsConfig:
     data: str = setting()
 
+    def __post_init__(self):
+        if not self.data.strip():   # Path("") is the working directory: runs would land beside the user's files
+            raise IcurtError("config key 'paths.data' is empty; give a folder (--set paths.data=DIR or "
+                             "ICURT_DATA=DIR; the default is data)")
+
 
 @dataclass(frozen=True)
 class DbConfig:
@@ -47,6 +53,10 @@ class DbConfig:
     schema: str = setting()
     embedded_port: int = setting(min=0, max=65535)
     connect_timeout_s: int = setting(min=1, max=600)
+
+    def __post_init__(self):
+        check_dsn_scheme(self.dsn, "db.dsn", "ICURT_DSN")
+        check_dsn_scheme(self.optuna_dsn, "db.optuna_dsn", "ICURT_OPTUNA_DSN", url_only=True)
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,18 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise IcurtError(f"config file {path} is not valid TOML ({exc}); fix the syntax")
 
 
+def outside_any_section(key: str, base: dict[str, Any], origin: str = "") -> str:
+    """The message for a setting written before any [section] header (TOML puts it at the top level)."""
+    homes = [f"[{section}]" for section, values in base.items() if isinstance(values, dict) and key in values]
+    where = f" ({key} is a key of {', '.join(homes)})" if homes else ""
+    return (f"config key '{key}'{f' in {origin}' if origin else ''} is outside any section{where}; put it "
+            "under its [section] (see configs/default.toml)")
+
+
 def merge(base: dict[str, Any], update: dict[str, Any], origin: str) -> None:
     for section, values in update.items():
+        if section not in base and not isinstance(values, dict):
+            raise IcurtError(outside_any_section(section, base, origin))
         if section not in base:
             raise IcurtError(f"unknown config section [{section}] in {origin}; "
                              f"known sections: {', '.join(base)}")

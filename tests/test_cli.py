@@ -1,5 +1,6 @@
 """The `icurt` command as a user meets it: help, one-line errors with exit 2, config and runs."""
 
+import argparse
 import dataclasses
 import json
 import os
@@ -34,11 +35,70 @@ def test_every_subcommand_has_help():
         assert sub.format_help(), name
 
 
+def _command(*names):
+    parser = build_parser()
+    for name in names:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+def test_config_help_names_every_shipped_profile():
+    from icurt.config import default_config_path
+
+    shipped = sorted(p.stem for p in default_config_path().parent.glob("*.toml") if p.stem != "default")
+    assert shipped == ["demo", "reference"]
+    config = next(a for a in _command("run")._actions if a.dest == "config")
+    assert config.help == ("a TOML file layered over configs/default.toml (`demo` and `reference` name the "
+                           "shipped configs/demo.toml and configs/reference.toml)")
+
+
+def test_run_and_demo_say_what_they_do():
+    assert _command("run").description == (
+        "run every stage on the configured database, reusing completed stages whose input and settings are "
+        "unchanged: query → preprocess → tune-model → train → tune-attack → attack → fragility → analyze")
+    assert _command("demo").description == (
+        "the whole study on this machine: embedded PostgreSQL, a synthetic MIMIC-III cohort, every stage, an "
+        "HTML report (config: configs/demo.toml unless --config names another)")
+
+
+@pytest.mark.parametrize("command, section", [("tune-model", "tune_model"), ("tune-attack", "tune_attack")])
+def test_extend_names_the_section_of_its_command(command, section):
+    extend = next(a for a in _command(command)._actions if a.dest == "extend")
+    assert extend.help == ("continue the study of the completed run RUN in a new run, until it has "
+                           f"[{section}].num_trials finished trials in all (RUN stays as it was)")
+
+
 def test_bad_config_value_is_one_line_exit_2(tmp_path):
     result = run_cli("config", "show", "--set", "train.epochs=ten", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == "icurt: error: config key 'train.epochs' must be an integer, got 'ten'"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["demo", "--stays", "abc"], "icurt demo: error: argument --stays: invalid int value: 'abc' "
+     "(see icurt demo --help)"),
+    (["show", "train", "--trial", "2"], "icurt show train: error: unrecognized arguments: --trial "
+     "(see icurt show train --help)"),
+    (["db", "url", "postgresql://me:pa55word@h/d"], "icurt db url: error: unrecognized arguments: "
+     "postgresql://me:***@h/d (see icurt db url --help)"),
+    ([], "icurt: error: the following arguments are required: COMMAND (see icurt --help)"),
+])
+def test_a_usage_mistake_is_one_line_naming_the_command_exit_2(argv, line, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_an_unknown_stage_to_show_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["show", "bogus"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("icurt show: error: argument STAGE: invalid choice: 'bogus' (choose from ")
+    assert err.endswith("'analyze') (see icurt show --help)\n")
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -65,6 +125,30 @@ def test_wrong_dsn_exits_2_with_redacted_message(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pa55word" not in lines[0] and "me:***@" in lines[0]
+
+
+@pytest.mark.parametrize("env, argv, printed", [
+    ({"ICURT_DSN": "postgresql://me:pw@h/mimic"}, [], "postgresql://me:***@h/mimic"),
+    ({"ICURT_DSN": "postgresql://me:pw@h/mimic"}, ["--show-password"], "postgresql://me:pw@h/mimic"),
+    ({"ICURT_DSN": "postgresql://me:pw@h/mimic"}, ["--optuna"], "postgresql+psycopg2://me:***@h/mimic"),
+    ({"ICURT_DSN": "postgresql://me:pw@h/mimic", "ICURT_OPTUNA_DSN": "postgresql://o:pw2@h2/optuna"},
+     ["--optuna", "--show-password"], "postgresql+psycopg2://o:pw2@h2/optuna"),
+])
+def test_db_url_prints_the_optuna_storage_and_the_password_when_asked(env, argv, printed, monkeypatch, capsys,
+                                                                       tmp_path):
+    for name, value in {"ICURT_DATA": str(tmp_path), "ICURT_OPTUNA_DSN": "", **env}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["db", "url", *argv]) == 0
+    assert capsys.readouterr().out == printed + "\n"
+
+
+def test_db_url_of_the_embedded_optuna_database(pg_server, monkeypatch, capsys):
+    server, url = pg_server
+    monkeypatch.setenv("ICURT_DATA", str(server.root.parent))
+    monkeypatch.setenv("ICURT_DSN", "")
+    monkeypatch.setenv("ICURT_OPTUNA_DSN", "")
+    assert main(["db", "url", "--optuna"]) == 0
+    assert capsys.readouterr().out == "postgresql+psycopg2://" + url.split("://")[1].rsplit("/", 1)[0] + "/optuna\n"
 
 
 def test_db_lifecycle_through_the_cli(tmp_path):

@@ -129,11 +129,47 @@ def test_bad_values_are_rejected_naming_the_key(override, named):
     assert named in message and "\n" not in message
 
 
+@pytest.mark.parametrize("override", ["paths.data=", "paths.data= ", 'paths.data=""'])
+def test_an_empty_data_root_is_an_error_not_the_working_directory(override):
+    with pytest.raises(IcurtError) as err:
+        load_config(overrides=[override], env={})
+    assert str(err.value) == ("config key 'paths.data' is empty; give a folder (--set paths.data=DIR or "
+                              "ICURT_DATA=DIR; the default is data)")
+
+
+def test_an_empty_icurt_data_counts_as_unset():
+    assert load_config(env={"ICURT_DATA": ""}).paths.data == "data"
+
+
 def test_unknown_key_in_file_is_named(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[train]\nepoch = 7\n")
     with pytest.raises(IcurtError, match=r"train\.epoch"):
         load_config(path, env={})
+
+
+@pytest.mark.parametrize("text, where", [
+    ("epochs = 3\n[train]\nnum_folds = 3\n", " (epochs is a key of [train])"),
+    ("bogus = 3\n", ""),
+])
+def test_a_key_before_any_section_is_said_to_be_outside_any_section(text, where, tmp_path):
+    path = tmp_path / "top.toml"
+    path.write_text(text)
+    key = text.split(" ")[0]
+    with pytest.raises(IcurtError) as err:
+        load_config(path, env={})
+    assert str(err.value) == (f"config key '{key}' in {path} is outside any section{where}; put it under its "
+                              "[section] (see configs/default.toml)")
+
+
+def test_a_top_level_key_in_a_dict_is_outside_any_section_too():
+    from icurt.config import config_from_dict, config_to_dict
+
+    raw = {**config_to_dict(load_config(env={}), redact=False), "epochs": 3}
+    with pytest.raises(IcurtError) as err:
+        config_from_dict(raw)
+    assert str(err.value) == ("config key 'epochs' is outside any section (epochs is a key of [train]); put it "
+                              "under its [section] (see configs/default.toml)")
 
 
 def test_missing_or_broken_file_is_a_clear_error(tmp_path):

@@ -51,7 +51,7 @@ def changed_value(cfg: Config, section: str, key: str):
         candidates = [value + 1, value - 1, value * 2, value / 2, 0.5, 1]
     elif isinstance(value, str):
         meta = next(f.metadata for f in dataclasses.fields(type(getattr(cfg, section))) if f.name == key)
-        candidates = [c for c in (meta.get("choices") or ()) if c != value] + [value + "x", "x"]
+        candidates = [c for c in (meta.get("choices") or ()) if c != value] + [value + "x", "x", "postgresql://h/x"]
     else:
         item = typing.get_args(hint)[0]
         if item is str:
@@ -172,6 +172,19 @@ def test_from_names_the_stage_of_a_run_of_another_stage(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (f"icurt: error: run '{preprocess_id}' is a preprocess run; `icurt train --from` takes a "
                    "tune-model run (`icurt runs tune-model` lists them)")
+
+
+def test_show_names_the_stage_of_a_run_of_another_stage(tmp_path, capsys):
+    from icurt.cli import main
+
+    cfg = load_config(env={})
+    store = completed_chain(RunStore(tmp_path), cfg)
+    query_id = store.latest("query").run_id
+    capsys.readouterr()
+    assert main(["show", "train", query_id, "--set", f"paths.data={tmp_path}", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"icurt: error: run '{query_id}' is a query run; `icurt show train` takes a train run "
+                   "(`icurt runs train` lists them)")
 
 
 # ---- each stage reads only the settings its row declares -----------------------------------

@@ -13,9 +13,13 @@ def add_commands(sub, common) -> None:
         ("start", _start, "start the embedded server (reused when it is already up)"),
         ("status", _status, "say whether the database is reachable"),
         ("stop", _stop, "stop the embedded server"),
-        ("url", _url, "print the database URL (password redacted)"),
     ]:
         db_sub.add_parser(name, parents=[common], help=text).set_defaults(handler=handler)
+    url = db_sub.add_parser("url", parents=[common], help="print the database URL (password masked)")
+    url.add_argument("--optuna", action="store_true", help="the SQLAlchemy URL of the Optuna storage instead "
+                     "(what optuna-dashboard takes)")
+    url.add_argument("--show-password", action="store_true", help="print the password instead of ***")
+    url.set_defaults(handler=_url)
     synth = db_sub.add_parser("synth", parents=[common], help="fill the schema with a synthetic "
                               "MIMIC-III-shaped cohort (replaces the schema)")
     synth.add_argument("--stays", type=int, help="number of ICU stays (default [synth].stays)")
@@ -85,14 +89,22 @@ def _stop(args, cfg: Config) -> int:
 
 
 def _url(args, cfg: Config) -> int:
+    from icurt.db.connection import embedded_optuna_dsn, sqlalchemy_url
     from icurt.db.server import embedded_server
 
-    if cfg.db.dsn:
-        print(redact_dsn(cfg.db.dsn))
+    def shown(dsn: str) -> str:
+        url = sqlalchemy_url(dsn) if args.optuna else dsn
+        return url if args.show_password else redact_dsn(url)
+
+    configured = (cfg.db.optuna_dsn or cfg.db.dsn) if args.optuna else cfg.db.dsn
+    if configured:
+        print(shown(configured))
         return 0
     status = embedded_server(cfg.paths.data, cfg.db.embedded_port).status()
+    url = status.url and (embedded_optuna_dsn(status.url) if args.optuna else status.url)
     if not status.running:
-        print(f"embedded PostgreSQL not running; its URL once started: {status.url or '(port chosen at start)'}")
+        once_started = shown(url) if url else "(port chosen at start)"
+        print(f"embedded PostgreSQL not running; its URL once started: {once_started}")
         return 1
-    print(status.url)
+    print(shown(url))
     return 0

@@ -28,17 +28,22 @@ def resolve_dsn(cfg: Config) -> str:
     return url
 
 
-def connect(dsn: str, *, readonly: bool = False, timeout_s: int = 5):
-    """A psycopg2 connection; an unreachable or malformed DSN is an IcurtError (password redacted)."""
+DSN_FIX = ("check the DSN (ICURT_DSN or [db].dsn) and that the server is up, or leave the DSN empty to "
+           "use the embedded server")
+OPTUNA_DSN_FIX = ("check the Optuna DSN (ICURT_OPTUNA_DSN or [db].optuna_dsn) and that the server is up, "
+                  "or leave it empty to keep the studies on the server of [db].dsn (or the embedded one)")
+
+
+def connect(dsn: str, *, readonly: bool = False, timeout_s: int = 5, fix: str = DSN_FIX):
+    """A psycopg2 connection; an unreachable or malformed DSN is an IcurtError (password redacted)
+    ending in `fix`, which names the setting the DSN came from."""
     import psycopg2
 
     try:
         conn = psycopg2.connect(dsn, connect_timeout=timeout_s, application_name="icurt")
     except psycopg2.Error as exc:
         reason = redact_dsn(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        raise IcurtError(f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {reason}; check the DSN "
-                         "(ICURT_DSN or [db].dsn) and that the server is up, or leave the DSN empty "
-                         "to use the embedded server") from None
+        raise IcurtError(f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {reason}; {fix}") from None
     if readonly:
         conn.set_session(readonly=True)
     return conn
@@ -68,11 +73,22 @@ def optuna_storage_url(cfg: Config) -> str:
     if not dsn:
         server_url = resolve_dsn(cfg)
         _ensure_database(server_url, OPTUNA_DATABASE)
-        dsn = server_url.rsplit("/", 1)[0] + "/" + OPTUNA_DATABASE
+        dsn = embedded_optuna_dsn(server_url)
+    url = sqlalchemy_url(dsn)
+    connect(dsn, timeout_s=cfg.db.connect_timeout_s, fix=OPTUNA_DSN_FIX if cfg.db.optuna_dsn else DSN_FIX).close()
+    return url
+
+
+def embedded_optuna_dsn(server_url: str) -> str:
+    """The Optuna database on the embedded server at `server_url`."""
+    return server_url.rsplit("/", 1)[0] + "/" + OPTUNA_DATABASE
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """The SQLAlchemy URL (what Optuna and optuna-dashboard take) of a postgresql:// DSN."""
     if "://" not in dsn:
         raise IcurtError("the Optuna storage needs a URL-style DSN (postgresql://user:pass@host/db); "
                          "set [db].optuna_dsn")
-    connect(dsn, timeout_s=cfg.db.connect_timeout_s).close()
     return "postgresql+psycopg2://" + dsn.split("://", 1)[1]
 
 

@@ -65,8 +65,14 @@ class Stage:
 
 RESUME = Option("--resume", "continue the interrupted run RUN (kept as .failed-RUN) without losing "
                 "what it finished", metavar="RUN")
-EXTEND = Option("--extend", "continue the study of the completed run RUN in a new run, until it has "
-                "[section].num_trials finished trials in all (RUN stays as it was)", metavar="RUN")
+
+
+def extend_option(section: str) -> Option:
+    """--extend of the tuning stage whose settings are config section `section`."""
+    return Option("--extend", "continue the study of the completed run RUN in a new run, until it has "
+                  f"[{section}].num_trials finished trials in all (RUN stays as it was)", metavar="RUN")
+
+
 TRIAL = Option("--trial", "trial number N of the study (see its trials.parquet) instead of the best",
                type=int, metavar="N")
 TUNING = ("tune_model", "tune_attack")
@@ -84,7 +90,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("tune-model", "preprocess", ("tune_model", "model"),
           "stage 3: tune the BiLSTM's hyperparameters with Ray Tune + Optuna (TPE, study in "
           "PostgreSQL) + ASHA",
-          options=(RESUME, EXTEND), show_options=(TRIAL,),
+          options=(RESUME, extend_option("tune_model")), show_options=(TRIAL,),
           show_summary="a trial's hyperparameters and objective (the best by default)"),
     Stage("train", "tune-model", ("train", "model"),
           "stage 4: k-fold cross-validation of the tuned BiLSTM on Ray Train; per-fold and mean ± sd "
@@ -95,7 +101,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("tune-attack", "train", ("tune_attack", "attack_method"),
           "stage 5: tune the sparse attack's hyperparameters with Ray Tune + Optuna + ASHA",
           options=(Option("--fold", "attack fold K's model (default: [tune_attack].fold_choice)", type=int,
-                          metavar="K"), RESUME, EXTEND),
+                          metavar="K"), RESUME, extend_option("tune_attack")),
           show_options=(TRIAL,),
           show_summary="a trial's attack hyperparameters and score (the best by default)"),
     Stage("attack", "tune-attack", ("attack", "attack_method"),

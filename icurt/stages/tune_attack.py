@@ -119,6 +119,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int
     """Tune the attack on fold `fold` (default: [tune_attack].fold_choice) of a train run (the newest
     by default); `resume` continues an interrupted run, `extend` the study of a completed one."""
     from icurt.dataset import load_dataset
+    from icurt.db.connection import optuna_storage_url
     from icurt.errors import IcurtError
     from icurt.model.checkpoint import load_fold
     from icurt.placement import cluster_capacity, place
@@ -139,6 +140,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int
                              f"when {'resuming' if resume else 'extending'}")
         recorded_choice = meta.get("fold_choice") if fold is None else None
         fold = recorded if fold is None else fold
+    storage_url = optuna_storage_url(cfg)
     fold, fold_choice = attacked_fold(input_run, ta, fold)
     fold_choice = recorded_choice or fold_choice
     checkpoint = load_fold(input_run, fold)
@@ -147,7 +149,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, fold: int
     placement = place(cfg.ray.device, cluster_capacity(init_ray(cfg)), "tune_attack", ta.cpus_per_trial,
                       ta.gpus_per_trial)
     task = tuning_task(cfg, input_run, checkpoint, dataset, fold, placement, fold_choice)
-    return tune_stage(cfg, task, store=store, resume=resume, extend=extend)
+    return tune_stage(cfg, task, store=store, storage_url=storage_url, resume=resume, extend=extend)
 
 
 def show(run: Run, cfg: Config, trial: int | None = None) -> str:

@@ -106,6 +106,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     """Tune on a preprocess run (the newest by default); `resume` continues an interrupted run,
     `extend` the study of a completed one (in a new run)."""
     from icurt.dataset import load_dataset
+    from icurt.db.connection import optuna_storage_url
     from icurt.model.folds import check_foldable
     from icurt.placement import cluster_capacity, place
     from icurt.ray_runtime import init_ray
@@ -116,12 +117,13 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     if resume:   # the study goes on as it started; only its number of trials may change
         cfg = settings_at_start(store, STAGE, resume, cfg, keep=("tune_model.num_trials",))
     tm = cfg.tune_model
+    storage_url = optuna_storage_url(cfg)
     dataset = load_dataset(input_run.path)
     check_foldable(dataset.labels, tm.num_folds)
     placement = place(cfg.ray.device, cluster_capacity(init_ray(cfg)), "tune_model", tm.cpus_per_trial,
                       tm.gpus_per_trial)
-    return tune_stage(cfg, tuning_task(cfg, input_run, dataset, placement), store=store, resume=resume,
-                      extend=extend)
+    return tune_stage(cfg, tuning_task(cfg, input_run, dataset, placement), store=store,
+                      storage_url=storage_url, resume=resume, extend=extend)
 
 
 def chosen_hparams(tune_run: Run, trial: int | None = None) -> tuple[ModelHparams, str]:

@@ -113,18 +113,17 @@ def _extension(cfg: Config, task: TuningTask, store: RunStore, extend: str, stor
     return study, changed
 
 
-def tune_stage(cfg: Config, task: TuningTask, *, store: RunStore, resume: str | None = None,
+def tune_stage(cfg: Config, task: TuningTask, *, store: RunStore, storage_url: str, resume: str | None = None,
                extend: str | None = None) -> Run:
-    """Run the task's study into a new run of its stage; with `resume`, continue the interrupted
-    run; with `extend`, continue the study of that completed run in a new run. Returns it completed."""
+    """Run the task's study, kept in the Optuna storage `storage_url` (optuna_storage_url, checked
+    before Ray starts), into a new run of its stage; with `resume`, continue the interrupted run;
+    with `extend`, continue the study of that completed run in a new run. Returns it completed."""
     from ray import tune
 
-    from icurt.db.connection import optuna_storage_url
     from icurt.tuning.study import run_study_keeping_trials
 
     section = task.stage.replace("-", "_")
     ignore = (f"{section}.num_trials", *task.resume_ignores)
-    storage_url = optuna_storage_url(cfg)
     extra_meta, study, changed = dict(task.extra_meta), "", []
     if extend:
         study, changed = _extension(cfg, task, store, extend, storage_url, ignore)
