@@ -51,10 +51,11 @@ def minimal_budgets(sweep: pd.DataFrame, curve: str = "k", cells: str = "measure
     return samples.assign(minimal_budget=samples["sample_index"].map(found)).reset_index(drop=True)
 
 
-def headline(curves: pd.DataFrame, k: int, direction: str = "1to0", swept: tuple[int, int] | None = None) -> dict:
+def headline(curves: pd.DataFrame, k: int, direction: str = "1to0", attacked: int | None = None) -> dict:
     """The quotable number: the share of a direction's samples flipped by at most `k` measured cells,
-    each within its clinical step, with its interval and the sentence that states it. `swept`
-    (samples swept, samples the attack run attacked): when fewer were swept, the sentence says so."""
+    each within its clinical step, with its interval and the sentence that states it. `attacked`:
+    how many of the direction's samples the attack run attacked; when the sweep took fewer, the
+    sentence says so."""
     row = curves[(curves["curve"] == "k") & (curves["cells"] == "measured") & (curves["budget"] == k)
                  & (curves["direction"] == direction)]
     who, to = DIRECTION_WORDS[direction]
@@ -65,9 +66,8 @@ def headline(curves: pd.DataFrame, k: int, direction: str = "1to0", swept: tuple
     sentence = (f"{100 * r['success_rate']:.1f} % (95 % CI {100 * r['ci_low']:.1f}–{100 * r['ci_high']:.1f} %) "
                 f"of {int(r['samples'])} {who} flip to {to} by changing at most {k} measured values, "
                 "each by at most its default clinical step")
-    if swept and swept[0] < swept[1]:
-        sentence += (f" (of a random {swept[0]} of the attack run's {swept[1]} attacked samples, "
-                     "[fragility].max_num_samples)")
+    if attacked and int(r["samples"]) < attacked:
+        sentence += f" (drawn at random from the attack run's {attacked}, [fragility].max_num_samples)"
     return {"k": k, "direction": direction, "samples": int(r["samples"]), "successes": int(r["successes"]),
             "success_rate": float(r["success_rate"]), "ci_low": float(r["ci_low"]),
             "ci_high": float(r["ci_high"]), "sentence": sentence}

@@ -30,6 +30,17 @@ def select_samples(num_samples: int, max_num_samples: int, seed: int) -> np.ndar
     return np.sort(chosen).astype(np.int64)
 
 
+def select_deaths_first(labels: np.ndarray, max_num_samples: int, seed: int) -> np.ndarray:
+    """Rows of `labels` (N,) to keep, in row order: every death (label 1) while they fit, then the
+    rest of max_num_samples drawn among the survivors with `seed` (select_samples). Deaths are the
+    rarer class and the direction a fragility headline is about, so none makes room for a survivor."""
+    deaths, survivors = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
+    kept_deaths = deaths[select_samples(len(deaths), max_num_samples, seed)]
+    room = max_num_samples - len(kept_deaths)
+    kept_survivors = survivors[select_samples(len(survivors), room, seed)] if room else survivors[:0]
+    return np.sort(np.concatenate([kept_deaths, kept_survivors])).astype(np.int64)
+
+
 def cut_batches(sample_index: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [sample_index[i:i + batch_size] for i in range(0, len(sample_index), batch_size)]
 

@@ -30,7 +30,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     from icurt.analysis.fragility import headline, success_curves
     from icurt.attack import fragility_run as files
     from icurt.attack.attacker import AttackHparams
-    from icurt.attack.batches import cut_batches, select_samples
+    from icurt.attack.batches import cut_batches, select_deaths_first
     from icurt.attack.budget import scaled_steps
     from icurt.attack.results import dense_results, read_attack_run
     from icurt.attack.sweep import sweep_curves
@@ -64,7 +64,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     steps = scaled_steps(fc.clinical_step, dataset.normalisation, dataset.feature_names)
 
     table = attack.table[attack.table["attacked"].astype(bool)].sort_values("sample_index")
-    chosen = table.iloc[select_samples(len(table), fc.max_num_samples, fc.seed)]
+    chosen = table.iloc[select_deaths_first(table["label"].to_numpy(), fc.max_num_samples, fc.seed)]
     samples = chosen["sample_index"].to_numpy(np.int64)
     warm = dense_results(attack).best_p[np.searchsorted(attack.table["sample_index"].to_numpy(), samples)] \
         if fc.warm_start else None
@@ -105,7 +105,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
                       for c in cells],
             "clinical_step": dict(fc.clinical_step),
             "scaled_step": {n: float(s) for n, s in zip(dataset.feature_names, steps)},
-            "headline": {d: headline(curves_table, fc.headline_k, d, swept=(len(samples), len(table)))
+            "headline": {d: headline(curves_table, fc.headline_k, d,
+                                     attacked=int((table["label"] == (1 if d == "1to0" else 0)).sum()))
                          for d in ("1to0", "0to1")}}
         files.write_fragility_run(writer.path, sweep, examples, summary)
         task_store.remove()

@@ -52,10 +52,10 @@ def test_curves_minimal_budgets_and_headline():
                              "deaths flip to survival by changing at most 4 measured values, each by at most its "
                              "default clinical step")
     assert headline(success_curves(sweep_table()), 8)["samples"] == 0
-    # a sweep of every attacked sample says nothing more; a subsample says what it is a sample of
-    assert headline(success_curves(sweep_table()), 4, swept=(5, 5))["sentence"] == h["sentence"]
-    assert headline(success_curves(sweep_table()), 4, swept=(5, 9))["sentence"] == (
-        h["sentence"] + " (of a random 5 of the attack run's 9 attacked samples, [fragility].max_num_samples)")
+    # a sweep of every attacked death says nothing more; a subsample says what it is a sample of
+    assert headline(success_curves(sweep_table()), 4, attacked=3)["sentence"] == h["sentence"]
+    assert headline(success_curves(sweep_table()), 4, attacked=7)["sentence"] == (
+        h["sentence"] + " (drawn at random from the attack run's 7, [fragility].max_num_samples)")
 
 
 def test_changes_are_listed_in_clinical_units():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from icurt.attack.attacker import AttackHparams
+from icurt.attack.batches import select_deaths_first, select_samples
 from icurt.attack.budget import Budget, max_abs_of, project, scaled_steps, to_clinical, within
 from icurt.attack.sweep import sweep_curve, sweep_curves
 from icurt.config import AttackMethod, load_config, with_overrides
@@ -96,3 +97,14 @@ def test_warm_start_and_reuse_attack_only_what_is_left(tiny):
     # a warm start from the unbudgeted example that already fits the budget is found at iteration 0
     fits = free.success[0] & within(free.p[0], curve[-1].budget, max_abs_of(curve[-1].budget, steps), None)
     assert fits.any() and (warm.found_at[1][fits & ~warm.success[0]] == 0).all()
+
+
+def test_the_sweep_keeps_every_death_and_draws_the_survivors():
+    labels = np.array([0, 1, 0, 0, 1, 0, 0, 1, 0, 0])           # deaths at rows 1, 4, 7; 7 survivors
+    survivors = np.array([0, 2, 3, 5, 6, 8, 9])
+    kept = select_deaths_first(labels, 5, seed=3)
+    assert kept.tolist() == sorted([1, 4, 7, *survivors[select_samples(7, 2, 3)].tolist()])
+    assert select_deaths_first(labels, 10, seed=3).tolist() == list(range(10))   # all fit: all kept
+    assert select_deaths_first(labels, 3, seed=3).tolist() == [1, 4, 7]          # deaths fill it
+    two = select_deaths_first(labels, 2, seed=3)                                  # fewer than the deaths
+    assert len(two) == 2 and set(two) <= {1, 4, 7}
