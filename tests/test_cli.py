@@ -283,7 +283,8 @@ def test_ctrl_c_names_the_run_it_kept_and_why(tmp_path, pg_dsn):
     from icurt.stages import run_stage
 
     conn = connect(pg_dsn)
-    load_cohort(conn, "tcli_sigint", generate_cohort(1000, seed=3))
+    # a cohort big enough that its preprocessing outlasts a slow reader of its first lines
+    load_cohort(conn, "tcli_sigint", generate_cohort(4000, seed=3))
     conn.close()
     cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", f"db.dsn={pg_dsn}", "db.schema=tcli_sigint"])
     run_stage("query", cfg)
