@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import psycopg2
 from psycopg2 import sql
 
 from icurt.db.synth import events, hospital, skeleton
@@ -230,7 +231,12 @@ def _copy_frame(cur, schema: str, table: str, frame: pd.DataFrame) -> int:
         sql.Identifier(schema), sql.Identifier(table),
         sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
     with _CsvReader(frame) as reader:
-        cur.copy_expert(statement, reader, size=COPY_READ_SIZE)
+        try:
+            cur.copy_expert(statement, reader, size=COPY_READ_SIZE)
+        except psycopg2.Error:
+            if reader.error is not None:   # psycopg2 reports it as a cancelled COPY: raise the cause (Ctrl-C)
+                raise reader.error from None
+            raise
     return cur.rowcount
 
 
@@ -251,6 +257,7 @@ class _CsvReader(io.RawIOBase):
         self._chunks: queue.Queue = queue.Queue(maxsize=2)
         self._stop = threading.Event()
         self._buffer, self._offset, self._done = b"", 0, False
+        self.error: BaseException | None = None   # what a read() raised (e.g. KeyboardInterrupt)
         self._thread = threading.Thread(target=self._produce, args=(frame,), daemon=True)
         self._thread.start()
 
@@ -279,6 +286,13 @@ class _CsvReader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
+        try:
+            return self._read(size)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _read(self, size: int) -> bytes:
         while self._offset >= len(self._buffer):
             if self._done:
                 return b""
