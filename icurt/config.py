@@ -79,19 +79,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 PLACE_SECTIONS = ("paths", "db", "ray", "profile")
 
 
-def profile_changes(cfg: Config) -> list[str] | None:
+def profile_changes(cfg: Config, reads: tuple[str, ...] | None = None) -> list[str] | None:
     """The settings in which `cfg` departs from the shipped profile it is named after (defaults, then
     configs/<name>.toml), as sorted `section.key=value` strings (values as JSON; a table's entries as
-    `section.key.entry=value`), the sections in PLACE_SECTIONS aside; [] when it is that profile
-    exactly; None when no shipped profile has its name (a user's own file)."""
+    `section.key.entry=value`), the sections in PLACE_SECTIONS aside, and with `reads` (a stage's
+    sections or `section.key`s) only those it reads; [] when it is that profile exactly; None when
+    no shipped profile has its name (a user's own file)."""
     name = cfg.profile.name
     path = None if name == "default" else named_config_path(name)
     if path is not None and not path.exists():
         return None
     shipped = config_to_dict(load_config(path, env={}), redact=False)
     ours = config_to_dict(cfg, redact=False)
-    return sorted(change for section in ours if section not in PLACE_SECTIONS
-                  for change in _changes(section, ours[section], shipped[section]))
+    changes = sorted(change for section in ours if section not in PLACE_SECTIONS
+                     for change in _changes(section, ours[section], shipped[section]))
+    if reads is None:
+        return changes
+    return [change for change in changes if any(change.startswith((f"{item}.", f"{item}=")) for item in reads)]
 
 
 def _changes(prefix: str, ours: Any, shipped: Any) -> list[str]:

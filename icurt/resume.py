@@ -71,6 +71,8 @@ def settings_at_start(store, stage: str, resume_id: str, cfg, keep: tuple[str, .
         values = {**values, **{k.partition(".")[2]: today[k.partition(".")[2]] for k in keep
                                if k.partition(".")[0] == section}}
         cfg = replace(cfg, **{section: section_from_dict(section, values)})
+    if "profile" in started:   # the run keeps the profile it was started under
+        cfg = replace(cfg, profile=section_from_dict("profile", started["profile"]))
     return cfg
 
 

@@ -5,7 +5,7 @@
     <data>/<stage>/.failed-<run_id>/    a run whose stage raised or was interrupted (kept for its log)
 
 Each run holds run.json (stage, id, status, times, input run ids, the config's profile and the
-settings changed from it (analyze: those of its whole lineage), the process that wrote it), config.toml (the effective config, passwords redacted) and run.log. A run's failure
+settings it reads that depart from it (analyze: those of its whole lineage), the process that wrote it), config.toml (the effective config, passwords redacted) and run.log. A run's failure
 goes to its run.log and run.json only; the command that ran it says it once (icurt/cli.py).
 """
 
@@ -29,7 +29,7 @@ from icurt.db.dsn import RedactingFilter
 from icurt.errors import IcurtError
 from icurt.files import read_json, write_json
 from icurt.processes import ProcessId, process_alive, still_running
-from icurt.stages import INPUT_STAGE, STAGE_NAMES
+from icurt.stages import INPUT_STAGE, STAGE_NAMES, stage as stage_row
 
 TMP_PREFIX, FAILED_PREFIX = ".tmp-", ".failed-"
 FILE_ONLY = {"console": False}  # `extra=` of a log record meant for run.log, not the console
@@ -168,7 +168,7 @@ class RunStore:
         snapshot = config_to_dict(cfg, redact=True)
         meta.update({
             "stage": stage, "run_id": run_id, "status": "running", "icurt_version": __version__,
-            "profile": snapshot["profile"]["name"], "profile_changes": profile_changes(cfg),
+            "profile": snapshot["profile"]["name"], "profile_changes": profile_changes(cfg, stage_row(stage).reads),
             "created": meta.get("created", _now()), "inputs": {r.stage: r.run_id for r in inputs},
             "pid": os.getpid(), "pid_started": ProcessId.this().started, "host": socket.gethostname(),
             **(extra_meta or {}),

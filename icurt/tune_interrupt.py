@@ -24,11 +24,14 @@ log = logging.getLogger("icurt")
 @contextmanager
 def sigint_stops_tune() -> Iterator[threading.Event]:
     """Within the block, SIGINT stops Ray Tune gracefully and sets the yielded event (see the module
-    docstring). Outside the main thread (where no signal handler can be set) it only yields."""
+    docstring); a SIGINT the process ignores stays ignored. Outside the main thread (where no signal
+    handler can be set) it only yields."""
     interrupted = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield interrupted
         return
+    # A command started in the background by a shell ignores SIGINT; so does every other stage then.
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
     def on_sigint(signum, frame):
         tune_listens = signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None)
@@ -40,7 +43,7 @@ def sigint_stops_tune() -> Iterator[threading.Event]:
 
     previous_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"   # Tune would take SIGINT from this handler
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else on_sigint)
     try:
         yield interrupted
     finally:

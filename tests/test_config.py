@@ -61,6 +61,10 @@ def test_profile_changes_name_what_departs_from_the_shipped_profile(tmp_path):
         "fragility.clinical_step.sodium=5", "train.split=patient"], env={})
     assert profile_changes(changed) == ["fragility.clinical_step.sodium=5.0", "train.epochs=3",
                                         'train.split="patient"']
+    # those a stage reads (its sections, or single keys)
+    assert profile_changes(changed, ("train", "model")) == ["train.epochs=3", 'train.split="patient"']
+    assert profile_changes(changed, ("fragility", "attack")) == ["fragility.clinical_step.sodium=5.0"]
+    assert profile_changes(changed, ("train.split",)) == ['train.split="patient"']
     # a value set back to the profile's own is no change
     assert profile_changes(with_overrides(changed, ["train.epochs=1000", "fragility.clinical_step.sodium=3.0",
                                                     'train.split="stay"'])) == []

@@ -47,3 +47,17 @@ def test_with_no_tune_listening_a_sigint_interrupts_at_once(sigusr1):
         with sigint_stops_tune() as interrupted:
             os.kill(os.getpid(), signal.SIGINT)
     assert not interrupted.is_set()
+
+
+def test_a_process_that_ignores_sigint_keeps_ignoring_it(sigusr1):
+    asked = []
+    signal.signal(signal.SIGUSR1, lambda signum, frame: asked.append(signum))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)   # as a shell starts a background job
+    try:
+        with sigint_stops_tune() as interrupted:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert not interrupted.is_set() and asked == []
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -254,14 +254,14 @@ def profile_line(profile: str, changes: list[str] | None = None) -> str:
 
 def lineage_profile_changes(metas: list[tuple[str, dict]], profile: str) -> list[str] | None:
     """What the runs of one lineage, as (stage, run.json) pairs, changed from `profile`: the union of
-    the profile_changes they recorded (icurt/config.py profile_changes), and "<stage> ran with
-    profile <name>" for a run made with another profile. None when a run made with `profile`
+    the profile_changes they recorded (icurt/config.py profile_changes), and "the <stage> run was
+    made with profile <name>" for a run made with another profile. None when a run made with `profile`
     recorded None (not a shipped profile: nothing to compare with); a run from before icurt recorded
     changes counts as none."""
     changes: set[str] = set()
     for stage, meta in metas:
         if meta.get("profile") != profile:
-            changes.add(f"{stage} ran with profile {meta.get('profile', 'unknown')}")
+            changes.add(f"the {stage} run was made with profile {meta.get('profile', 'unknown')}")
             continue
         recorded = meta.get("profile_changes", [])
         if recorded is None:

@@ -97,6 +97,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
     from icurt.attack.fragility_run import read_fragility_run
     from icurt.attack.results import read_attack_run
     from icurt.config import profile_changes
+    from icurt.stages import stage as stage_row
     from icurt.dataset import load_dataset
     from icurt.resume import input_run as resolve_input
 
@@ -121,7 +122,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
     ctx.fragility = build_view(fragility, features, names, normalisation)
     ctx.profile = cfg.profile.name
     ctx.profile_changes = lineage_profile_changes(
-        [(STAGE, {"profile": cfg.profile.name, "profile_changes": profile_changes(cfg)})]
+        [(STAGE, {"profile": cfg.profile.name, "profile_changes": profile_changes(cfg, stage_row(STAGE).reads)})]
         + [(r.stage, r.meta) for r in store.lineage(fragility_run)], cfg.profile.name)
     # analyze records what its whole lineage changed from the profile (show and the report name it)
     with store.create(STAGE, cfg, inputs=[fragility_run],

@@ -141,6 +141,10 @@ def chosen_hparams(tune_run: Run, trial: int | None = None) -> tuple[ModelHparam
         values, source = read_json(path), "best"
     else:
         values, source = trial_row(read_trials(tune_run.path), trial, "min"), f"trial {trial}"
+        if values.get("state") == "FAIL":   # diverged, or cut off by an interruption: nothing to reproduce
+            raise IcurtError(f"trial {trial} of tune-model run '{tune_run.run_id}' failed "
+                             f"({values.get('fail_reason') or 'no reason recorded'}); pick a COMPLETE or "
+                             f"PRUNED trial (`icurt show tune-model {tune_run.run_id} --trial N`)")
     missing = [name for name in ModelHparams.__dataclass_fields__ if name not in values]
     hp = ModelHparams.from_dict(values)
     problems = hp.problems() + [f"no {name}" for name in missing]

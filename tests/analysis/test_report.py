@@ -204,6 +204,7 @@ def test_lineage_profile_changes_is_the_union_and_names_a_run_of_another_profile
              ("train", {"profile": "reference", "profile_changes": ["train.epochs=3", "attack.seed=9"]}),
              ("query", {"profile": "default", "profile_changes": []}),
              ("preprocess", {"profile": "reference"})]                # recorded before icurt kept changes
-    assert lineage_profile_changes(metas, "reference") == ["attack.seed=9", "query ran with profile default",
+    assert lineage_profile_changes(metas, "reference") == ["attack.seed=9",
+                                                           "the query run was made with profile default",
                                                            "train.epochs=3"]
     assert lineage_profile_changes([("train", {"profile": "mine", "profile_changes": None})], "mine") is None

@@ -212,8 +212,8 @@ def test_analyze_command_prints_headline_and_report_path(cfg, tmp_path, capsys):
     assert out[0].startswith("direction") and out[2].startswith("0 → 1") and "100.0%" in out[2]
     report = out[-2]
     assert report.startswith("report: ") and report.endswith("report.html")
-    assert out[-3] == ("Profile: default (icurt's method, configs/default.toml); its runs changed 1 setting: "
-                       "analyze.top_features=2")   # the cfg fixture's, with which make_runs made the lineage
+    # the cfg fixture's analyze.top_features=2 is read by no run here: this analyze run has the default
+    assert out[-3] == "Profile: default (icurt's method, configs/default.toml)"
     assert (tmp_path / "analyze").is_dir() and report[len("report: "):].startswith(str(tmp_path.resolve()))
     assert out[-1].startswith("analyze run ") and " written to " in out[-1]
     assert main(["analyze", "--from", "nope", "--set", f"paths.data={tmp_path}"]) == 2
@@ -222,9 +222,11 @@ def test_analyze_command_prints_headline_and_report_path(cfg, tmp_path, capsys):
 def test_the_report_names_every_setting_the_lineage_changed_from_its_profile(cfg, tmp_path):
     store = RunStore(tmp_path)
     _, fragility = make_runs(store, with_overrides(cfg, ["attack.seed=9"]))
+    # each run records the changes among the settings it reads: train.epochs means nothing to analyze
     analyzed = run(with_overrides(cfg, ["train.epochs=3"]), fragility, store=store)
-    changes = ["analyze.top_features=2", "attack.seed=9", "train.epochs=3"]
+    changes = ["analyze.top_features=2", "attack.seed=9"]
     assert analyzed.meta["profile_changes"] == changes
-    assert store.latest("attack").meta["profile_changes"] == ["analyze.top_features=2", "attack.seed=9"]
-    line = f"Profile: default (icurt's method, configs/default.toml); its runs changed 3 settings: {', '.join(changes)}"
+    assert store.latest("attack").meta["profile_changes"] == ["attack.seed=9"]
+    assert store.latest("train").meta["profile_changes"] == []
+    line = f"Profile: default (icurt's method, configs/default.toml); its runs changed 2 settings: {', '.join(changes)}"
     assert html.escape(line) in analyzed.file("report.html").read_text()

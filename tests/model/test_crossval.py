@@ -305,3 +305,18 @@ def test_ctrl_c_during_the_folds_is_an_interruption(tmp_path, make_config):
             in err)
     assert err.count("icurt: ") == 1 and "Traceback" not in err
     assert json.loads((failed[0] / "run.json").read_text())["error"] == "interrupted (Ctrl-C or SIGINT)"
+
+
+def test_a_failed_trial_is_not_trained(tmp_path, make_config):
+    from icurt.stages.tune_model import chosen_hparams
+
+    cfg = make_config(*FAST)
+    tune_run, _ = fake_tune_run(RunStore.from_config(cfg), cfg)
+    table = pd.read_parquet(tune_run.file("trials.parquet"))
+    failed = {**table.iloc[0].to_dict(), "number": 5, "state": "FAIL", "objective": float("nan"),
+              "fail_reason": "cut off by an interruption"}
+    pd.concat([table, pd.DataFrame([failed])]).to_parquet(tune_run.file("trials.parquet"))
+    assert chosen_hparams(tune_run, 3) == (HP, "trial 3")
+    with pytest.raises(IcurtError, match="trial 5 of tune-model run .* failed \\(cut off by an interruption\\); "
+                                         "pick a COMPLETE or PRUNED trial"):
+        chosen_hparams(tune_run, 5)
