@@ -15,6 +15,8 @@ import pytest
 from icurt.cli import build_parser, main
 from icurt.errors import IcurtError
 
+from signals import sigint_as_a_terminal_gives_it
+
 
 def run_cli(*args, env=None, cwd=None):
     full_env = {**os.environ, **(env or {})}
@@ -283,14 +285,14 @@ def test_ctrl_c_names_the_run_it_kept_and_why(tmp_path, pg_dsn):
     from icurt.stages import run_stage
 
     conn = connect(pg_dsn)
-    # a cohort big enough that its preprocessing outlasts a slow reader of its first lines
-    load_cohort(conn, "tcli_sigint", generate_cohort(4000, seed=3))
+    load_cohort(conn, "tcli_sigint", generate_cohort(1000, seed=3))
     conn.close()
     cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", f"db.dsn={pg_dsn}", "db.schema=tcli_sigint"])
     run_stage("query", cfg)
     process = subprocess.Popen([sys.executable, "-m", "icurt.cli", "preprocess", "--engine", "modin",
                                 "--set", "ray.num_cpus=1"], env={**os.environ, "ICURT_DATA": str(tmp_path)},
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_as_a_terminal_gives_it)
     seen = []
     for line in process.stderr:             # Ray is up inside the run: the steps take seconds from here
         seen.append(line)

@@ -12,9 +12,13 @@ from icurt.tune_interrupt import raise_if_interrupted, sigint_stops_tune
 
 @pytest.fixture
 def sigusr1():
-    previous = signal.getsignal(signal.SIGUSR1)
+    """Restores SIGUSR1; SIGINT starts as Python's own handler (a test run started in the background
+    by a shell would otherwise ignore it) and is restored too."""
+    previous, previous_int = signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGUSR1, previous)
+    signal.signal(signal.SIGINT, previous_int)
 
 
 def test_the_first_sigint_asks_tune_to_stop_and_the_second_interrupts(sigusr1):

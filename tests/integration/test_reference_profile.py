@@ -45,7 +45,8 @@ def test_icurt_run_with_the_reference_profile(tmp_path, pg_dsn, ray_session, cap
     sizes = sorted(item for item in SMALL if not item.startswith("ray."))
     for stage_name, run in runs.items():    # each run: the sizes among the settings it reads
         reads = stage_row(stage_name).reads
-        assert run.meta["profile_changes"] == [item for item in sizes if item.split(".")[0] in reads], stage_name
+        expected = sizes if stage_name == "analyze" else [item for item in sizes if item.split(".")[0] in reads]
+        assert run.meta["profile_changes"] == expected, stage_name     # analyze: its whole lineage's
     assert f"its runs changed {len(sizes)} settings: {', '.join(sizes[:8])} and {len(sizes) - 8} more" in out
     # the reference's preprocessing ran: its inclusion rule's filters, its statistics
     cohort = json.loads(runs["preprocess"].file("cohort.json").read_text())

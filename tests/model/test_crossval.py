@@ -22,6 +22,8 @@ from icurt.model.summary import format_summary, summarize_folds
 from icurt.planted import planted_dataset
 from icurt.runs import RunStore
 
+from signals import sigint_as_a_terminal_gives_it
+
 HP = ModelHparams(lstm_hidden=8, fc_size=8, optimizer="adam", learning_rate=5e-3, batch_size=32)
 FAST = ["train.num_folds=2", "train.epochs=3", "train.eval_interval=2", "train.num_workers=1",
         "train.cpus_per_worker=1", "ray.device=cpu"]
@@ -288,7 +290,8 @@ def test_ctrl_c_during_the_folds_is_an_interruption(tmp_path, make_config):
     settings = [arg for item in [*FAST, "train.epochs=2000", f"paths.data={tmp_path}", "ray.num_cpus=2"]
                 for arg in ("--set", item)]
     proc = subprocess.Popen([sys.executable, "-m", "icurt.cli", "train", "--from", tune_run.run_id, *settings],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_a_terminal_gives_it)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         if list((tmp_path / "train").glob(".tmp-*/tensorboard/**/events.out.tfevents.*")):

@@ -34,6 +34,8 @@ from icurt.tuning.study import open_study, run_study
 from icurt.tuning.trials import (StudyPlan, best_trial_row, count_finished, sampler_seed, storage_label,
                                  trial_end_state, trial_row, trials_frame)
 
+from signals import sigint_as_a_terminal_gives_it
+
 TINY = ["tune_model.num_folds=2", "tune_model.cv_epochs=2", "tune_model.epochs_per_cv_epoch=1",
         "tune_model.lstm_hidden_exponents=[3, 4]", "tune_model.fc_size_exponents=[3, 4]",
         "tune_model.batch_size_exponents=[4, 5]", "tune_model.optuna_startup_trials=2",
@@ -332,7 +334,8 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     # budget is far more than can finish between two polls (tiny trials take ~0.3 s on a quiet machine)
     proc = subprocess.Popen([sys.executable, "-m", "icurt.cli", "tune-model", *settings,
                              "--set", "tune_model.num_trials=200"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_a_terminal_gives_it)
     run_id = interrupt_once_finished(proc, tmp_path / "tune-model", storage, finished=2)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]   # an interruption, not an error
