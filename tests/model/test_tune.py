@@ -34,8 +34,6 @@ from icurt.tuning.study import open_study, run_study
 from icurt.tuning.trials import (StudyPlan, best_trial_row, count_finished, sampler_seed, storage_label,
                                  trial_end_state, trial_row, trials_frame)
 
-from signals import sigint_as_a_terminal_gives_it
-
 TINY = ["tune_model.num_folds=2", "tune_model.cv_epochs=2", "tune_model.epochs_per_cv_epoch=1",
         "tune_model.lstm_hidden_exponents=[3, 4]", "tune_model.fc_size_exponents=[3, 4]",
         "tune_model.batch_size_exponents=[4, 5]", "tune_model.optuna_startup_trials=2",
@@ -329,6 +327,9 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     # Optuna's tables exist before this process (polling) and `icurt` open the storage at once:
     # two processes creating them in a fresh database race (CREATE TYPE ... already exists)
     optuna.storages.RDBStorage(storage)
+
+    # not at the top: Ray workers import this module for its trainables, without tests/helpers
+    from signals import sigint_as_a_terminal_gives_it
 
     # a real interruption: Ctrl-C (SIGINT) to `icurt tune-model` once 2 of its trials finished; the
     # budget is far more than can finish between two polls (tiny trials take ~0.3 s on a quiet machine)
