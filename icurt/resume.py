@@ -58,7 +58,8 @@ def settings_at_start(store, stage: str, resume_id: str, cfg, keep: tuple[str, .
     started = _started_with(store, stage, resume_id)
     if not started:
         raise IcurtError(f"{stage} run '{resume_id}' kept no config.toml; start a new run instead of --resume")
-    changed = settings_changed_since(store, stage, resume_id, cfg, ignore=keep)
+    today = config_values(cfg)
+    changed = changed_settings(flat_settings(started, stage), flat_settings(today, stage), keep)
     if changed:
         log.warning("resuming %s run %s with the settings it started with; today's differ in %s", stage,
                     resume_id, ", ".join(changed))
@@ -66,10 +67,9 @@ def settings_at_start(store, stage: str, resume_id: str, cfg, keep: tuple[str, .
         section, _, key = item.partition(".")
         values = started.get(section, {})
         if key:
-            values = {**config_values(cfg)[section], key: values.get(key)}
-        today = config_values(cfg)[section]
-        values = {**values, **{k.partition(".")[2]: today[k.partition(".")[2]] for k in keep
-                               if k.partition(".")[0] == section}}
+            values = {**today[section], key: values.get(key)}
+        kept = (k.partition(".") for k in keep)
+        values = {**values, **{name: today[section][name] for sec, _, name in kept if sec == section}}
         cfg = replace(cfg, **{section: section_from_dict(section, values)})
     if "profile" in started:   # the run keeps the profile it was started under
         cfg = replace(cfg, profile=section_from_dict("profile", started["profile"]))
