@@ -3,21 +3,28 @@ one handler), `icurt show <stage>` for looking inside a run, and config, runs, d
 
 Handlers take `(args, cfg)` and return an exit code. Heavy imports (torch, ray, modin) happen
 inside handlers so `icurt --help` stays fast.
+
+Left whole at ~360 lines: one job, the command line (the parser the stage table generates, handlers
+of a few lines, main()'s one-line errors); the logic of every command lives elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from importlib import metadata
+from pathlib import Path
 
-from icurt import __version__
 from icurt.config import Config, config_to_toml, config_value, load_config, named_config_path, with_overrides
 from icurt.config_toml import dict_to_toml
-from icurt.db.dsn import RedactingFilter, redact_dsn
+from icurt.db.commands import add_dataset_option, with_dataset
+from icurt.dsn import RedactingFilter, redact_dsn
 from icurt.errors import IcurtError
-from icurt.stages import STAGE_NAMES, STAGES, Option, Stage, stage as stage_row
+from icurt.stage_table import STAGE_NAMES, STAGES, Option, Stage, stage as stage_row
+from icurt.termination import EXIT_CODE as TERMINATED_EXIT, REASON as TERMINATED, handle_sigterm, is_termination
 
 log = logging.getLogger("icurt")
 
@@ -57,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="icurt", description="Ray-distributed ICU deep learning on MIMIC-III: "
         + " → ".join(STAGE_NAMES) + ".")
-    parser.add_argument("--version", action="version", version=f"icurt {__version__}")
+    # the installed distribution's version: importing it from the package's __init__ would close a
+    # circle (icurt -> icurt.api -> icurt.cli -> icurt)
+    parser.add_argument("--version", action="version", version=f"icurt {metadata.version('icurt')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options()
     _add_config_commands(sub, common)
@@ -184,6 +193,7 @@ def _add_pipeline_commands(sub, common) -> None:
                           description=f"{text} (config: configs/demo.toml unless --config names another)")
     demo.add_argument("--stays", type=int, help="synthetic ICU stays (default: [synth].stays of demo.toml)")
     demo.add_argument("--fresh", action="store_true", help="rebuild the cohort and rerun every stage")
+    add_dataset_option(demo, "the cohort in this release's schema, queried with its SQL (default [db].dataset)")
     demo.set_defaults(handler=_demo, config_default="demo")
 
 
@@ -202,7 +212,7 @@ def _demo(args, cfg: Config) -> int:
 
     stays = cfg.synth.stays if args.stays is None else args.stays
     check_cohort_request(stays, cfg.synth.seed)
-    cfg = with_overrides(cfg, ["db.dsn="])  # the demo always runs on the embedded server
+    cfg = with_dataset(with_overrides(cfg, ["db.dsn="]), args.dataset)  # the demo always runs on the embedded server
     started = time.perf_counter()
     log.info("demo: embedded PostgreSQL at %s", resolve_dsn(cfg))
     ensure_synthetic_cohort(cfg, stays=stays, seed=cfg.synth.seed, fresh=args.fresh)
@@ -260,7 +270,9 @@ def configure_logging(debug: bool, quiet: bool) -> None:
     handler.addFilter(_for_the_console)
     log.handlers = [h for h in log.handlers if not isinstance(h, logging.StreamHandler)
                     or isinstance(h, logging.FileHandler)] + [handler]
-    log.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler.setLevel(level)   # the console's own: a run's run.log lowers the logger's level to INFO
+    log.setLevel(level)
     log.propagate = False
 
 
@@ -269,15 +281,20 @@ def load_cli_config(args) -> Config:
     if path and "/" not in path and not path.endswith(".toml"):
         name, path = path, named_config_path(path)
         if not path.exists():
+            if Path(name).is_dir():
+                raise IcurtError(f"config file {name} is a folder; pass a TOML file to --config")
             raise IcurtError(f"no shipped config named '{name}'; pass a TOML file path")
     return load_config(path, getattr(args, "overrides", []))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command. A user's error is printed once, as one line, with exit code 2 (Ctrl-C: 130);
-    an embedded PostgreSQL server the failed command started is stopped again."""
+    """Run one command. A user's error (a full disk included) is printed once, as one line, with exit
+    code 2 (Ctrl-C: 130, SIGTERM: 143); output into a pipe its reader closed (`icurt runs | head -1`)
+    ends quietly with exit code 1; an embedded PostgreSQL server the failed command started is
+    stopped again."""
     from icurt.db.server import starts_so_far
-    from icurt.files import check_data_root
+    from icurt.files import check_data_root, disk_full, disk_full_line
+    from icurt.ray_job import check_data_root_in_job
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -285,33 +302,57 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(debug, getattr(args, "quiet", False))
     servers = starts_so_far()  # a server started before this command (in this process) is not its own
     try:
+        handle_sigterm()   # before it, a SIGTERM ends the process as usual: no run exists yet
         cfg = load_cli_config(args)
         check_data_root(cfg.paths.data)
-        return int(args.handler(args, cfg) or 0)
+        check_data_root_in_job(cfg.paths.data)
+        code = int(args.handler(args, cfg) or 0)
+        sys.stdout.flush()   # here, so that a closed pipe is met inside this try, not at exit
+        return code
+    except BrokenPipeError:
+        _stop_what_this_command_started(servers)
+        return _quiet_after_a_closed_pipe()
     except IcurtError as exc:
         _stop_what_this_command_started(servers)
         if debug:
             raise
         print(f"icurt: error: {redact_dsn(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM (icurt.termination.Terminated)
         _stop_what_this_command_started(servers)
-        print(_interrupted_line(getattr(exc, "icurt_failed_run", None)), file=sys.stderr)
-        return 130
-    except BaseException:
+        terminated = is_termination(exc)
+        print(_interrupted_line(getattr(exc, "icurt_failed_run", None), terminated), file=sys.stderr)
+        return TERMINATED_EXIT if terminated else 130
+    except BaseException as exc:
         _stop_what_this_command_started(servers)
-        raise
+        full = disk_full(exc)
+        if full is None or debug or not isinstance(exc, Exception):
+            raise
+        print(f"icurt: error: {disk_full_line(full)}", file=sys.stderr)
+        return 2
 
 
-def _interrupted_line(kept: tuple | None) -> str:
-    """The one line of a Ctrl-C: the run kept and, where the stage can, how to continue it."""
+def _quiet_after_a_closed_pipe() -> int:
+    """The reader of stdout has gone: point stdout at /dev/null so that Python's own flush at exit
+    meets no closed pipe either (the recipe of Python's signal docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):   # a stdout without a file descriptor (captured): nothing to redirect
+        pass
+    return 1
+
+
+def _interrupted_line(kept: tuple | None, terminated: bool = False) -> str:
+    """The one line of a Ctrl-C or a SIGTERM: the run kept and, where the stage can, how to continue it."""
+    what = TERMINATED if terminated else "interrupted"
     if not kept:
-        return "icurt: interrupted"
+        return f"icurt: {what}"
     stage_name, run_id, folder = kept
     resumable = any(option.flag == "--resume" for option in stage_row(stage_name).options)
     then = (f"continue it with `icurt {stage_name} --resume {run_id}`" if resumable
             else "`icurt runs --failed` lists it")
-    return f"icurt: interrupted; {stage_name} run {run_id} is kept as {folder} ({then})"
+    return f"icurt: {what}; {stage_name} run {run_id} is kept as {folder} ({then})"
 
 
 def _stop_what_this_command_started(mark: int) -> None:

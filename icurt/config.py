@@ -20,7 +20,9 @@ from icurt.config_sections import (
     PreprocessConfig, ProfileConfig, QueryConfig, RayConfig, SynthConfig, TrainConfig, TuneAttackConfig,
     TuneModelConfig,
 )
-from icurt.config_toml import apply_override, build_section, dict_to_toml, merge, outside_any_section, read_toml
+from icurt.config_toml import (
+    apply_override, build_section, dict_to_toml, merge, outside_any_section, read_toml, set_value,
+)
 from icurt.errors import IcurtError
 from icurt.shipped import shipped_path
 
@@ -42,6 +44,13 @@ class Config:
     attack: AttackConfig
     fragility: FragilityConfig
     analyze: AnalyzeConfig
+
+    def with_(self, values: dict[str, Any] | None = None, /, **overrides: Any) -> "Config":
+        """A validated copy with settings changed, given as Python values: keywords
+        `section__key=value` (`fragility__clinical_step__heartrate=5` sets one entry of a table
+        setting) and/or a dict `{"section.key": value}`. IcurtError for an unknown key or a value
+        outside the setting's type or bounds."""
+        return with_values(self, {**(values or {}), **{k.replace("__", "."): v for k, v in overrides.items()}})
 
 
 ENV_OVERRIDES = {"ICURT_DATA": ("paths", "data"), "ICURT_DSN": ("db", "dsn"),
@@ -134,7 +143,7 @@ def section_from_dict(name: str, values: dict[str, Any]):
 def config_to_dict(cfg: Config, redact: bool = True) -> dict[str, Any]:
     out = dataclasses.asdict(cfg)
     if redact:
-        from icurt.db.dsn import redact_dsn
+        from icurt.dsn import redact_dsn
         out["db"]["dsn"] = redact_dsn(out["db"]["dsn"])
         out["db"]["optuna_dsn"] = redact_dsn(out["db"]["optuna_dsn"])
     return out
@@ -154,6 +163,14 @@ def config_value(cfg: Config, key: str) -> Any:
             raise IcurtError(f"unknown config key '{key}'; see `icurt config show` for all keys")
         node = node[part]
     return node
+
+
+def with_values(cfg: Config, values: dict[str, Any]) -> Config:
+    """A copy of cfg with `{"section.key": value}` (Python values) applied and validated."""
+    raw = config_to_dict(cfg, redact=False)
+    for key, value in values.items():
+        set_value(raw, key, value)
+    return config_from_dict(raw)
 
 
 def with_overrides(cfg: Config, overrides: list[str]) -> Config:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from icurt.attack.objectives import OBJECTIVES
-from icurt.db.dsn import check_dsn_scheme
+from icurt.choices import ACTIVATIONS, OBJECTIVES, OPTIMIZERS, OUTPUTS, PRECISIONS, READOUTS
+from icurt.dsn import check_dsn_scheme, remember_passwords
 from icurt.errors import IcurtError
-from icurt.model.hparams import ACTIVATIONS, OPTIMIZERS, OUTPUTS, READOUTS
 
 # [attack_method] choices: icurt's first, the reference study's second (configs/reference.toml)
 THRESHOLDS = ("preconditioned", "lambda")
@@ -28,6 +27,7 @@ SPLITS = ("patient", "stay")                  # folds grouped by subject_id, or 
 CHECKPOINT_METRICS = ("auroc", "val_loss")
 FOLD_CHOICES = ("median", "fixed")            # the attacked fold: median by validation loss, or [tune_attack].fold
 SAMPLE_CHOICES = ("held_out", "all")          # attack targets: the attacked fold's held-out samples, or all
+DATASETS = ("mimic-iii", "mimic-iv")          # what the database holds: MIMIC-III v1.4 or MIMIC-IV v2.2+
 
 
 def setting(*, min: float | None = None, max: float | None = None, choices=None,
@@ -51,10 +51,14 @@ class DbConfig:
     dsn: str = setting()
     optuna_dsn: str = setting()
     schema: str = setting()
+    dataset: str = setting(choices=DATASETS)
+    hosp_schema: str = setting()
+    icu_schema: str = setting()
     embedded_port: int = setting(min=0, max=65535)
     connect_timeout_s: int = setting(min=1, max=600)
 
     def __post_init__(self):
+        remember_passwords(self.dsn, self.optuna_dsn)   # masked wherever they appear, from now on
         check_dsn_scheme(self.dsn, "db.dsn", "ICURT_DSN")
         check_dsn_scheme(self.optuna_dsn, "db.optuna_dsn", "ICURT_OPTUNA_DSN", url_only=True)
 
@@ -157,6 +161,8 @@ class TrainConfig:
     checkpoint_metric: str = setting(choices=CHECKPOINT_METRICS)
     epochs: int = setting(min=1)
     eval_interval: int = setting(min=1)
+    patience: int = setting(min=0)
+    precision: str = setting(choices=PRECISIONS)
     num_workers: int = setting(min=1)
     cpus_per_worker: float = setting(min=0.01)
     gpus_per_worker: float = setting(min=0, max=8)
@@ -228,6 +234,8 @@ class FragilityConfig:
     warm_start: bool = setting()
     max_num_samples: int = setting(min=1)
     seed: int = setting(min=0)
+    cpus_per_task: float = setting(min=0.01)
+    gpus_per_task: float = setting(min=0, max=8)
 
 
 @dataclass(frozen=True)

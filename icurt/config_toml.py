@@ -46,6 +46,13 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise IcurtError(f"config file {path} does not exist; pass an existing TOML file to --config")
+    except IsADirectoryError:
+        raise IcurtError(f"config file {path} is a folder; pass a TOML file to --config") from None
+    except PermissionError:
+        raise IcurtError(f"config file {path} cannot be read (no permission); pass a TOML file you can read "
+                         "to --config") from None
+    except UnicodeDecodeError:
+        raise IcurtError(f"config file {path} is not UTF-8 text; pass a TOML file to --config") from None
     except tomllib.TOMLDecodeError as exc:
         raise IcurtError(f"config file {path} is not valid TOML ({exc}); fix the syntax")
 
@@ -79,17 +86,22 @@ def merge(base: dict[str, Any], update: dict[str, Any], origin: str) -> None:
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
-    key = key.strip()
-    section, dot, name = key.partition(".")
-    if not sep or not dot:
+    if not sep or "." not in key:
         raise IcurtError(f"override '{item}' must look like section.key=value, e.g. train.epochs=20")
-    name, _, entry = name.partition(".")   # section.table.entry sets one entry of a table setting
+    set_value(raw, key.strip(), parse_override_value(text.strip()))
+
+
+def set_value(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set `section.key` (or `section.table.entry`: one entry of a table setting) in a nested config
+    dict to `value`, unchecked (config_from_dict checks it); IcurtError for an unknown key."""
+    section, _, name = key.partition(".")
+    name, _, entry = name.partition(".")
     if section not in raw or name not in raw[section] or (entry and not isinstance(raw[section][name], dict)):
         raise IcurtError(f"unknown config key '{key}'; see `icurt config show` for all keys")
     if entry:
-        raw[section][name] = {**raw[section][name], entry: parse_override_value(text.strip())}
+        raw[section][name] = {**raw[section][name], entry: value}
     else:
-        raw[section][name] = parse_override_value(text.strip())
+        raw[section][name] = value
 
 
 def parse_override_value(text: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from icurt.errors import IcurtError
-from icurt.files import read_json, write_json
+from icurt.files import damaged, read_json, read_npz, write_json
 
 ARRAYS_FILE, FEATURES_FILE, STATS_FILE = "dataset.npz", "feature_names.json", "normalisation.json"
 
@@ -52,14 +52,30 @@ def save_dataset(folder: Path, ds: Dataset) -> None:
 
 
 def load_dataset(folder: Path) -> Dataset:
+    """The dataset of a preprocess run folder. IcurtError (one line naming the file) when a file is
+    missing or damaged (see icurt/files.py), when arrays disagree in shape, or when the features
+    hold NaN or infinite values (which no training or attack can use)."""
     path = Path(folder) / ARRAYS_FILE
-    if not path.exists():
-        raise IcurtError(f"{folder} holds no {ARRAYS_FILE}; is it a completed preprocess run?")
-    with np.load(path, allow_pickle=False) as arrays:
-        optional = {name: arrays[name] for name in OPTIONAL_ARRAYS if name in arrays.files}
-        return Dataset(features=arrays["features"], labels=arrays["labels"], stay_ids=arrays["stay_ids"],
+    for name in (ARRAYS_FILE, FEATURES_FILE, STATS_FILE):
+        if not (Path(folder) / name).exists():
+            raise IcurtError(f"{folder} holds no {name}; is it a completed preprocess run?")
+    arrays = read_npz(path)
+    missing = [name for name in ("features", "labels", "stay_ids") if name not in arrays]
+    if missing:
+        raise damaged(path, f"it lacks {', '.join(missing)}")
+    features = arrays["features"]
+    if not np.issubdtype(features.dtype, np.floating) or features.ndim != 3:
+        raise damaged(path, f"features are {features.dtype} of shape {features.shape}, not (N, T, F) floats")
+    bad = int(features.size - np.isfinite(features).sum())
+    if bad:
+        raise damaged(path, f"{bad:,} of its {features.size:,} feature values are NaN or infinite")
+    optional = {name: arrays[name] for name in OPTIONAL_ARRAYS if name in arrays}
+    try:
+        return Dataset(features=features, labels=arrays["labels"], stay_ids=arrays["stay_ids"],
                        feature_names=read_json(Path(folder) / FEATURES_FILE),
                        normalisation=read_json(Path(folder) / STATS_FILE), **optional)
+    except ValueError as exc:
+        raise damaged(path, str(exc)) from None
 
 
 def scaling_range(normalisation: Mapping, feature: str) -> tuple[float, float] | None:

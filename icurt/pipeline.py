@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-import tomllib
 
 from icurt.config import Config
+from icurt.errors import IcurtError
+from icurt.files import read_toml
 from icurt.runs import Run, RunStore
-from icurt.stages import STAGES, Stage, config_values, settings_read
+from icurt.stage_table import STAGES, Stage, config_values, settings_read
 
 log = logging.getLogger("icurt")
 
@@ -42,10 +43,15 @@ def reusable_run(row: Stage, cfg: Config, input_run: Run | None, store: RunStore
 
 
 def _built_like(run: Run, row: Stage, input_run: Run | None, wanted: dict) -> bool:
-    """Whether `run` was built from `input_run` with the settings `wanted`."""
+    """Whether `run` was built from `input_run` with the settings `wanted` (a run whose config.toml
+    is missing or damaged is not reused)."""
     if row.input and (input_run is None or run.inputs.get(row.input) != input_run.run_id):
         return False
-    return settings_read(tomllib.loads(run.file("config.toml").read_text()), row) == wanted
+    try:
+        return settings_read(read_toml(run.file("config.toml")), row) == wanted
+    except (OSError, IcurtError) as exc:
+        log.warning("%s: run %s is not reused: %s", row.name, run.run_id, exc)
+        return False
 
 
 def reuse_plan(cfg: Config, store: RunStore, fresh: bool = False,

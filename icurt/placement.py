@@ -103,8 +103,9 @@ def place(device: str, capacity: Capacity, section: str, cpus: float, gpus: floa
 def units_that_fit(placement: Placement, capacity: Capacity, per_group: int = 1) -> int:
     """How many groups of `per_group` units fit on the cluster at its largest (at least 0)."""
     totals = {"CPU": capacity.max_cpus, "GPU": capacity.max_gpus}
-    fits = [int(totals[name] // (amount * per_group)) for name, amount in placement.resources.items()
-            if amount > 0]
+    # Ray counts resources in units of 1e-4, so 5 shares of 0.2 GPU fill one GPU, though 1 // 0.2 is 4.0
+    fits = [int(round(totals[name] * 10_000) // round(amount * per_group * 10_000))
+            for name, amount in placement.resources.items() if amount > 0]
     return min(fits) if fits else 0
 
 

@@ -7,6 +7,16 @@ agents, workers). When the driver is killed (SIGKILL, a crash), most of them fol
 agents live on. So while a local Ray runs, the driver keeps a record of their pids and start times
 under <data>/.ray-drivers/; the next command that starts a local Ray ends the processes of every
 record whose driver is gone.
+
+A local Ray never leans on another Ray's dashboard. Ray Train's placement-group cleaner (a detached
+actor, ray/train/v2/_internal/execution/controller/placement_group_cleaner.py) asks Ray's state API
+every second whether the Train controller is alive, at the URL its cluster's GCS records for the
+dashboard. Without a dashboard Ray still records one, at the default 127.0.0.1:8265, where nothing
+of that Ray listens: a second Ray started later on the machine (`ray start --head`) binds 8265,
+answers "no such actor", and the cleaner removes the placement group of a running fold. So a local
+Ray without a dashboard records a free port of the kernel's ephemeral range (never one of the ports a
+Ray dashboard takes by default, 8265 and up), where no Ray answers. Workers are also pointed at
+their own cluster (below), for the APIs that resolve a cluster rather than a dashboard.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from pathlib import Path
 
 from icurt.config import Config
 from icurt.errors import IcurtError
+from icurt.termination import keeping_sigterm_handler
 
 log = logging.getLogger("icurt")
 
@@ -44,8 +55,25 @@ def point_ray_apis_at_this_cluster() -> None:
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
 
 
+def unanswered_dashboard_port() -> int:
+    """A free TCP port from the kernel's ephemeral range, above the ports Ray dashboards try by
+    default (8265 + 50 retries): the dashboard address a local Ray without a dashboard records."""
+    import socket
+
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port > DASHBOARD_PORTS_OF_OTHER_RAYS:
+            return port
+
+
+DASHBOARD_PORTS_OF_OTHER_RAYS = 8265 + 50
+
+
 def init_ray(cfg: Config):
-    """ray.init() for this config, unless Ray is already initialised; returns the ray module."""
+    """ray.init() for this config, unless Ray is already initialised; returns the ray module. icurt's
+    SIGTERM handler, which ray.init replaces, is put back (icurt/termination.py)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's new console output ignores verbose=0
@@ -64,6 +92,8 @@ def init_ray(cfg: Config):
     elif local:
         # A bare ray.init() joins any Ray already running on this machine; "local" means a fresh one.
         kwargs.update(address="local", runtime_env=LOCAL_RUNTIME_ENV)
+        if not cfg.ray.include_dashboard:
+            kwargs["dashboard_port"] = unanswered_dashboard_port()
         if cfg.ray.num_cpus:
             kwargs["num_cpus"] = cfg.ray.num_cpus
         if cfg.ray.num_gpus >= 0:
@@ -71,11 +101,17 @@ def init_ray(cfg: Config):
         end_what_dead_drivers_left(cfg.paths.data)
     console = None if worker_logs else RayConsoleToFile()
     try:
-        with console.catching() if console else nullcontext():
+        with console.catching() if console else nullcontext(), keeping_sigterm_handler():
             ray.init(**kwargs)
     except ConnectionError as exc:
         raise IcurtError(f"cannot reach the Ray cluster at '{cfg.ray.address}': {exc}; "
                          "check [ray].address (\"\" starts a local Ray)") from None
+    except Exception as exc:
+        if not started_too_slowly(exc):
+            raise
+        raise IcurtError(f"Ray did not start in time ({_first_sentence(exc)}); the machine is probably busy: "
+                         "retry when it is less loaded, give Ray fewer CPUs (--set ray.num_cpus=N), or start "
+                         "Ray once with `ray start --head` and pass --set ray.address=auto") from None
     finally:
         if console is not None:
             console.open_file(_session_logs(ray))
@@ -83,6 +119,17 @@ def init_ray(cfg: Config):
         DriverRecord(Path(cfg.paths.data) / RECORDS).start()
     log.info("Ray resources: %s", ray.cluster_resources())
     return ray
+
+
+def started_too_slowly(exc: BaseException) -> bool:
+    """Whether ray.init failed because Ray's processes did not come up in time: Ray 2.x raises a
+    bare Exception ("The current node timed out during startup", ray/_private/node.py: the raylet
+    did not register with the GCS within 30 s) or a TimeoutError (services.wait_for_node)."""
+    return isinstance(exc, TimeoutError) or "timed out during startup" in str(exc)
+
+
+def _first_sentence(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).split(". ")[0].rstrip(".") or type(exc).__name__
 
 
 def _session_logs(ray) -> Path:

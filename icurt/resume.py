@@ -10,11 +10,11 @@ of today's that differ.
 from __future__ import annotations
 
 import logging
-import tomllib
 from typing import Any
 
 from icurt.errors import IcurtError
-from icurt.stages import config_values, settings_read, stage as stage_row
+from icurt.files import read_toml
+from icurt.stage_table import config_values, settings_read, stage as stage_row
 
 log = logging.getLogger("icurt")
 
@@ -37,7 +37,7 @@ def flat_settings(cfg_values: dict[str, Any], stage: str) -> dict[str, Any]:
 
 def _started_with(store, stage: str, resume_id: str) -> dict[str, Any]:
     snapshot = store.interrupted_folder(stage, resume_id) / "config.toml"
-    return tomllib.loads(snapshot.read_text()) if snapshot.is_file() else {}
+    return read_toml(snapshot) if snapshot.is_file() else {}
 
 
 def settings_changed_since(store, stage: str, resume_id: str, cfg, ignore=()) -> list[str]:
@@ -66,8 +66,8 @@ def settings_at_start(store, stage: str, resume_id: str, cfg, keep: tuple[str, .
     for item in stage_row(stage).reads:
         section, _, key = item.partition(".")
         values = started.get(section, {})
-        if key:
-            values = {**today[section], key: values.get(key)}
+        if key:   # a setting the run did not record (it predates the setting) stays today's
+            values = {**today[section], key: values.get(key, today[section][key])}
         kept = (k.partition(".") for k in keep)
         values = {**values, **{name: today[section][name] for sec, _, name in kept if sec == section}}
         cfg = replace(cfg, **{section: section_from_dict(section, values)})

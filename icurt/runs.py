@@ -7,6 +7,7 @@
 Each run holds run.json (stage, id, status, times, input run ids, the config's profile and the
 settings it reads that depart from it (analyze: those of its whole lineage), the process that wrote it), config.toml (the effective config, passwords redacted) and run.log. A run's failure
 goes to its run.log and run.json only; the command that ran it says it once (icurt/cli.py).
+run.log's handler is icurt/run_log.py; what an unfinished run is and why it stopped, icurt/unfinished.py.
 """
 
 from __future__ import annotations
@@ -17,22 +18,21 @@ import secrets
 import shutil
 import socket
 from contextlib import contextmanager
+from importlib import metadata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from icurt import __version__
 from icurt.config import Config, config_to_dict, profile_changes
 from icurt.config_toml import dict_to_toml
-from icurt.db.dsn import RedactingFilter
 from icurt.errors import IcurtError
-from icurt.files import read_json, write_json
-from icurt.processes import ProcessId, process_alive, still_running
-from icurt.stages import INPUT_STAGE, STAGE_NAMES, stage as stage_row
+from icurt.files import damaged, disk_full, disk_full_line, read_json, write_json
+from icurt.processes import ProcessId
+from icurt.run_log import FILE_ONLY, attach_log, detach_log
+from icurt.stage_table import INPUT_STAGE, RESUME, STAGE_NAMES, stage as stage_row
+from icurt.unfinished import FAILED_PREFIX, TMP_PREFIX, Unfinished, failure_reason, unfinished_run
 
-TMP_PREFIX, FAILED_PREFIX = ".tmp-", ".failed-"
-FILE_ONLY = {"console": False}  # `extra=` of a log record meant for run.log, not the console
 log = logging.getLogger("icurt")
 
 
@@ -87,16 +87,34 @@ class RunStore:
         return self.root / stage
 
     def list(self, stage: str | None = None) -> list[Run]:
-        """Completed runs, newest first (all stages when `stage` is None)."""
-        stages = [stage] if stage else list(STAGE_NAMES)
+        """Completed runs, newest first (all stages when `stage` is None); a run whose run.json is
+        damaged is left out (`damaged` lists those)."""
         runs = []
-        for name in stages:
+        for name, child in self._completed_folders(stage):
+            try:
+                runs.append(self._load(name, child))
+            except IcurtError:
+                continue
+        return sorted(runs, key=lambda r: r.run_id, reverse=True)
+
+    def damaged(self, stage: str | None = None) -> list["Unfinished"]:
+        """The completed runs whose run.json cannot be read (state "damaged"), newest first."""
+        found = []
+        for name, child in self._completed_folders(stage):
+            try:
+                self._load(name, child)
+            except IcurtError as exc:
+                why = getattr(exc, "damage", str(exc))
+                found.append(Unfinished(name, child.name, child, "damaged", f"run.json unreadable ({why})"))
+        return sorted(found, key=lambda u: u.run_id, reverse=True)
+
+    def _completed_folders(self, stage: str | None) -> Iterator[tuple[str, Path]]:
+        for name in [stage] if stage else list(STAGE_NAMES):
             folder = self.stage_dir(name)
             if folder.is_dir():
                 for child in folder.iterdir():
                     if child.is_dir() and not child.name.startswith(".") and (child / "run.json").exists():
-                        runs.append(self._load(name, child))
-        return sorted(runs, key=lambda r: r.run_id, reverse=True)
+                        yield name, child
 
     def get(self, stage: str, run_id: str) -> Run:
         path = self.stage_dir(stage) / run_id
@@ -109,7 +127,12 @@ class RunStore:
         return self._load(stage, path)
 
     def latest(self, stage: str) -> Run:
+        """The newest completed run of `stage` whose run.json can be read (a newer damaged one is
+        passed over with a warning)."""
         runs = self.list(stage)
+        for bad in self.damaged(stage):
+            if not runs or bad.run_id > runs[0].run_id:
+                log.warning("passing over %s run %s: %s", stage, bad.run_id, bad.error)
         if not runs:
             raise IcurtError(f"no completed {stage} run under {self.root}; run `icurt {stage}` first "
                              "(or point ICURT_DATA / --set paths.data=... at the right data root)")
@@ -154,20 +177,24 @@ class RunStore:
         """Write a new run (or continue a failed one with `resume_id`); finalize on success.
 
         On an exception (KeyboardInterrupt included) the folder is renamed .failed-<id> with its
-        log, the exception propagates, and no completed run appears.
+        log, the exception propagates, and no completed run appears. A full disk (ENOSPC, EDQUOT)
+        anywhere in the stage, its own files included, becomes one IcurtError naming the path and
+        the kept run; the reason is recorded where the disk still lets it be written.
         """
         folder = self.stage_dir(stage)
         folder.mkdir(parents=True, exist_ok=True)
         run_id = resume_id or new_run_id()
         tmp = folder / f"{TMP_PREFIX}{run_id}"
         if resume_id:
-            os.replace(self.interrupted_folder(stage, resume_id), tmp)
+            interrupted = self.interrupted_folder(stage, resume_id)
+            meta = read_json(interrupted / "run.json")   # damaged: said before the folder moves
+            os.replace(interrupted, tmp)
         else:
             tmp.mkdir()
-        meta = read_json(tmp / "run.json") if resume_id else {}
+            meta = {}
         snapshot = config_to_dict(cfg, redact=True)
         meta.update({
-            "stage": stage, "run_id": run_id, "status": "running", "icurt_version": __version__,
+            "stage": stage, "run_id": run_id, "status": "running", "icurt_version": metadata.version("icurt"),
             "profile": snapshot["profile"]["name"], "profile_changes": profile_changes(cfg, stage_row(stage).reads),
             "created": meta.get("created", _now()), "inputs": {r.stage: r.run_id for r in inputs},
             "pid": os.getpid(), "pid_started": ProcessId.this().started, "host": socket.gethostname(),
@@ -175,28 +202,28 @@ class RunStore:
         })
         if resume_id:
             meta["resumed"] = meta.get("resumed", 0) + 1
-        writer = RunWriter(stage, run_id, tmp, meta)
-        (tmp / "config.toml").write_text(dict_to_toml(snapshot))
-        writer.update_meta()
-        handler = _attach_log(tmp / "run.log")
-        log.info("%s run %s started (inputs: %s)", stage, run_id,
-                 ", ".join(f"{r.stage} {r.run_id}" for r in inputs) or "none")
+        writer, handler = RunWriter(stage, run_id, tmp, meta), None
         try:
+            (tmp / "config.toml").write_text(dict_to_toml(snapshot))
+            writer.update_meta()
+            handler = attach_log(tmp / "run.log")
+            log.info("%s run %s started (inputs: %s)", stage, run_id,
+                     ", ".join(f"{r.stage} {r.run_id}" for r in inputs) or "none")
             yield writer
+            log.info("%s run %s completed", stage, run_id)
+            writer.update_meta(status="completed", finished=_now())
         except BaseException as exc:
-            reason = failure_reason(exc)
-            log.error("%s run %s failed: %s", stage, run_id, reason, extra=FILE_ONLY)
-            writer.update_meta(status="failed", finished=_now(), error=reason[:2000])
-            _detach_log(handler)
-            failed = folder / f"{FAILED_PREFIX}{run_id}"
-            if failed.exists():
-                shutil.rmtree(failed)
-            os.replace(tmp, failed)
-            exc.icurt_failed_run = (stage, run_id, failed)  # for the command's one line
+            failed = _keep_failed(writer, handler, exc)
+            kept = (stage, run_id, failed)
+            full = disk_full(exc)
+            if full is not None and not isinstance(exc, IcurtError):
+                error = IcurtError(f"{disk_full_line(full)}; {stage} run {run_id} is kept as {failed} "
+                                   f"(then {_continue_hint(stage, run_id)})")
+                error.icurt_failed_run = kept
+                raise error from exc
+            exc.icurt_failed_run = kept  # for the command's one line
             raise
-        log.info("%s run %s completed", stage, run_id)
-        writer.update_meta(status="completed", finished=_now())
-        _detach_log(handler)
+        detach_log(handler)
         final = folder / run_id
         os.replace(tmp, final)
         writer.path = final
@@ -207,7 +234,7 @@ class RunStore:
         folder = self.stage_dir(stage)
         for name in (f"{FAILED_PREFIX}{run_id}", f"{TMP_PREFIX}{run_id}"):
             if "/" not in run_id and (folder / name / "run.json").is_file():
-                if name.startswith(TMP_PREFIX) and _unfinished(stage, folder / name).state == "running":
+                if name.startswith(TMP_PREFIX) and unfinished_run(stage, folder / name).state == "running":
                     raise IcurtError(f"{stage} run '{run_id}' is still being written (by process "
                                      f"{read_json(folder / name / 'run.json').get('pid')}); let it finish or stop it first")
                 return folder / name
@@ -229,7 +256,7 @@ class RunStore:
         for name in [stage] if stage else list(STAGE_NAMES):
             folder = self.stage_dir(name)
             if folder.is_dir():
-                found += [_unfinished(name, path) for path in folder.iterdir()
+                found += [unfinished_run(name, path) for path in folder.iterdir()
                           if path.name.startswith((FAILED_PREFIX, TMP_PREFIX))]
         return sorted(found, key=lambda u: u.run_id, reverse=True)
 
@@ -243,52 +270,37 @@ class RunStore:
 
     @staticmethod
     def _load(stage: str, path: Path) -> Run:
-        return Run(stage=stage, run_id=path.name, path=path, meta=read_json(path / "run.json"))
+        """The run in `path`; IcurtError (one line) when its run.json is damaged or not a run's."""
+        fix = f"delete {path} or restore its run.json; `icurt runs` lists the readable runs"
+        meta = read_json(path / "run.json", fix=fix)
+        if not isinstance(meta, dict):
+            raise damaged(path / "run.json", f"it holds a JSON {type(meta).__name__}, not an object", fix)
+        return Run(stage=stage, run_id=path.name, path=path, meta=meta)
 
 
-@dataclass(frozen=True)
-class Unfinished:
-    """A run that did not complete: failed, left by a process that died, or still running."""
-
-    stage: str
-    run_id: str
-    path: Path
-    state: str      # "failed", "killed" (its process is gone) or "running"
-    error: str      # why it failed ("" when unknown)
-
-
-def _unfinished(stage: str, path: Path) -> Unfinished:
-    failed = path.name.startswith(FAILED_PREFIX)
-    run_id = path.name[len(FAILED_PREFIX if failed else TMP_PREFIX):]
+def _keep_failed(writer: RunWriter, handler: logging.Handler | None, exc: BaseException) -> Path:
+    """Rename the run .failed-<id> (what `create` does on any exception), with its reason in run.json
+    and run.log where the disk lets them be written: on a full disk the rename still happens and
+    run.json keeps what it held. Returns the new folder."""
+    reason = failure_reason(exc)
     try:
-        meta = read_json(path / "run.json")
-    except (OSError, ValueError):
-        meta = {}
-    if failed:
-        state = "failed"
-    else:
-        state = "running" if _writer_alive(meta) else "killed"
-    return Unfinished(stage, run_id, path, state, str(meta.get("error", "")))
+        log.error("%s run %s failed: %s", writer.stage, writer.run_id, reason, extra=FILE_ONLY)
+        writer.update_meta(status="failed", finished=_now(), error=reason[:2000])
+    except OSError as error:
+        log.debug("could not record why %s run %s failed: %s", writer.stage, writer.run_id, error)
+    if handler is not None:
+        detach_log(handler)
+    failed = writer.path.with_name(f"{FAILED_PREFIX}{writer.run_id}")
+    if failed.exists():
+        shutil.rmtree(failed)
+    os.replace(writer.path, failed)
+    return failed
 
 
-def _writer_alive(meta: dict) -> bool:
-    """Whether the process that is writing a .tmp- run still lives (on another host: assume it does)."""
-    pid, started = meta.get("pid"), meta.get("pid_started")
-    if not isinstance(pid, int):
-        return False
-    if meta.get("host") != socket.gethostname():
-        return True
-    return still_running(ProcessId(pid, started)) is not None if started else process_alive(pid)
-
-
-def failure_reason(exc: BaseException) -> str:
-    """One line on why a run stopped (Ctrl-C and a bare exception get words of their own)."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (Ctrl-C or SIGINT)"
-    if isinstance(exc, SystemExit):
-        return f"the process was asked to exit (code {exc.code})"
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if not isinstance(exc, IcurtError) and text else text or type(exc).__name__
+def _continue_hint(stage: str, run_id: str) -> str:
+    if RESUME in stage_row(stage).options:
+        return f"continue it with `icurt {stage} --resume {run_id}`"
+    return f"rerun `icurt {stage}`"
 
 
 def _check_stage(stage: str) -> None:
@@ -298,18 +310,3 @@ def _check_stage(stage: str) -> None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _attach_log(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
-    log.addHandler(handler)
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    return handler
-
-
-def _detach_log(handler: logging.Handler) -> None:
-    log.removeHandler(handler)
-    handler.close()

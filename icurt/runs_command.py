@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from icurt.config import Config
 from icurt.errors import IcurtError
-from icurt.stages import STAGE_NAMES
+from icurt.stage_table import STAGE_NAMES
 
 
 def add_runs_command(sub, common) -> None:
@@ -23,7 +23,7 @@ def add_runs_command(sub, common) -> None:
 
 def _runs(args, cfg: Config) -> int:
     from icurt.runs import RunStore
-    from icurt.stages import stage as stage_row
+    from icurt.stage_table import stage as stage_row
 
     words = list(args.words)
     prune = bool(words) and words[0] == "prune"
@@ -47,19 +47,24 @@ def _runs(args, cfg: Config) -> int:
 
 
 def _print_completed(store, stage: str | None) -> None:
-    found = store.list(stage)
+    """Completed runs, newest first, with their lineage; one whose run.json cannot be read is
+    marked `damaged` in its place instead of failing the listing."""
+    found = store.list(stage) + store.damaged(stage)
     if not found:
         unfinished = len(store.unfinished(stage))
         print(f"no completed runs under {store.root}" + (f" for {stage}" if stage else "")
               + (f" ({unfinished} failed or running: `icurt runs --failed`)" if unfinished else ""))
-    for run in found:
+    for run in sorted(found, key=lambda r: r.run_id, reverse=True):
+        if getattr(run, "state", "") == "damaged":
+            print(f"{run.stage:<12} {run.run_id}  damaged: {run.error}")
+            continue
         lineage = " ← ".join(f"{r.stage} {r.run_id}" for r in store.lineage(run)[1:])
         print(f"{run.stage:<12} {run.run_id}  {run.meta.get('finished', '')}"
               + (f"  from {lineage}" if lineage else ""))
 
 
 def _print_unfinished(store, stage: str | None) -> None:
-    from icurt.stages import RESUME, stage as stage_row
+    from icurt.stage_table import RESUME, stage as stage_row
 
     found = store.unfinished(stage)
     if not found:

@@ -3,7 +3,7 @@
     ray job submit --working-dir . -- python jobs/entrypoint.py run [--config FILE] [--set k=v]
     ray job submit --working-dir . -- python jobs/entrypoint.py train --from RUN
 
-The commands are the CLI's, generated from the stage table (icurt/stages/__init__.py). Inside a Ray
+The commands are the CLI's, generated from the stage table (icurt/stage_table.py). Inside a Ray
 job icurt joins the job's cluster through RAY_ADDRESS instead of starting a local Ray.
 """
 

@@ -43,9 +43,10 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        from icurt.ray_runtime import LOCAL_RUNTIME_ENV
+        from icurt.ray_runtime import LOCAL_RUNTIME_ENV, unanswered_dashboard_port
 
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 dashboard_port=unanswered_dashboard_port(),
                  configure_logging=False, runtime_env=LOCAL_RUNTIME_ENV)
     yield ray
     ray.shutdown()

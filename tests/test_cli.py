@@ -15,7 +15,7 @@ import pytest
 from icurt.cli import build_parser, main
 from icurt.errors import IcurtError
 
-from signals import sigint_as_a_terminal_gives_it
+from signals import STOP_SIGNALS, STOPPED, assert_one_clean_line, kept_line, sigint_as_a_terminal_gives_it
 
 
 def run_cli(*args, env=None, cwd=None):
@@ -114,6 +114,27 @@ def test_config_show_key_and_section(capsys):
     assert main(["config", "show", "attack", "--config", "demo"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("[attack]") and "max_num_samples = 1000" in out
+
+
+def test_a_config_that_is_a_folder_is_one_line(tmp_path):
+    (tmp_path / "settings").mkdir()
+    for given in ("settings", str(tmp_path / "settings"), "./settings"):
+        result = run_cli("config", "show", "--config", given, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip() == f"icurt: error: config file {os.path.normpath(given)} is a folder; pass a TOML file to --config"
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`icurt runs | head -1`: the reader has gone before icurt writes (its end of the pipe is closed
+    before icurt starts), so every write meets EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "icurt.cli", "runs", "--set", f"paths.data={tmp_path}"],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 1
 
 
 def test_runs_on_an_empty_data_root(tmp_path):
@@ -274,20 +295,21 @@ def test_an_error_after_the_run_started_is_printed_once(tmp_path):
     assert "failed: no ICU stay is left" in (tmp_path / "preprocess" / f".failed-{failed}" / "run.log").read_text()
 
 
-def test_ctrl_c_names_the_run_it_kept_and_why(tmp_path, pg_dsn):
-    """SIGINT to `icurt preprocess` (Modin on Ray) once its run is at work on a real query run."""
-    import signal
-
+@pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda s: s.name)
+def test_a_stop_signal_names_the_run_it_kept_and_why(tmp_path, pg_dsn, signum):
+    """SIGINT (Ctrl-C) or SIGTERM (`kill`, a scheduler) to `icurt preprocess` (Modin on Ray) once its
+    run is at work on a real query run: one line, exit 130 or 143, the run kept with its reason."""
     from icurt.config import load_config, with_overrides
     from icurt.db.connection import connect
     from icurt.db.synth.cohort import generate_cohort, load_cohort
     from icurt.runs import RunStore
     from icurt.stages import run_stage
 
+    schema = f"tcli_{signum.name.lower()}"
     conn = connect(pg_dsn)
-    load_cohort(conn, "tcli_sigint", generate_cohort(1000, seed=3))
+    load_cohort(conn, schema, generate_cohort(1000, seed=3))
     conn.close()
-    cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", f"db.dsn={pg_dsn}", "db.schema=tcli_sigint"])
+    cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", f"db.dsn={pg_dsn}", f"db.schema={schema}"])
     run_stage("query", cfg)
     process = subprocess.Popen([sys.executable, "-m", "icurt.cli", "preprocess", "--engine", "modin",
                                 "--set", "ray.num_cpus=1"], env={**os.environ, "ICURT_DATA": str(tmp_path)},
@@ -298,15 +320,15 @@ def test_ctrl_c_names_the_run_it_kept_and_why(tmp_path, pg_dsn):
         seen.append(line)
         if "Ray resources" in line:
             break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, "".join(seen) + err[-2000:]
+    code, _, reason = STOPPED[signum]
+    assert process.returncode == code, "".join(seen) + err[-2000:]
     (failed,) = RunStore(tmp_path).failed("preprocess")
     folder = tmp_path / "preprocess" / f".failed-{failed}"
-    assert err.strip().splitlines()[-1] == (f"icurt: interrupted; preprocess run {failed} is kept as {folder} "
-                                            "(`icurt runs --failed` lists it)")
-    assert " failed:" not in err                                 # said once, by the last line
-    assert json.loads((folder / "run.json").read_text())["error"] == "interrupted (Ctrl-C or SIGINT)"
+    assert_one_clean_line(err, signum)
+    assert err.strip().splitlines()[-1] == kept_line(signum, "preprocess", failed, folder, resumable=False)
+    assert json.loads((folder / "run.json").read_text())["error"] == reason
 
 
 # ---- the embedded server a command starts ------------------------------------------------------

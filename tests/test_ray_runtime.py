@@ -19,7 +19,13 @@ def resolved():
     from ray._private.services import get_ray_address_from_environment
     return get_ray_address_from_environment(None, None)
 
-print(json.dumps({"own": ray.get_runtime_context().gcs_address, "worker": ray.get(resolved.remote())}))
+@ray.remote
+def state_api():
+    from ray.dashboard.utils import get_address_for_submission_client
+    return get_address_for_submission_client(None)   # what Ray Train's placement-group cleaner asks
+
+print(json.dumps({"own": ray.get_runtime_context().gcs_address, "worker": ray.get(resolved.remote()),
+                  "state_api": ray.get(state_api.remote())}))
 ray.shutdown()
 """
 
@@ -31,6 +37,10 @@ def test_workers_of_a_local_ray_resolve_their_own_cluster(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     addresses = json.loads(done.stdout.strip().splitlines()[-1])
     assert addresses["worker"] == addresses["own"]
+    # not 8265 (nor the 50 ports after it): a Ray started later with a dashboard would answer there
+    # that icurt's Train controller does not exist, and the cleaner would remove its folds' resources
+    host, port = addresses["state_api"].removeprefix("http://").rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 8265 + 50
 
 
 DRIVER = """
@@ -123,3 +133,57 @@ def test_ray_console_noise_goes_to_its_log_file_and_debug_shows_it(tmp_path):
     debug = run("debug")
     shown = debug.stderr + debug.stdout
     assert "8 PYTHON worker processes" in shown and "search_alg.on_trial_result" in shown
+
+
+TERMINATED = """
+import os, signal
+from icurt.config import load_config, with_overrides
+from icurt.ray_runtime import init_ray
+from icurt.termination import Terminated, handle_sigterm, raise_terminated
+
+handle_sigterm()                     # as `icurt` does first
+ray = init_ray(with_overrides(load_config(env={}), ["ray.num_cpus=1", f"paths.data={os.getcwd()}/data"]))
+print("after ray.init:", signal.getsignal(signal.SIGTERM) is raise_terminated)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    signal.pause()
+except Terminated:
+    print("raised Terminated")
+ray.shutdown()
+"""
+
+
+def test_icurts_sigterm_handler_is_put_back_after_ray_init(tmp_path):
+    """ray.init installs Ray's own SIGTERM handlers (its driver's sys.exit, its local node's
+    teardown); init_ray puts icurt's back, so a SIGTERM raises Terminated in the driver."""
+    done = subprocess.run([sys.executable, "-c", TERMINATED], capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-2:] == ["after ray.init: True", "raised Terminated"]
+
+
+def test_a_ray_that_does_not_start_in_time_is_one_line(tmp_path, monkeypatch):
+    """What ray.init raises when the raylet does not register within its 30 s (ray/_private/node.py)."""
+    import pytest
+    import ray
+
+    from icurt.config import load_config, with_overrides
+    from icurt.errors import IcurtError
+    from icurt.ray_runtime import init_ray
+
+    def slow_start(**kwargs):
+        raise Exception("The current node timed out during startup. This could happen because some of the "
+                        "raylet failed to startup or the GCS has become overloaded.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", slow_start)
+    cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}", "ray.num_cpus=1"])
+    with pytest.raises(IcurtError) as error:
+        init_ray(cfg)
+    assert str(error.value) == ("Ray did not start in time (The current node timed out during startup); the machine "
+                                "is probably busy: retry when it is less loaded, give Ray fewer CPUs (--set "
+                                "ray.num_cpus=N), or start Ray once with `ray start --head` and pass --set "
+                                "ray.address=auto")
+    monkeypatch.setattr(ray, "init", lambda **kwargs: (_ for _ in ()).throw(ValueError("another fault")))
+    with pytest.raises(ValueError, match="another fault"):     # anything else is not said to be slowness
+        init_ray(cfg)

@@ -8,6 +8,7 @@ import pytest
 from icurt.config import load_config
 from icurt.errors import IcurtError
 from icurt.runs import RunStore
+from icurt.termination import Terminated
 
 
 @pytest.fixture
@@ -135,6 +136,11 @@ def test_a_failure_is_recorded_in_the_run_not_on_the_console(tmp_path, cfg, caps
     assert "failed: interrupted (Ctrl-C or SIGINT)" in (tmp_path / "preprocess" / f".failed-{w2.run_id}"
                                                         / "run.log").read_text()
     assert interrupted.value.icurt_failed_run[:2] == ("preprocess", w2.run_id)
+    with pytest.raises(Terminated):
+        with store.create("preprocess", cfg) as w3:
+            raise Terminated   # what icurt's SIGTERM handler raises (icurt/termination.py)
+    meta = json.loads((tmp_path / "preprocess" / f".failed-{w3.run_id}" / "run.json").read_text())
+    assert meta["error"] == "terminated (SIGTERM)"
 
 
 def test_unfinished_runs_and_prune(tmp_path, cfg):
@@ -172,3 +178,29 @@ def test_a_run_still_being_written_cannot_be_resumed(tmp_path, cfg):
     (folder / "run.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     with pytest.raises(IcurtError, match=f"still being written \\(by process {os.getpid()}\\)"):
         RunStore(tmp_path).interrupted_folder("attack", "20990101T000000000000-live")
+
+
+def test_a_full_disk_as_the_run_completes_keeps_it_as_failed_with_the_reason(tmp_path, cfg, monkeypatch):
+    import errno
+
+    from icurt import files
+
+    write_text = files.write_text
+
+    def full_for_the_last_write(path, text):
+        if '"status": "completed"' in text:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write_text(path, text)
+
+    monkeypatch.setattr(files, "write_text", full_for_the_last_write)
+    store = RunStore(tmp_path)
+    with pytest.raises(IcurtError) as error:
+        with store.create("tune-model", cfg) as w:
+            pass
+    kept = tmp_path / "tune-model" / f".failed-{w.run_id}"
+    reason = (f"the disk is full (writing {tmp_path / 'tune-model' / f'.tmp-{w.run_id}' / 'run.json'}); free space "
+              "on that disk (or point ICURT_DATA / --set paths.data=... at a larger one)")
+    assert str(error.value) == (f"{reason}; tune-model run {w.run_id} is kept as {kept} (then continue it with "
+                                f"`icurt tune-model --resume {w.run_id}`)")
+    (unfinished,) = store.unfinished("tune-model")
+    assert unfinished.state == "failed" and unfinished.error == reason and store.list("tune-model") == []

@@ -119,8 +119,9 @@ def test_fresh_reruns_everything_and_a_new_input_reruns_what_follows(tmp_path):
 def test_settings_read_takes_sections_and_single_keys():
     cfg = with_overrides(load_config(env={}), ["db.schema=other"])
     query = next(row for row in STAGES if row.name == "query")
-    assert settings_read(config_values(cfg), query) == {"query": dataclasses.asdict(cfg.query),
-                                                        "db.schema": "other"}
+    assert settings_read(config_values(cfg), query) == {
+        "query": dataclasses.asdict(cfg.query), "db.schema": "other", "db.dataset": "mimic-iii",
+        "db.hosp_schema": "mimiciv_hosp", "db.icu_schema": "mimiciv_icu"}
 
 
 # ---- the generated CLI ---------------------------------------------------------------------
@@ -198,7 +199,8 @@ class Recorder:
 
     def note(self, section: str) -> None:
         caller = sys._getframe(2).f_code.co_filename
-        own = ("dataclasses.py", "icurt/config.py", "icurt/config_sections.py", "icurt/stages/__init__.py")
+        own = ("dataclasses.py", "icurt/config.py", "icurt/config_sections.py", "icurt/stage_table.py",
+               "icurt/stages/__init__.py")
         if self.stage and not caller.endswith(own):
             self.read.setdefault(self.stage, set()).add(section)
 

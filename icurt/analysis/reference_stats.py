@@ -1,6 +1,6 @@
 """The reference study's analyses that icurt adds to its own (pure numpy/pandas).
 
-Over the attacked samples of a direction (stats.py's groups; "first" and "best" examples):
+Over the attacked samples of a direction (groups.py's groups; "first" and "best" examples):
 - discovery curve: share_k = (samples whose example was found at iterate ≤ k) / attacked samples,
   k = 0 … iterations; iterate k is the perturbation after k updates, so its end value is the
   success rate.
@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE, KINDS, LocationStats, group_rows, successful_rows
-from icurt.attack.results import Perturbations
+from icurt.analysis.groups import DIRECTIONS, GROUP_TITLE, LocationStats, group_rows, successful_rows
+from icurt.attack.results import KINDS, Perturbations
 
 DISCOVERY_COLUMNS = ["direction", "kind", "iteration", "found", "attacked", "share"]
 SIGN_COLUMNS = ["direction", "kind", "feature", "raised", "lowered", "share_raised", "mean_p"]

@@ -25,14 +25,14 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from icurt.analysis.groups import (  # noqa: F401 (also imported from here)
+    DIRECTIONS, GROUP_TITLE, GROUPS, ORIGINAL_LABEL, LocationStats, group_rows, location_stats, successful_rows,
+)
+from icurt.analysis.reference_stats import discovery_table, sign_table, with_mean_nonzero
 from icurt.attack.results import KINDS, Perturbations, check_results
 from icurt.dataset import scaling_range
 from icurt.errors import IcurtError
 
-DIRECTIONS = ("0to1", "1to0")
-GROUPS = ("all", *DIRECTIONS)
-ORIGINAL_LABEL = {"0to1": 0, "1to0": 1}
-GROUP_TITLE = {"all": "all", "0to1": "0 → 1", "1to0": "1 → 0"}
 METRICS = ("n_nonzero", "l1", "maxabs")  # per-sample sizes in results.parquet
 METRIC_TITLE = {"n_nonzero": "perturbed elements", "l1": "L1 = Σ|P|", "maxabs": "max |P|",
                 "mean_nonzero": "mean non-zero |P|"}
@@ -43,29 +43,6 @@ CLINICAL_UNITS = {
     "pco2": "mmHg", "lactate": "mmol/L", "albumin": "g/dL", "bun": "mg/dL", "creatinine": "mg/dL",
     "sodium": "mEq/L", "bicarbonate": "mEq/L", "platelet": "K/uL", "magnesium": "mg/dL",
 }
-
-
-@dataclass(frozen=True)
-class LocationStats:
-    """Where the perturbations of one group's n successful samples fall, on the (T, F) grid."""
-
-    n_samples: int
-    count: np.ndarray               # (T, F) samples with P_tj != 0
-    max_abs: np.ndarray             # (T, F) MP_tj
-    sum_abs: np.ndarray             # (T, F) Σ |P_tj|
-    samples_by_feature: np.ndarray  # (F,) samples with some P_tj != 0
-    samples_by_hour: np.ndarray     # (T,) samples with some P_tj != 0
-    median_abs_by_feature: np.ndarray  # (F,) NaN where never perturbed
-
-    @property
-    def frequency(self) -> np.ndarray:
-        """PP_tj (needs n_samples > 0)."""
-        return self.count / self.n_samples
-
-    @property
-    def susceptibility(self) -> np.ndarray:
-        """S_tj = MP_tj · PP_tj."""
-        return self.max_abs * self.frequency
 
 
 @dataclass
@@ -84,15 +61,6 @@ class Analysis:
     clinical: dict = field(default_factory=dict)        # (direction, kind) -> top features table
     discovery: pd.DataFrame | None = None               # reference_stats: share found by iteration
     signs: pd.DataFrame | None = None                   # reference_stats: raised / lowered per feature
-
-
-def group_rows(results: pd.DataFrame, group: str) -> pd.DataFrame:
-    return results if group == "all" else results[results["label"] == ORIGINAL_LABEL[group]]
-
-
-def successful_rows(results: pd.DataFrame, group: str) -> pd.DataFrame:
-    rows = group_rows(results, group)
-    return rows[rows["attacked"].astype(bool) & rows["success"].astype(bool)]
 
 
 def success_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -146,32 +114,6 @@ def histogram_edges(values: np.ndarray, integer: bool = False, bins: int = 30) -
     if high == low:
         return np.array([low - 0.5, high + 0.5])
     return np.histogram_bin_edges(values, bins=bins)
-
-
-def location_stats(pert: Perturbations, samples: np.ndarray, shape: tuple) -> LocationStats:
-    """Counts, MP, Σ|P| and per-feature median |P| over the given samples' non-zero elements."""
-    _, hours, features = shape
-    cells = hours * features
-    keep = np.isin(pert.sample, np.asarray(samples, dtype=np.int64)) & (pert.value != 0)
-    sample, cell = pert.sample[keep], pert.t[keep] * features + pert.f[keep]
-    # one element per (sample, cell), whatever the writer did
-    _, first = np.unique(sample * cells + cell, return_index=True)
-    sample, cell, size = sample[first], cell[first], np.abs(pert.value[keep][first])
-    max_abs = np.zeros(cells)
-    np.maximum.at(max_abs, cell, size)
-    feature, hour = cell % features, cell // features
-    medians = np.array([np.median(size[feature == j]) if (feature == j).any() else np.nan
-                        for j in range(features)])
-    return LocationStats(
-        n_samples=len(np.unique(samples)),
-        count=np.bincount(cell, minlength=cells).reshape(hours, features),
-        max_abs=max_abs.reshape(hours, features),
-        sum_abs=np.bincount(cell, weights=size, minlength=cells).reshape(hours, features),
-        samples_by_feature=np.bincount(np.unique(sample * features + feature) % features,
-                                       minlength=features),
-        samples_by_hour=np.bincount(np.unique(sample * hours + hour) % hours, minlength=hours),
-        median_abs_by_feature=medians,
-    )
 
 
 def _mean_where_nonzero(total: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -262,8 +204,6 @@ def analyse(results: pd.DataFrame, perturbations: dict[str, Perturbations], shap
             names: list[str], normalisation: Mapping, top_features: int,
             iterations: int | None = None) -> Analysis:
     """All statistics of one attack run (`iterations`: its budget, for the discovery curves)."""
-    from icurt.analysis.reference_stats import discovery_table, sign_table, with_mean_nonzero
-
     check_results(results)
     if len(names) != shape[2]:
         raise IcurtError(f"{len(names)} feature names for {shape[2]} features in perturbations.npz; "

@@ -45,10 +45,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from icurt.attack.exact import margin
 from icurt.attack.state import AttackState, BatchResult, Records
 from icurt.config import AttackMethod
 from icurt.errors import IcurtError
-from icurt.model.hparams import OPTIMIZERS
+from icurt.choices import OPTIMIZERS
 from icurt.model.trainer import OPTIMIZER_CLASSES
 
 EARLY_STOP_TOLERANCE = 1e-3   # relative fall of a sample's best loss that still counts as progress
@@ -198,12 +199,7 @@ class SparseAttack:
         (loss_norm "elementwise") or max_j Σ_t |P_tj| ("induced")."""
         return induced_l1(p) if self.method.loss_norm == "induced" else p.abs().sum(dim=(1, 2))
 
-    @staticmethod
-    def _margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Z_t − max_{j≠t} Z_j per sample."""
-        true_logit = logits.gather(1, target[:, None]).squeeze(1)
-        others = logits.scatter(1, target[:, None], -math.inf)
-        return true_logit - others.max(dim=1).values
+    _margin = staticmethod(margin)   # Z_t − max_{j≠t} Z_j per sample
 
     def _record(self, state: AttackState, logits: torch.Tensor, margin_loss: torch.Tensor) -> None:
         # Masked updates with torch.where keep every sample's bookkeeping in parallel, with no sync.

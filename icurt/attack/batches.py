@@ -18,6 +18,8 @@ from icurt.attack.samples import SampleResults
 from icurt.dataset import Dataset
 from icurt.errors import IcurtError
 
+BATCHES_FOLDER = "batches"   # the finished batches of a running attack (BatchStore)
+
 log = logging.getLogger("icurt")
 PROGRESS_EVERY_S = 10.0
 
@@ -59,7 +61,7 @@ class BatchCollector:
 
     def __init__(self, run_folder: Path, dataset: Dataset, batches: list[np.ndarray], plan: dict):
         self.dataset, self.batches = dataset, batches
-        self.store = BatchStore(Path(run_folder) / "batches", {
+        self.store = BatchStore(Path(run_folder) / BATCHES_FOLDER, {
             **plan, "num_batches": len(batches), "samples": samples_digest(batches)})
         self.total = int(sum(len(b) for b in batches))
         finished = [b for b in range(len(batches)) if _key(b) in self.store.done()]

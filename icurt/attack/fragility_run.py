@@ -4,7 +4,8 @@
                        batch) tasks, each written as it lands, so an interrupted sweep resumes with
                        the tasks it finished (removed once the run is complete)
     sweep.parquet      one row per sample and budget: sample_index, stay_id, label, curve, cells,
-                       budget, attacked, success, found_at, n_nonzero, max_step_ratio (the largest
+                       budget, attacked, success, unverified (a claimed flip that failed its
+                       re-verification, counted as none), found_at, n_nonzero, max_step_ratio (the largest
                        |change| of the example over its feature's clinical step), p_died_before, p_died_after
     examples.npz       the examples as COO: cell (row of cells in fragility.json), sample, t, f, value
                        (scaled units)
@@ -22,7 +23,7 @@ import pandas as pd
 
 from icurt.attack.results import BatchStore, save_npz
 from icurt.errors import IcurtError
-from icurt.files import read_json, write_json
+from icurt.files import read_json, read_npz, read_parquet, write_json
 
 SWEEP_FILE, EXAMPLES_FILE, SUMMARY_FILE, TASKS_FOLDER = "sweep.parquet", "examples.npz", "fragility.json", "tasks"
 
@@ -58,9 +59,8 @@ def read_fragility_run(folder: Path) -> FragilityRun:
         if not (folder / name).is_file():
             raise IcurtError(f"{folder} holds no {name}; it is not a complete fragility run — rerun "
                              "`icurt fragility` or pass another with --from")
-    with np.load(folder / EXAMPLES_FILE, allow_pickle=False) as npz:
-        examples = {k: npz[k] for k in npz.files}
-    return FragilityRun(pd.read_parquet(folder / SWEEP_FILE), examples, read_json(folder / SUMMARY_FILE))
+    return FragilityRun(read_parquet(folder / SWEEP_FILE), read_npz(folder / EXAMPLES_FILE),
+                        read_json(folder / SUMMARY_FILE))
 
 
 def example_of(run: FragilityRun, cell: int, sample_index: int, shape: tuple[int, int]) -> np.ndarray:
@@ -92,6 +92,7 @@ def assemble(store, tasks, curve_offset: dict, positions_to_sample: np.ndarray, 
             coo[name].append(values)
         ratio = np.abs(arrays["p_value"]) / steps[arrays["p_f"]]
         local = np.searchsorted(task.sample_index, arrays["p_sample"])   # a task's positions are ascending
+        unverified = arrays.get("unverified", np.zeros_like(arrays["success"]))   # tasks of an older icurt
         for c, cell in enumerate(task.curve):
             here = arrays["p_cell"] == c
             count = np.bincount(local[here], minlength=len(samples))
@@ -101,6 +102,7 @@ def assemble(store, tasks, curve_offset: dict, positions_to_sample: np.ndarray, 
             rows.append(pd.DataFrame({
                 "sample_index": samples, "curve": cell.curve, "cells": cell.cells, "budget": cell.value,
                 "cell": offset + c, "attacked": arrays["attacked"][c], "success": arrays["success"][c],
+                "unverified": unverified[c],
                 "found_at": arrays["found_at"][c], "n_nonzero": count,
                 "max_step_ratio": np.where(arrays["success"][c], largest, np.nan),
                 "p_died_after": _p_died(logits[:, 0], logits[:, 1])}))

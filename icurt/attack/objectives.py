@@ -17,9 +17,8 @@ import math
 
 import numpy as np
 
+from icurt.choices import OBJECTIVES
 from icurt.errors import IcurtError
-
-OBJECTIVES = ("sparsity", "max_num_nonzero_perts", "sparse_small", "sparse_small_max")
 
 
 def perturbation_sizes(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """An attack run's files, written and read only here: results.parquet (one row per sample),
 perturbations.npz (COO), attack_config.json (the attack that ran) and feature_names.json; while
 it runs, batches/ (BatchStore: each finished batch, so an interrupted run resumes).
-results.parquet's loss_first / loss_best are the attack's loss (SparseAttack.norm) at each example.
+results.parquet's loss_first / loss_best are the attack's loss (SparseAttack.norm) at each example;
+`unverified` flags a claimed flip that failed its re-verification (success is then False).
 
 Only the non-zero elements of P are stored: for kind in (first, best), `{kind}_sample` (int64
 sample_index), `{kind}_t` (int16 hour), `{kind}_f` (int16 feature), `{kind}_value` (float32,
@@ -23,7 +24,7 @@ import pandas as pd
 
 from icurt.attack.objectives import perturbation_sizes
 from icurt.errors import IcurtError
-from icurt.files import read_json, write_json
+from icurt.files import read_json, read_npz, read_parquet, write_json
 
 RESULTS_FILE, PERTURBATIONS_FILE = "results.parquet", "perturbations.npz"
 CONFIG_FILE, FEATURES_FILE = "attack_config.json", "feature_names.json"
@@ -66,6 +67,7 @@ def results_table(sample_index: np.ndarray, stay_ids: np.ndarray, labels: np.nda
         "orig_logit_0": results.orig_logits[:, 0], "orig_logit_1": results.orig_logits[:, 1],
         "orig_pred": results.orig_logits.argmax(axis=1).astype(np.int64),
         "attacked": results.attacked.astype(bool), "success": results.success.astype(bool),
+        "unverified": results.unverified.astype(bool),
         "first_iteration": results.first_iteration.astype(np.int64),
         "best_iteration": results.best_iteration.astype(np.int64),
         "adv_logit_0": results.adv_logits[:, 0], "adv_logit_1": results.adv_logits[:, 1],
@@ -153,6 +155,12 @@ class BatchStore:
             self.folder.mkdir(parents=True, exist_ok=True)
             write_json(path, plan)
 
+    @staticmethod
+    def recorded_plan(folder: Path) -> dict:
+        """The plan.json an (interrupted) job left in `folder`, or {} when it left none."""
+        path = Path(folder) / "plan.json"
+        return read_json(path) if path.is_file() else {}
+
     def done(self) -> set[str]:
         return {p.name[len("batch-"):-len(".npz")] for p in self.folder.glob("batch-*.npz")}
 
@@ -161,9 +169,10 @@ class BatchStore:
         save_npz(self.folder / f"batch-{key}.npz", {**content, **{f"array.{k}": v for k, v in arrays.items()}})
 
     def read(self, key: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        with np.load(self.folder / f"batch-{key}.npz", allow_pickle=False) as npz:
-            rows = pd.DataFrame({k[4:]: npz[k] for k in npz.files if k.startswith("row.")})
-            arrays = {k[6:]: npz[k] for k in npz.files if k.startswith("array.")}
+        path = self.folder / f"batch-{key}.npz"
+        npz = read_npz(path, fix=f"delete it ({path.name}) and resume again: its batch is redone")
+        rows = pd.DataFrame({k[4:]: v for k, v in npz.items() if k.startswith("row.")})
+        arrays = {k[6:]: v for k, v in npz.items() if k.startswith("array.")}
         return rows, arrays
 
     def remove(self) -> None:
@@ -177,10 +186,9 @@ def read_attack_run(folder: Path) -> AttackRun:
         if not (folder / name).is_file():
             raise IcurtError(f"{folder} holds no {name}; it is not a complete attack run — rerun "
                              "`icurt attack` or pass another with --from")
-    table = pd.read_parquet(folder / RESULTS_FILE)
+    table = read_parquet(folder / RESULTS_FILE)
     check_results(table)
-    with np.load(folder / PERTURBATIONS_FILE, allow_pickle=False) as npz:
-        perturbations, shape = perturbations_from_arrays({k: npz[k] for k in npz.files})
+    perturbations, shape = perturbations_from_arrays(read_npz(folder / PERTURBATIONS_FILE))
     optional = {name: read_json(folder / name) if (folder / name).is_file() else None
                 for name in (CONFIG_FILE, FEATURES_FILE)}
     return AttackRun(table, perturbations, shape, optional[CONFIG_FILE], optional[FEATURES_FILE])
@@ -231,10 +239,13 @@ def dense_results(attack: AttackRun):
     column = lambda name: table[name].to_numpy()  # noqa: E731
     loss = {kind: column(f"loss_{kind}").astype(np.float32) if f"loss_{kind}" in table
             else np.full(len(table), np.nan, np.float32) for kind in KINDS}  # runs before the loss columns
+    unverified = column("unverified").astype(bool) if "unverified" in table \
+        else np.zeros(len(table), bool)  # runs before the re-verification
     return SampleResults(
         success=column("success").astype(bool), first_iteration=column("first_iteration").astype(np.int64),
         best_iteration=column("best_iteration").astype(np.int64), first_loss=loss["first"],
         best_loss=loss["best"], first_p=dense["first"], best_p=dense["best"],
         orig_logits=np.stack([column("orig_logit_0"), column("orig_logit_1")], axis=1).astype(np.float32),
         adv_logits=np.stack([column("adv_logit_0"), column("adv_logit_1")], axis=1).astype(np.float32),
-        attacked=column("attacked").astype(bool))
+        attacked=column("attacked").astype(bool),
+        unverified=unverified)

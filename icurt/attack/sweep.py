@@ -58,6 +58,7 @@ class CurveResult:
     p: np.ndarray              # (C, B, T, F) float32: the best (lowest-loss) example (zeros: none)
     adv_logits: np.ndarray     # (C, B, 2) float32 (NaN: none)
     attacked: np.ndarray       # (C, B) bool: attacked under this budget (not flipped before)
+    unverified: np.ndarray     # (C, B) bool: its claimed flip under this budget failed re-verification
 
 
 def sweep_curve(model: nn.Module, x: np.ndarray, y: np.ndarray, hp: AttackHparams, method: AttackMethod,
@@ -66,12 +67,13 @@ def sweep_curve(model: nn.Module, x: np.ndarray, y: np.ndarray, hp: AttackHparam
     """Attack x (B, T, F), scaled, labels y (B,), under each budget of `curve` in order.
 
     `steps` (F,) are the clinical steps in scaled units, `measured` (B, T, F) the dataset's mask,
-    `warm_p` (B, T, F) the unbudgeted examples (None: start from P = 0)."""
+    `warm_p` (B, T, F) the unbudgeted examples (None: start from P = 0). Every flip is re-verified
+    (attack_samples); one that is not counts as none and is flagged in `unverified`."""
     n, t, f = x.shape
     size = len(curve)
     out = CurveResult(curve, np.zeros((size, n), bool), np.full((size, n), -1, np.int64),
                       np.zeros((size, n, t, f), np.float32), np.full((size, n, 2), np.nan, np.float32),
-                      np.zeros((size, n), bool))
+                      np.zeros((size, n), bool), np.zeros((size, n), bool))
     found = np.zeros(n, bool)
     for c, cell in enumerate(curve):
         if c:   # an example under a smaller budget satisfies this one too
@@ -88,6 +90,7 @@ def sweep_curve(model: nn.Module, x: np.ndarray, y: np.ndarray, hp: AttackHparam
         results = attack_samples(model, x[todo], y[todo], hp, replace(method, max_perts=budget.max_nonzero),
                                  iterations, device=device, p0=p0, max_abs=max_abs, allowed=allowed)
         won = todo[results.success]
+        out.unverified[c, todo] = results.unverified
         out.success[c, won] = True
         out.found_at[c, won] = results.first_iteration[results.success]
         out.p[c, won] = results.best_p[results.success]

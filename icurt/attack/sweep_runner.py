@@ -5,7 +5,8 @@ to the run as it lands so an interrupted sweep resumes with the tasks it finishe
 A task runs one curve's budgets in order on one batch (icurt/attack/sweep.py): the budgets of a
 curve depend on each other (a sample flipped under a smaller budget is not attacked again), the
 batches and curves do not. The attack is deterministic, so a task's result does not depend on
-where it ran or how often it was retried.
+where it ran or how often it was retried. Each task asks for the placement the stage gives it (a
+share of a GPU, [fragility].gpus_per_task), so several tasks keep one GPU busy at once.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class SweepTask:
 def sweep_task(checkpoint, features, labels, measured, warm_p, task: SweepTask, hp, method, steps: np.ndarray,
                iterations: int, worker: WorkerSetup) -> dict[str, np.ndarray]:
     """Run one task (in a Ray worker or in-process): per cell of the curve and sample of the batch
-    success, found_at, attacked, adv_logits, and the examples as COO (p_cell, p_sample, p_t, p_f,
-    p_value; p_sample a position of the swept samples)."""
+    success, found_at, attacked, unverified, adv_logits, and the examples as COO (p_cell, p_sample,
+    p_t, p_f, p_value; p_sample a position of the swept samples)."""
     rows = task.sample_index
     device = worker.torch_device()
     result = sweep_curve(checkpoint.build(device), np.asarray(features)[rows], np.asarray(labels)[rows], hp,
@@ -44,8 +45,9 @@ def sweep_task(checkpoint, features, labels, measured, warm_p, task: SweepTask, 
                          None if warm_p is None else np.asarray(warm_p)[rows], iterations, device=device)
     cell, sample, t, f = np.nonzero(result.p)
     return {"success": result.success, "found_at": result.found_at, "attacked": result.attacked,
-            "adv_logits": result.adv_logits, "p_cell": cell.astype(np.int16), "p_sample": rows[sample],
-            "p_t": t.astype(np.int16), "p_f": f.astype(np.int16), "p_value": result.p[cell, sample, t, f]}
+            "unverified": result.unverified, "adv_logits": result.adv_logits, "p_cell": cell.astype(np.int16),
+            "p_sample": rows[sample], "p_t": t.astype(np.int16), "p_f": f.astype(np.int16),
+            "p_value": result.p[cell, sample, t, f]}
 
 
 def run_sweep(ray, placement: Placement, max_retries: int, tasks: list[SweepTask], on_task: Callable,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from icurt.attack.attacker import AttackHparams
+from icurt.attack.batching import batch_choice
 from icurt.config import AttackMethod, TuneAttackConfig, section_from_dict
 from icurt.errors import IcurtError
 from icurt.files import read_json
@@ -27,11 +28,16 @@ class TunedAttack:
     samples: str = "all"             # where the tuning samples came from ("held_out" or "all")
 
 
-def best_record(row: dict, space: dict, method: AttackMethod, ta: TuneAttackConfig, chosen: dict) -> dict:
-    """The JSON of the best trial (a trials-table row) of a study tuned with `method`; `chosen`:
-    {"fold", "fold_choice", "samples", "candidates"} of the stage."""
-    return {**best_hparams_of(row, space), "method": asdict(method), "objective": row["objective"],
-            "objective_name": ta.objective, "trial": row["number"], **chosen}
+def best_record(row: dict, space: dict, method: AttackMethod, ta: TuneAttackConfig, chosen: dict,
+                device: str) -> dict:
+    """The JSON of the best trial (a trials-table row) of a study tuned with `method` on `device`;
+    `chosen`: {"fold", "fold_choice", "samples", "candidates"} of the stage. Its batch_size is the
+    one the trials ran at: the searched one where the method couples samples, else the auto size
+    (icurt/attack/batching.py), with batch_size_reason saying which."""
+    hparams = best_hparams_of(row, space)
+    size, reason = batch_choice(method, hparams.get("batch_size", 0), 0, device)
+    return {**hparams, "batch_size": size, "batch_size_reason": reason, "method": asdict(method),
+            "objective": row["objective"], "objective_name": ta.objective, "trial": row["number"], **chosen}
 
 
 def read_tuned(run) -> TunedAttack:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from icurt.config import Config
-from icurt.db.dsn import redact_dsn
+from icurt.dsn import redact_dsn
 
 
 def add_commands(sub, common) -> None:
@@ -21,20 +21,37 @@ def add_commands(sub, common) -> None:
     url.add_argument("--show-password", action="store_true", help="print the password instead of ***")
     url.set_defaults(handler=_url)
     synth = db_sub.add_parser("synth", parents=[common], help="fill the schema with a synthetic "
-                              "MIMIC-III-shaped cohort (replaces the schema)")
+                              "MIMIC-III- or MIMIC-IV-shaped cohort (replaces the schema)")
     synth.add_argument("--stays", type=int, help="number of ICU stays (default [synth].stays)")
     synth.add_argument("--seed", type=int, help="random seed (default [synth].seed)")
+    add_dataset_option(synth, "write the cohort in this release's schema: mimic-iii into [db].schema, "
+                       "mimic-iv into [db].hosp_schema and [db].icu_schema (default [db].dataset)")
     synth.set_defaults(handler=_synth)
     load = db_sub.add_parser("load-csv", parents=[common], help="build the schema from PhysioNet's "
-                             "MIMIC-III CSV files (.csv or .csv.gz)")
-    load.add_argument("folder", help="folder holding ADMISSIONS.csv(.gz), PATIENTS..., ICUSTAYS..., "
-                      "CHARTEVENTS..., LABEVENTS..., D_ITEMS..., D_LABITEMS...")
+                             "MIMIC-III or MIMIC-IV CSV files (.csv or .csv.gz)")
+    load.add_argument("folder", help="MIMIC-III: folder holding ADMISSIONS.csv(.gz), PATIENTS..., ICUSTAYS..., "
+                      "CHARTEVENTS..., LABEVENTS..., D_ITEMS..., D_LABITEMS...; MIMIC-IV: the release folder "
+                      "holding hosp/ and icu/ (loaded into [db].hosp_schema and [db].icu_schema)")
     load.set_defaults(handler=_load_csv)
+
+
+def add_dataset_option(parser, text: str) -> None:
+    from icurt.config_sections import DATASETS
+
+    parser.add_argument("--dataset", choices=DATASETS, help=text)
+
+
+def with_dataset(cfg: Config, dataset: str | None) -> Config:
+    """cfg with [db].dataset set to `dataset` (unchanged when None)."""
+    from icurt.config import with_overrides
+
+    return cfg if dataset is None else with_overrides(cfg, [f"db.dataset={dataset}"])
 
 
 def _synth(args, cfg: Config) -> int:
     from icurt.db.synth.cohort import run_synth
 
+    cfg = with_dataset(cfg, args.dataset)
     run_synth(cfg, stays=cfg.synth.stays if args.stays is None else args.stays,
               seed=cfg.synth.seed if args.seed is None else args.seed)
     return 0

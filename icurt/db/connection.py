@@ -7,18 +7,21 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from icurt.config import Config
-from icurt.db.dsn import redact_dsn
+from icurt.dsn import libpq_dsn, redact_dsn
 from icurt.db.server import create_database_if_missing, embedded_server
 from icurt.errors import IcurtError
+from icurt.ray_job import refuse_embedded_server_in_job
 
 log = logging.getLogger("icurt")
 
 
 def resolve_dsn(cfg: Config) -> str:
     """The configured DSN, or the embedded server's URL (starting the server if it is down, and
-    saying so: it keeps running for later commands unless the command fails)."""
+    saying so: it keeps running for later commands unless the command fails). Inside a Ray job an
+    empty DSN is an IcurtError (icurt/ray_job.py)."""
     if cfg.db.dsn:
         return cfg.db.dsn
+    refuse_embedded_server_in_job()
     server = embedded_server(cfg.paths.data, cfg.db.embedded_port)
     was_running = server.status().running
     url = server.start()
@@ -34,13 +37,15 @@ OPTUNA_DSN_FIX = ("check the Optuna DSN (ICURT_OPTUNA_DSN or [db].optuna_dsn) an
                   "or leave it empty to keep the studies on the server of [db].dsn (or the embedded one)")
 
 
-def connect(dsn: str, *, readonly: bool = False, timeout_s: int = 5, fix: str = DSN_FIX):
+def connect(dsn: str, *, readonly: bool = False, timeout_s: int = 5, fix: str = DSN_FIX,
+            application_name: str = "icurt"):
     """A psycopg2 connection; an unreachable or malformed DSN is an IcurtError (password redacted)
-    ending in `fix`, which names the setting the DSN came from."""
+    ending in `fix`, which names the setting the DSN came from. `application_name` is what
+    pg_stat_activity shows for it (a load names itself there, icurt.db.load_lock)."""
     import psycopg2
 
     try:
-        conn = psycopg2.connect(dsn, connect_timeout=timeout_s, application_name="icurt")
+        conn = psycopg2.connect(libpq_dsn(dsn), connect_timeout=timeout_s, application_name=application_name)
     except psycopg2.Error as exc:
         reason = redact_dsn(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise IcurtError(f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {reason}; {fix}") from None
@@ -50,9 +55,10 @@ def connect(dsn: str, *, readonly: bool = False, timeout_s: int = 5, fix: str = 
 
 
 @contextmanager
-def connection(cfg: Config, *, readonly: bool = False) -> Iterator:
+def connection(cfg: Config, *, readonly: bool = False, application_name: str = "icurt") -> Iterator:
     """A connection for the configured database, committed on success and always closed."""
-    conn = connect(resolve_dsn(cfg), readonly=readonly, timeout_s=cfg.db.connect_timeout_s)
+    conn = connect(resolve_dsn(cfg), readonly=readonly, timeout_s=cfg.db.connect_timeout_s,
+                   application_name=application_name)
     try:
         with conn:
             yield conn
@@ -89,7 +95,7 @@ def sqlalchemy_url(dsn: str) -> str:
     if "://" not in dsn:
         raise IcurtError("the Optuna storage needs a URL-style DSN (postgresql://user:pass@host/db); "
                          "set [db].optuna_dsn")
-    return "postgresql+psycopg2://" + dsn.split("://", 1)[1]
+    return "postgresql+psycopg2://" + libpq_dsn(dsn).split("://", 1)[1]
 
 
 def _ensure_database(server_url: str, name: str) -> None:

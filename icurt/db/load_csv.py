@@ -1,8 +1,14 @@
-"""`icurt db load-csv DIR`: build the MIMIC-III schema from PhysioNet's CSV files.
+"""`icurt db load-csv DIR`: build the MIMIC-III schema, or MIMIC-IV's two, from PhysioNet's CSV files.
+
+A folder holding `hosp/` and `icu/` is MIMIC-IV's release layout (lower-case `.csv.gz` files): its
+seven tables icurt reads (icurt.db.schema_iv) go into [db].hosp_schema and [db].icu_schema, each
+staged, locked and swapped in as below (both in one final transaction, stamped with one load id).
+Any other folder is MIMIC-III's: its seven tables go into [db].schema.
 
 Every file is found (NAME.csv or NAME.csv.gz, any letter case) and its header checked before the
-database is touched. The tables are then loaded into a staging schema `<schema>__loading` with
-COPY, streamed from the (gzipped) file, keyed, indexed and analysed; COPY's row count must equal the
+database is touched. The load then takes the schema's load lock (icurt.db.load_lock: a second load
+of the same schema at the same time refuses at once) and loads the tables into a staging schema of
+its own, `<schema>__loading_<random>`, with COPY, streamed from the (gzipped) file, keyed, indexed and analysed; COPY's row count must equal the
 number of CSV records counted while streaming, every table must hold rows, and the keys of the
 community's build (icurt.db.schema: row_id and the natural unique keys) must hold, so a duplicated
 row stops the load. Only then is the old schema dropped and the staging schema, stamped with this
@@ -18,6 +24,7 @@ import io
 import logging
 import time
 import zlib
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +34,9 @@ from psycopg2 import sql
 
 from icurt.config import Config
 from icurt.db.connection import connection
+from icurt.db import schema_iv
+from icurt.db.datasets import MIMIC_III, MIMIC_IV, RELEASES
+from icurt.db.load_lock import load_application_name, schema_load_lock, staging_schema
 from icurt.db.schema import add_keys, column_names, create_index_sql, create_table_sql, recreate_schema
 from icurt.db.stamp import write_load_stamp
 from icurt.errors import IcurtError
@@ -35,6 +45,7 @@ log = logging.getLogger("icurt")
 
 # Small tables first, so a broken download of a small file fails in seconds.
 LOAD_ORDER = ("patients", "admissions", "icustays", "d_items", "d_labitems", "labevents", "chartevents")
+MIMIC_IV_MODULES = ("hosp", "icu")
 COPY_CHUNK_BYTES = 1 << 20
 PROGRESS_EVERY_S = 30.0
 _QUOTE, _NEWLINE = ord('"'), ord("\n")
@@ -49,52 +60,70 @@ class TableLoad:
 
 
 def load_csv(cfg: Config, folder: str | Path) -> dict[str, TableLoad]:
-    """Load the seven MIMIC-III tables from `folder` into schema [db].schema, replacing it."""
+    """Load the seven MIMIC-III tables from `folder` into schema [db].schema, replacing it; or, when
+    `folder` holds hosp/ and icu/, MIMIC-IV's seven into [db].hosp_schema and [db].icu_schema.
+
+    IcurtError for a missing or damaged file, and (one line naming it) while another load of the same
+    schema is in progress."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise IcurtError(f"{folder} is not a folder; pass the folder holding PhysioNet's MIMIC-III CSV files")
-    files = {table: find_table_file(folder, table) for table in LOAD_ORDER}
+        raise IcurtError(f"{folder} is not a folder; pass the folder holding PhysioNet's MIMIC-III CSV files "
+                         "(or MIMIC-IV's release folder, holding hosp/ and icu/)")
+    dataset = dataset_of_folder(folder)
+    if dataset == MIMIC_IV:
+        files = {table: find_table_file(folder / schema_iv.module_of(table), table, dataset) for table in LOAD_ORDER}
+        module_schema = {"hosp": cfg.db.hosp_schema, "icu": cfg.db.icu_schema}
+        schemas = {table: module_schema[schema_iv.module_of(table)] for table in LOAD_ORDER}
+        if cfg.db.dataset != MIMIC_IV:
+            log.warning("loading MIMIC-IV; set [db].dataset = \"mimic-iv\" (or pass --set db.dataset=mimic-iv) "
+                        "for the queries to read it")
+    else:
+        files = {table: find_table_file(folder, table) for table in LOAD_ORDER}
+        schemas = {table: cfg.db.schema for table in LOAD_ORDER}
     for table, path in files.items():
-        check_header(path, table)
-    schema = cfg.db.schema
-    staging = staging_schema(schema)
+        check_header(path, table, dataset)
+    staging = {schema: staging_schema(schema) for schema in dict.fromkeys(schemas.values())}
     started = time.perf_counter()
     loads: dict[str, TableLoad] = {}
-    with connection(cfg) as conn:
+    with connection(cfg, application_name=load_application_name("db load-csv")) as conn, ExitStack() as locks:
+        for schema in sorted(staging):   # always in one order: two loads never deadlock
+            locks.enter_context(schema_load_lock(conn, schema))
         try:
             with conn.cursor() as cur:
-                recreate_schema(cur, staging)
+                for name in staging.values():
+                    recreate_schema(cur, name)
             conn.commit()
             for table in LOAD_ORDER:
-                loads[table] = load_table(conn, staging, table, files[table])
-            _replace_schema(conn, staging, schema, source=f"icurt db load-csv {folder.resolve()}")
+                loads[table] = load_table(conn, staging[schemas[table]], table, files[table], dataset)
+            _replace_schemas(conn, staging, source=f"icurt db load-csv {folder.resolve()}")
         except BaseException:
-            _drop_quietly(conn, staging)
+            for name in staging.values():
+                _drop_quietly(conn, name)
             raise
-    log.info("schema %s loaded from %s in %.0f s (%s)", schema, folder, time.perf_counter() - started,
+    log.info("%s loaded from %s in %.0f s (%s)", ", ".join(staging), folder, time.perf_counter() - started,
              ", ".join(f"{t.table} {t.rows:,}" for t in loads.values()))
     return loads
 
 
-def staging_schema(schema: str) -> str:
-    staging = f"{schema}__loading"
-    if len(staging.encode()) > 63:      # PostgreSQL would silently truncate the name
-        raise IcurtError(f"schema name '{schema}' is too long to load into (at most 54 bytes); "
-                         "set a shorter [db].schema")
-    return staging
+def dataset_of_folder(folder: Path) -> str:
+    """MIMIC_IV when `folder` holds hosp/ and icu/ (MIMIC-IV's release layout), else MIMIC_III."""
+    return MIMIC_IV if all((folder / module).is_dir() for module in MIMIC_IV_MODULES) else MIMIC_III
 
 
-def find_table_file(folder: Path, table: str) -> Path:
+def find_table_file(folder: Path, table: str, dataset: str = MIMIC_III) -> Path:
     """NAME.csv or NAME.csv.gz in `folder`, in any letter case (the plain file when both exist)."""
     found = {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_file()}
     for name in (f"{table}.csv", f"{table}.csv.gz"):
         if name in found:
             return found[name]
+    if dataset == MIMIC_IV:
+        raise IcurtError(f"{folder} has no {table}.csv.gz or {table}.csv; download "
+                         f"{folder.name}/{table}.csv.gz of MIMIC-IV (v2.2 or later) from PhysioNet into that folder")
     raise IcurtError(f"{folder} has no {table.upper()}.csv or {table.upper()}.csv.gz; download "
                      f"{table.upper()}.csv.gz of MIMIC-III v1.4 from PhysioNet into that folder")
 
 
-def check_header(path: Path, table: str) -> None:
+def check_header(path: Path, table: str, dataset: str = MIMIC_III) -> None:
     """The file's header must name the table's columns in order (letter case aside)."""
     try:
         with _open(path) as raw:
@@ -105,7 +134,7 @@ def check_header(path: Path, table: str) -> None:
     if not first_line.strip():
         raise IcurtError(f"{path} is empty or has no header line; download it again from PhysioNet")
     header = [name.strip().lower() for name in next(csv.reader([first_line]), [])]
-    expected = column_names(table)
+    expected = column_names(table, dataset)
     if header == expected:
         return
     for position, (got, want) in enumerate(zip(header, expected), start=1):
@@ -115,21 +144,22 @@ def check_header(path: Path, table: str) -> None:
     else:
         problem = (f"column '{expected[len(header)]}' is missing" if len(header) < len(expected)
                    else f"has an extra column '{header[len(expected)]}'")
-    raise IcurtError(f"{path}: the header {problem}; this is not MIMIC-III v1.4's {table.upper()} "
+    name = table.upper() if dataset == MIMIC_III else table
+    raise IcurtError(f"{path}: the header {problem}; this is not {RELEASES[dataset]}'s {name} "
                      "table, replace it with PhysioNet's file")
 
 
-def load_table(conn, schema: str, table: str, path: Path) -> TableLoad:
+def load_table(conn, schema: str, table: str, path: Path, dataset: str = MIMIC_III) -> TableLoad:
     """Create `schema.table`, COPY the file into it, check the row count, key, index and analyse it.
 
     IcurtError (naming the file) for a file without data rows and for a duplicated key.
     """
     started = time.perf_counter()
     target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-    columns = sql.SQL(", ").join(map(sql.Identifier, column_names(table)))
+    columns = sql.SQL(", ").join(map(sql.Identifier, column_names(table, dataset)))
     copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true, NULL '')").format(target, columns)
     with conn.cursor() as cur, _open(path) as raw:
-        cur.execute(create_table_sql(schema, table))
+        cur.execute(create_table_sql(schema, table, dataset))
         reader = CountingReader(raw, table)
         try:
             cur.copy_expert(copy, reader, size=COPY_CHUNK_BYTES)
@@ -141,14 +171,15 @@ def load_table(conn, schema: str, table: str, path: Path) -> TableLoad:
             raise IcurtError(f"{path}: PostgreSQL loaded {copied:,} rows but the file holds {data_rows:,} "
                              "CSV records; the file may be truncated or damaged, replace it")
         if copied == 0:
-            raise IcurtError(f"{path} holds no data rows (only its header); icurt needs the {table.upper()} "
-                             "table of MIMIC-III v1.4 with its rows, download the file again from PhysioNet")
+            name = table.upper() if dataset == MIMIC_III else table
+            raise IcurtError(f"{path} holds no data rows (only its header); icurt needs the {name} "
+                             f"table of {RELEASES[dataset]} with its rows, download the file again from PhysioNet")
         try:
-            add_keys(cur, schema, table)
+            add_keys(cur, schema, table, dataset)
         except IcurtError as duplicate:
             raise IcurtError(f"{path}: {duplicate}; remove the duplicate (or download the file again) "
                              "and rerun `icurt db load-csv`") from None
-        for statement in create_index_sql(schema, table):
+        for statement in create_index_sql(schema, table, dataset):
             cur.execute(statement)
         cur.execute(sql.SQL("ANALYZE {}").format(target))
     conn.commit()
@@ -227,7 +258,7 @@ def _copy_error(exc: psycopg2.Error, reader: CountingReader, path: Path) -> Base
         context = (exc.diag.context or "").strip().splitlines()
         where = f" at {context[0]}" if context else ""
         return IcurtError(f"{path}: {exc.diag.message_primary}{where}; the file is damaged or not "
-                          "PhysioNet's MIMIC-III v1.4, replace it")
+                          "PhysioNet's MIMIC-III v1.4 or MIMIC-IV file, replace it")
     return exc
 
 
@@ -235,14 +266,18 @@ def _open(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _replace_schema(conn, staging: str, schema: str, source: str) -> None:
+def _replace_schemas(conn, staging: dict[str, str], source: str) -> None:
+    """Swap every staging schema in for its target ({target: staging}), stamped with one load id,
+    in one transaction."""
+    load_id = None
     with conn.cursor() as cur:
-        write_load_stamp(cur, staging, source)
-        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
-        if cur.fetchone() is not None:
-            log.warning("replacing schema %s with the tables just loaded", schema)
-        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(schema)))
+        for schema, loaded in staging.items():
+            load_id = write_load_stamp(cur, loaded, source, load_id=load_id)
+            cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            if cur.fetchone() is not None:
+                log.warning("replacing schema %s with the tables just loaded", schema)
+            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(loaded), sql.Identifier(schema)))
     conn.commit()
 
 

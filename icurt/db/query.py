@@ -1,4 +1,5 @@
-"""The four MIMIC-III queries (sql/*.sql) streamed into Parquet (icurt/stages/query.py is the stage).
+"""The four queries of the configured dataset (sql/mimic-iii/*.sql or sql/mimic-iv/*.sql, the same
+columns and units) streamed into Parquet (icurt/stages/query.py is the stage).
 
 Each query runs in its own read-only transaction through a server-side cursor, and its rows are
 streamed into Parquet in batches of [query].fetch_size, so memory stays flat at MIMIC-III scale.
@@ -22,6 +23,8 @@ import pyarrow.parquet as pq
 from psycopg2 import errors, sql
 
 from icurt.config import Config
+from icurt.db.datasets import FEATURE_ITEMS as DATASET_FEATURE_ITEMS
+from icurt.db.datasets import MIMIC_III, SOURCE_TABLES, QuerySource, query_source
 from icurt.errors import IcurtError
 from icurt.shipped import shipped_path
 
@@ -62,26 +65,7 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
     ]),
 }
 QUERIES = tuple(OUTPUT_SCHEMAS)
-# The tables the queries read, each of which must hold rows.
-SOURCE_TABLES = ("patients", "admissions", "icustays", "chartevents", "labevents")
-# Per feature of the model (icurt.config.FEATURE_COLUMNS): the table and the item ids of every query
-# column preprocess may read it from (sql/*.sql; blood gas or chemistry, [preprocess].<f>_source).
-FEATURE_ITEMS: dict[str, tuple[str, tuple[int, ...]]] = {
-    "potassium": ("labevents", (50822, 50971)), "calcium": ("labevents", (50808, 50893)),
-    "ph": ("labevents", (50820,)), "pco2": ("labevents", (50818,)), "lactate": ("labevents", (50813,)),
-    "albumin": ("labevents", (50862,)), "bun": ("labevents", (51006,)),
-    "creatinine": ("labevents", (50912,)), "sodium": ("labevents", (50983, 50824)),
-    "bicarbonate": ("labevents", (50882, 50803)), "platelet": ("labevents", (51265,)),
-    "glucose": ("labevents", (50931, 50809)), "magnesium": ("labevents", (50960,)),
-    "heartrate": ("chartevents", (211, 220045)),
-    "sysbp": ("chartevents", (51, 442, 455, 6701, 220179, 220050)),
-    "diasbp": ("chartevents", (8368, 8440, 8441, 8555, 220180, 220051)),
-    "tempc": ("chartevents", (676, 223762, 678, 223761)),
-    "resprate": ("chartevents", (615, 618, 220210, 224690)),
-    "spo2": ("chartevents", (646, 220277)),
-}
-_FIX = ("build it with `icurt db synth` or `icurt db load-csv DIR`, or set [db].schema to the schema "
-        "that holds MIMIC-III v1.4")
+FEATURE_ITEMS = DATASET_FEATURE_ITEMS[MIMIC_III]   # MIMIC-III's; QuerySource.feature_items per dataset
 
 
 @dataclass(frozen=True)
@@ -91,35 +75,43 @@ class QueryStats:
     write_s: float
 
 
-def query_text(name: str) -> str:
-    """The SQL of one of the four queries, as shipped in sql/<name>.sql."""
-    return shipped_path("icurt.sql", f"{name}.sql").read_text()
+def query_text(name: str, dataset: str = MIMIC_III) -> str:
+    """The SQL of one of the four queries of `dataset`, as shipped in sql/<dataset>/<name>.sql."""
+    return shipped_path("icurt.sql", f"{dataset}/{name}.sql").read_text()
 
 
-def check_database(conn, schema: str) -> None:
-    """IcurtError naming what is missing, in seconds, before any long query starts: the schema; a
+def check_database(conn, source: QuerySource | str) -> None:
+    """IcurtError naming what is missing, in seconds, before any long query starts: a schema; a
     table, column or privilege (found by planning every query); a table without rows; a feature
-    none of whose item ids occurs (FEATURE_ITEMS)."""
-    _check_schema(conn, schema)
-    _check_queries_plan(conn, schema)
-    _check_rows(conn, schema)
+    none of whose item ids occurs (QuerySource.feature_items). A str is a MIMIC-III schema."""
+    source = _as_source(source)
+    _check_schema(conn, source)
+    _check_queries_plan(conn, source)
+    _check_rows(conn, source)
+
+
+def _as_source(source: QuerySource | str) -> QuerySource:
+    if isinstance(source, QuerySource):
+        return source
+    return QuerySource(MIMIC_III, {table: source for table in SOURCE_TABLES})
 
 
 def export_query(conn, cfg: Config, name: str, folder: Path, csv: bool = False) -> QueryStats:
     """Stream one query into <folder>/<name>.parquet (and .csv); the files appear only when complete."""
     schema = OUTPUT_SCHEMAS[name]
+    source = query_source(cfg.db)
     targets = [folder / f"{name}.parquet"] + ([folder / f"{name}.csv"] if csv else [])
     partials = [path.with_name(path.name + ".partial") for path in targets]
     timer = _Timer()
     rows = 0
     try:
-        _begin(conn, cfg.db.schema)
+        _begin(conn, source)
         with conn.cursor(name=f"icurt_{name}") as cur, _BatchWriters(schema, partials) as writers:
             cur.itersize = cfg.query.fetch_size
             with timer.lap("query"):
-                cur.execute(query_text(name))
+                cur.execute(query_text(name, source.dataset))
                 fetched = cur.fetchmany(cfg.query.fetch_size)
-            _check_columns(name, [column.name for column in cur.description], schema)
+            _check_columns(name, [column.name for column in cur.description], schema, source.dataset)
             while fetched:
                 with timer.lap("write"):
                     writers.write(_record_batch(fetched, schema))
@@ -130,7 +122,7 @@ def export_query(conn, cfg: Config, name: str, folder: Path, csv: bool = False) 
     except BaseException as exc:
         _rollback_quietly(conn)
         _remove(partials)
-        mapped = _user_error(exc, name, cfg.db.schema) if isinstance(exc, psycopg2.Error) else None
+        mapped = _user_error(exc, name, source) if isinstance(exc, psycopg2.Error) else None
         if mapped is None:
             raise
         raise mapped from None
@@ -186,52 +178,53 @@ class _BatchWriters:
             writer.close()
 
 
-def _begin(conn, schema: str) -> None:
-    """Start a transaction that reads unqualified table names from `schema`."""
+def _begin(conn, source: QuerySource) -> None:
+    """Start a transaction that reads unqualified table names from the source's schemas."""
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, source.schemas))))
         # A cursor's plan is tuned for its first 10% of rows by default; all rows are read here.
         cur.execute("SET LOCAL cursor_tuple_fraction = 1.0")
 
 
-def _check_queries_plan(conn, schema: str) -> None:
+def _check_queries_plan(conn, source: QuerySource) -> None:
     """Plan every query first, so a missing table, column or privilege fails in seconds, not hours."""
     for name in QUERIES:
         try:
-            _begin(conn, schema)
+            _begin(conn, source)
             with conn.cursor() as cur:
-                cur.execute("EXPLAIN " + query_text(name))
+                cur.execute("EXPLAIN " + query_text(name, source.dataset))
             conn.commit()
         except psycopg2.Error as exc:
             _rollback_quietly(conn)
-            mapped = _user_error(exc, name, schema)
+            mapped = _user_error(exc, name, source)
             if mapped is None:
                 raise
             raise mapped from None
 
 
-def _check_rows(conn, schema: str) -> None:
+def _check_rows(conn, source: QuerySource) -> None:
     """Every source table holds rows and every feature has at least one row of one of its items."""
     try:
-        _begin(conn, schema)
+        _begin(conn, source)
         with conn.cursor() as cur:
-            empty = [table for table in SOURCE_TABLES if not _exists(cur, table)]
+            empty = [source.name_of(table) for table in SOURCE_TABLES if not _exists(cur, table)]
             if empty:
-                raise IcurtError(f"table{'s' if len(empty) > 1 else ''} {', '.join(empty)} in schema '{schema}' "
-                                 f"hold{'' if len(empty) > 1 else 's'} no rows; {_FIX}")
-            missing = [f"{feature} ({table} itemid {', '.join(map(str, items))})"
-                       for feature, (table, items) in FEATURE_ITEMS.items()
+                raise IcurtError(f"table{'s' if len(empty) > 1 else ''} {', '.join(empty)} in {source.where()} "
+                                 f"hold{'' if len(empty) > 1 else 's'} no rows; {source.fix()}")
+            missing = [f"{feature} ({source.name_of(table)} itemid {', '.join(map(str, items))})"
+                       for feature, (table, items) in source.feature_items.items()
                        if not _exists(cur, table, items)]
         conn.commit()
     except psycopg2.Error as exc:
         _rollback_quietly(conn)
-        mapped = _user_error(exc, "check", schema)
+        mapped = _user_error(exc, "check", source)
         if mapped is None:
             raise
         raise mapped from None
     if missing:
-        raise IcurtError(f"no row in schema '{schema}' holds an item id of feature{'s' if len(missing) > 1 else ''} "
-                         f"{'; '.join(missing)}: the table is incomplete or not MIMIC-III v1.4's; {_FIX}")
+        raise IcurtError(f"no row in {source.where()} holds an item id of feature{'s' if len(missing) > 1 else ''} "
+                         f"{'; '.join(missing)}: the table is incomplete or not {source.release}'s; {source.fix()}")
 
 
 def _exists(cur, table: str, items: tuple[int, ...] | None = None) -> bool:
@@ -241,33 +234,37 @@ def _exists(cur, table: str, items: tuple[int, ...] | None = None) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def _check_schema(conn, schema: str) -> None:
+def _check_schema(conn, source: QuerySource) -> None:
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
-        found = cur.fetchone() is not None
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (list(source.schemas),))
+        found = {row[0] for row in cur.fetchall()}
     conn.commit()
-    if not found:
-        raise IcurtError(f"schema '{schema}' does not exist in the database; {_FIX}")
+    missing = [name for name in source.schemas if name not in found]
+    if missing:
+        names = ", ".join(f"'{name}'" for name in missing)
+        raise IcurtError(f"schema{'s' if len(missing) > 1 else ''} {names} "
+                         f"do{'' if len(missing) > 1 else 'es'} not exist in the database; {source.fix()}")
 
 
-def _check_columns(name: str, got: list[str], schema: pa.Schema) -> None:
+def _check_columns(name: str, got: list[str], schema: pa.Schema, dataset: str) -> None:
     if got != schema.names:
-        raise RuntimeError(f"sql/{name}.sql returns columns {got}, expected {schema.names}")
+        raise RuntimeError(f"sql/{dataset}/{name}.sql returns columns {got}, expected {schema.names}")
 
 
-def _user_error(exc, name: str, schema: str) -> IcurtError | None:
+def _user_error(exc, name: str, source: QuerySource) -> IcurtError | None:
     """A one-line IcurtError for what a user can fix (missing table/column/schema, no privilege)."""
     detail = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
     if isinstance(exc, errors.UndefinedTable):
-        return IcurtError(f"query {name}: {detail} in schema '{schema}' (MIMIC-III table missing); {_FIX}")
+        return IcurtError(f"query {name}: {detail} in {source.where()} ({source.release} table missing); "
+                          f"{source.fix()}")
     if isinstance(exc, errors.UndefinedColumn):
-        return IcurtError(f"query {name}: {detail} in schema '{schema}' (the tables do not have the "
-                          f"MIMIC-III v1.4 columns); {_FIX}")
+        return IcurtError(f"query {name}: {detail} in {source.where()} (the tables do not have the "
+                          f"{source.release} columns); {source.fix()}")
     if isinstance(exc, errors.InvalidSchemaName):
-        return IcurtError(f"query {name}: {detail}; {_FIX}")
+        return IcurtError(f"query {name}: {detail}; {source.fix()}")
     if isinstance(exc, errors.InsufficientPrivilege):
         return IcurtError(f"query {name}: {detail}; grant the database user SELECT on the tables of "
-                          f"schema '{schema}' (USAGE on the schema too)")
+                          f"{source.where()} (USAGE on the schema{'s' if len(source.schemas) > 1 else ''} too)")
     return None
 
 

@@ -1,5 +1,6 @@
 """MIMIC-III v1.4 DDL for the tables icurt's queries read (shared by synth and load-csv): columns,
-the keys of the community's build, and indexes."""
+the keys of the community's build, and indexes. The functions take `dataset`: "mimic-iii" (this
+module's tables) or "mimic-iv" (icurt.db.schema_iv's)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import re
 
 from psycopg2 import errors, sql
 
+from icurt.db import schema_iv
 from icurt.errors import IcurtError
+
+MIMIC_III = "mimic-iii"
 
 # Column order is the order of PhysioNet's CSV files.
 TABLES: dict[str, list[tuple[str, str]]] = {
@@ -85,28 +89,38 @@ INDEXES: dict[str, list[tuple[str, ...]]] = {
 _DUPLICATE = re.compile(r"Key \((?P<columns>.*)\)=\((?P<value>.*)\) is duplicated")
 
 
-def create_table_sql(schema: str, table: str) -> sql.Composed:
+def table_columns(table: str, dataset: str = MIMIC_III) -> list[tuple[str, str]]:
+    """(column, type) of `table` in the dataset's DDL, in the order of its CSV files."""
+    return TABLES[table] if dataset == MIMIC_III else schema_iv.TABLES[table][1]
+
+
+def create_table_sql(schema: str, table: str, dataset: str = MIMIC_III) -> sql.Composed:
     cols = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in TABLES[table])
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in table_columns(table, dataset))
     return sql.SQL("CREATE TABLE {}.{} ({})").format(sql.Identifier(schema), sql.Identifier(table), cols)
 
 
-def create_index_sql(schema: str, table: str) -> list[sql.Composed]:
+def create_index_sql(schema: str, table: str, dataset: str = MIMIC_III) -> list[sql.Composed]:
+    indexes = INDEXES[table] if dataset == MIMIC_III else schema_iv.INDEXES[table]
     return [
         sql.SQL("CREATE INDEX {} ON {}.{} ({})").format(
             sql.Identifier(f"{table}_{'_'.join(cols)}_idx"), sql.Identifier(schema), sql.Identifier(table),
             sql.SQL(", ").join(map(sql.Identifier, cols)))
-        for cols in INDEXES[table]
+        for cols in indexes
     ]
 
 
-def add_keys(cur, schema: str, table: str) -> None:
+def add_keys(cur, schema: str, table: str, dataset: str = MIMIC_III) -> None:
     """Add the table's primary key and unique keys (after its rows are in: one index build each).
 
     A duplicate is an IcurtError naming the table, the key and one duplicated value, e.g.
     "table labevents holds two rows with primary key row_id = 17".
     """
-    keys = [("primary key", PRIMARY_KEY, "PRIMARY KEY")] + [("unique key", k, "UNIQUE") for k in UNIQUE_KEYS[table]]
+    if dataset == MIMIC_III:
+        keys = [("primary key", PRIMARY_KEY, "PRIMARY KEY")] + [("unique key", k, "UNIQUE") for k in UNIQUE_KEYS[table]]
+    else:
+        primary = schema_iv.PRIMARY_KEYS[table]
+        keys = [("primary key", primary, "PRIMARY KEY")] if primary else []
     for kind, columns, constraint in keys:
         statement = sql.SQL("ALTER TABLE {}.{} ADD {} ({})").format(
             sql.Identifier(schema), sql.Identifier(table), sql.SQL(constraint),
@@ -126,5 +140,5 @@ def recreate_schema(cur, schema: str) -> None:
     cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
 
 
-def column_names(table: str) -> list[str]:
-    return [name for name, _ in TABLES[table]]
+def column_names(table: str, dataset: str = MIMIC_III) -> list[str]:
+    return [name for name, _ in table_columns(table, dataset)]

@@ -170,14 +170,18 @@ def stop_started_since(mark: int) -> list[EmbeddedPostgres]:
 
 
 def create_database_if_missing(conn, name: str) -> None:
-    """CREATE DATABASE `name` on the server of `conn` unless it exists (switches to autocommit)."""
-    from psycopg2 import sql
+    """CREATE DATABASE `name` on the server of `conn` unless it exists (switches to autocommit); a
+    command creating it at the same moment is no error (the database exists either way)."""
+    from psycopg2 import errors, sql
 
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         if cur.fetchone() is None:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            try:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except (errors.DuplicateDatabase, errors.UniqueViolation):
+                pass
 
 
 def embedded_server(data_root: str | Path, port: int = 0) -> EmbeddedPostgres:

@@ -14,10 +14,11 @@ STAMP_TABLE = "icurt_load"
 SMALL_TABLES = ("patients", "admissions", "icustays")
 
 
-def write_load_stamp(cur, schema: str, source: str) -> str:
+def write_load_stamp(cur, schema: str, source: str, load_id: str | None = None) -> str:
     """Create `schema`.icurt_load holding one row about this load (call it inside the load's
-    transaction); returns the new load id."""
-    load_id = secrets.token_hex(8)
+    transaction); returns the load id (new unless given: a load of several schemas stamps each
+    with the same id)."""
+    load_id = load_id or secrets.token_hex(8)
     table = sql.Identifier(schema, STAMP_TABLE)
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
     cur.execute(sql.SQL("CREATE TABLE {} (loaded_at TIMESTAMPTZ NOT NULL, load_id TEXT NOT NULL, "
@@ -26,13 +27,18 @@ def write_load_stamp(cur, schema: str, source: str) -> str:
     return load_id
 
 
-def source_fingerprint(conn, schema: str) -> dict | None:
-    """A JSON-ready fingerprint of what the queries read from `schema`: its load stamp when icurt
-    loaded it, else (a database icurt did not load) the row count and largest row_id of each of
-    SMALL_TABLES. None when the schema lacks those tables (the query's own checks say what is wrong).
-    psycopg2 errors other than a missing table propagate."""
+def source_fingerprint(conn, schema) -> dict | None:
+    """A JSON-ready fingerprint of what the queries read from `schema` (a MIMIC-III schema name, or an
+    icurt.db.datasets.QuerySource): its load stamp when icurt loaded it, else (a database icurt did
+    not load) the row count and largest id (row_id; MIMIC-IV: subject_id, hadm_id, stay_id) of each
+    of SMALL_TABLES. MIMIC-IV's two schemas count as loaded by icurt when both carry a stamp. None
+    when the tables are missing (the query's own checks say what is wrong). psycopg2 errors other
+    than a missing table propagate."""
     with conn.cursor() as cur:
-        found = _fingerprint(cur, conn, schema)
+        if isinstance(schema, str):
+            found = _fingerprint(cur, conn, schema)
+        else:
+            found = _fingerprint_of_source(cur, conn, schema)
     conn.commit()
     return found
 
@@ -43,23 +49,57 @@ def describe_fingerprint(fingerprint: dict | None) -> str:
         return "its tables cannot be read"
     if "load_id" in fingerprint:
         return f"loaded {fingerprint['loaded_at']} by {fingerprint['source']}"
-    return "not loaded by icurt; " + ", ".join(f"{table} {count:,} rows up to row_id {top}"
+    key = "id" if "ids" in fingerprint else "row_id"
+    return "not loaded by icurt; " + ", ".join(f"{table} {count:,} rows up to {key} {top}"
                                                for table, (count, top) in fingerprint["rows"].items())
 
 
 def _fingerprint(cur, conn, schema: str) -> dict | None:
-    if _exists(cur, conn, schema, STAMP_TABLE):
-        cur.execute(sql.SQL("SELECT loaded_at, load_id, source FROM {} ORDER BY loaded_at DESC LIMIT 1").format(
-            sql.Identifier(schema, STAMP_TABLE)))
-        stamp = cur.fetchone()
-        if stamp is not None:
-            loaded_at = stamp[0].astimezone(timezone.utc).isoformat(timespec="seconds")
-            return {"loaded_at": loaded_at, "load_id": stamp[1], "source": stamp[2]}
-    if not all(_exists(cur, conn, schema, table) for table in SMALL_TABLES):
+    stamp = _stamp(cur, conn, schema)
+    if stamp is not None:
+        return stamp
+    return _rows(cur, conn, {table: (schema, "row_id") for table in SMALL_TABLES})
+
+
+def _fingerprint_of_source(cur, conn, source) -> dict | None:
+    if len(source.schemas) == 1:
+        return _fingerprint(cur, conn, source.schemas[0])
+    stamps = [_stamp(cur, conn, schema) for schema in source.schemas]
+    if all(stamps):
+        first = stamps[0]
+        if all(stamp["load_id"] == first["load_id"] for stamp in stamps):
+            return first
+        return {"loaded_at": max(stamp["loaded_at"] for stamp in stamps),
+                "load_id": "+".join(stamp["load_id"] for stamp in stamps),
+                "source": "; ".join(dict.fromkeys(stamp["source"] for stamp in stamps))}
+    found = _rows(cur, conn, {table: (source.schema_of(table), _ID_COLUMN[table]) for table in SMALL_TABLES})
+    return found and {**found, "ids": _ID_COLUMN}
+
+
+# MIMIC-IV has no row_id: its small tables are counted by their keys.
+_ID_COLUMN = {"patients": "subject_id", "admissions": "hadm_id", "icustays": "stay_id"}
+
+
+def _stamp(cur, conn, schema: str) -> dict | None:
+    if not _exists(cur, conn, schema, STAMP_TABLE):
+        return None
+    cur.execute(sql.SQL("SELECT loaded_at, load_id, source FROM {} ORDER BY loaded_at DESC LIMIT 1").format(
+        sql.Identifier(schema, STAMP_TABLE)))
+    stamp = cur.fetchone()
+    if stamp is None:
+        return None
+    loaded_at = stamp[0].astimezone(timezone.utc).isoformat(timespec="seconds")
+    return {"loaded_at": loaded_at, "load_id": stamp[1], "source": stamp[2]}
+
+
+def _rows(cur, conn, tables: dict[str, tuple[str, str]]) -> dict | None:
+    """{"rows": {table: [count, largest id]}} of (schema, id column) per table; None if one is missing."""
+    if not all(_exists(cur, conn, schema, table) for table, (schema, _) in tables.items()):
         return None
     rows = {}
-    for table in SMALL_TABLES:
-        cur.execute(sql.SQL("SELECT count(*), max(row_id) FROM {}").format(sql.Identifier(schema, table)))
+    for table, (schema, key) in tables.items():
+        cur.execute(sql.SQL("SELECT count(*), max({}) FROM {}").format(sql.Identifier(key),
+                                                                       sql.Identifier(schema, table)))
         rows[table] = list(cur.fetchone())
     return {"rows": rows}
 

@@ -10,8 +10,11 @@ the driver's disk. Each worker fits on its fold's fit rows with the one fit loop
 under the reference rule) and, when they differ, on the held-out rows too (for the curves only).
 It reports a checkpoint (model/checkpoint.py) only when an evaluation is the best so far by the
 job's checkpoint metric (`BestSoFar`: never one with a non-finite loss or score; on a tie the
-later), and Ray keeps that last one. A fold with no usable evaluation fails with the reason.
-TensorBoard events are written on the driver (`tensorboard/fold_<k>/`) from the reported results as
+later), and Ray keeps that last one; the fit ends after [train].patience evaluations without a
+new best (`EarlyStopping`; `epochs` is the cap). A fold with no usable evaluation fails with the
+reason. As each fold's trial completes, the driver writes its chosen checkpoint and its record
+(best epoch, epochs trained) into the run's `fold_<k>/` (model/train_run.py), so an interrupted
+run keeps its finished folds and `icurt train --resume` trains only the others. TensorBoard events are written on the driver (`tensorboard/fold_<k>/`) from the reported results as
 they arrive, so workers never write to the driver's disk and the curves are live.
 """
 
@@ -21,6 +24,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from icurt.config import ModelConfig
@@ -54,6 +58,8 @@ class FoldJob:
     storage_path: str
     shape: ModelConfig       # [model]: read-out and training output
     checkpoint_metric: str   # "auroc" or "val_loss" (model/trainer.py BestSoFar)
+    patience: int = 0        # evaluations without a new best that end a fold; 0 = run all epochs
+    precision: str = "fp32"  # [train].precision (model/precision.py)
 
 
 def concurrent_folds(placement: Placement, capacity: Capacity, num_workers: int, num_folds: int) -> int:
@@ -66,25 +72,30 @@ def concurrent_folds(placement: Placement, capacity: Capacity, num_workers: int,
     return min(num_folds, fits)
 
 
-def run_folds(job: FoldJob, dataset: Dataset, folds: list[FoldRows], run_path: Path, parallel: int) -> list[dict]:
-    """Fit every fold as a Tune trial; [{"fold", "best_epoch", "checkpoint"}] by fold (the
-    checkpoint's folder: the evaluation BestSoFar chose)."""
+def run_folds(job: FoldJob, dataset: Dataset, folds: list[FoldRows], run_path: Path, parallel: int,
+              only: list[int] | None = None) -> None:
+    """Fit folds `only` (default: every fold) as Tune trials; each fold's chosen checkpoint (the
+    evaluation BestSoFar chose) and record are written to `run_path/fold_<k>/` as its trial completes
+    (model/train_run.py read_fold_record reads them). IcurtError naming the first fold that failed."""
     import ray
     from ray import tune
 
+    from icurt.model.train_run import read_fold_record
+
+    todo = list(range(len(folds))) if only is None else sorted(only)
     data_ref = ray.put({"features": dataset.features, "labels": dataset.labels, "folds": list(folds)})
     trainable = tune.with_resources(tune.with_parameters(fold_driver, job=job, data=[data_ref]),
                                     {"cpu": 0, "memory": DRIVER_MEMORY_BYTES})
     tuner = tune.Tuner(
         trainable,
-        param_space={"train_loop_config": {"fold": tune.grid_search(list(range(len(folds))))}},
+        param_space={"train_loop_config": {"fold": tune.grid_search(todo)}},
         tune_config=tune.TuneConfig(max_concurrent_trials=parallel, trial_dirname_creator=_fold_dirname),
         run_config=tune.RunConfig(name="crossval", storage_path=str(run_path / "ray_results"), verbose=0,
-                                  callbacks=[tensorboard_callback(run_path / "tensorboard")]))
+                                  callbacks=[tensorboard_callback(run_path / "tensorboard"),
+                                             fold_writer(run_path, job.precision)]))
     with sigint_stops_tune() as interrupted:
         results = tuner.fit()
     raise_if_interrupted(interrupted)
-    out = []
     for result in results:
         if not result.config:   # a fold Tune never started
             continue
@@ -97,11 +108,43 @@ def run_folds(job: FoldJob, dataset: Dataset, folds: list[FoldRows], run_path: P
         if not (result.metrics or {}).get("final"):
             raise IcurtError(f"fold {fold} ended before its last epoch, without a best checkpoint; "
                              "see the run's run.log")
-        m = result.metrics
-        out.append({"fold": fold, "best_epoch": int(m["best_epoch"]), "checkpoint": m["best_checkpoint_path"]})
-    if len(out) != len(folds):
-        raise IcurtError(f"only {len(out)} of {len(folds)} folds finished; see the run's run.log")
-    return sorted(out, key=lambda r: r["fold"])
+    finished = [k for k in todo if read_fold_record(run_path, k) is not None]
+    if len(finished) != len(todo):
+        raise IcurtError(f"only {len(finished)} of {len(todo)} folds finished; see the run's run.log")
+
+
+def fold_writer(run_path: Path, precision: str):
+    """A Tune callback that, on the driver, copies each completed fold's chosen checkpoint into
+    `run_path/fold_<k>/` and then writes its record (the record last: it marks the fold finished).
+    The epochs a fold trained are those of its last reported evaluation (Ray Train's result only
+    carries the chosen checkpoint's metrics)."""
+    from ray.tune import Callback
+
+    from icurt.model import checkpoint
+    from icurt.model.train_run import write_fold_record
+
+    class FoldWriter(Callback):
+        def __init__(self):
+            self.trained: dict[int, int] = {}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "epoch" in result and not result.get("final"):
+                fold = trial.config["train_loop_config"]["fold"]
+                self.trained[fold] = max(self.trained.get(fold, 0), int(result["epoch"]))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            result = trial.last_result or {}
+            if not result.get("final"):
+                return
+            fold = int(result["fold"])
+            chosen = checkpoint.load(result["best_checkpoint_path"])
+            checkpoint.save(checkpoint.fold_folder(run_path, fold), chosen)
+            trained = self.trained.get(fold, int(result["best_epoch"]))
+            write_fold_record(run_path, fold, int(result["best_epoch"]), trained)
+            log.info("fold %d finished: %d epochs trained, best epoch %d (%s)", fold, trained,
+                     result["best_epoch"], precision)
+
+    return FoldWriter()
 
 
 def _fold_dirname(trial) -> str:
@@ -168,23 +211,36 @@ def train_fold_worker(config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     trainer = Trainer(job.hparams, features[rows.fit], labels[rows.fit], features[rows.choice], labels[rows.choice],
                       device=str(ray.train.torch.get_device()), seed=job.seed + config["fold"],
-                      rank=rank, world_size=world, shape=job.shape,
+                      rank=rank, world_size=world, shape=job.shape, precision=job.precision,
                       wrap_model=ray.train.torch.prepare_model if world > 1 else None)
     best = BestSoFar(job.checkpoint_metric)
     separate = rank == 0 and not rows.chooses_on_held_out
-    # every rank reports at each evaluation (a barrier); rank 0 evaluates and checkpoints
-    for evaluation in fit(trainer, job.epochs, job.eval_interval, evaluate=rank == 0):
+    # every rank reports at each evaluation (a barrier); rank 0 evaluates, checkpoints and decides the stop
+    for evaluation in fit(trainer, job.epochs, job.eval_interval, evaluate=rank == 0, best=best,
+                          patience=job.patience, agree=partial(_rank0_decides, trainer.device) if world > 1 else None):
         metrics = {"epoch": evaluation.epoch, "train_loss": evaluation.train_losses[-1],
                    "train_losses": evaluation.train_losses, **(evaluation.metrics or {})}
         if separate:   # the held-out curves, never used for the choice
             held = trainer.evaluate_on(features[rows.held_out], labels[rows.held_out])
             metrics.update({HELD_OUT + k: held[k] for k in CURVE_METRICS})
-        if rank != 0 or not best.offer(evaluation.epoch, evaluation.metrics):
+        if not evaluation.chosen:
             ray.train.report(metrics)
             continue
         with tempfile.TemporaryDirectory() as folder:
-            checkpoint.save(folder, checkpoint.Checkpoint.of(trainer.model, job.hparams, features.shape[2]))
+            checkpoint.save(folder, checkpoint.Checkpoint.of(trainer.model, job.hparams, features.shape[2],
+                                                             job.precision))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _rank0_decides(device: str, stop: bool) -> bool:
+    """Rank 0's stop decision, on every data-parallel rank (they must stop at the same epoch); the
+    flag lives on the ranks' device (NCCL moves CUDA tensors only)."""
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([int(stop)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def tensorboard_callback(root: Path):

@@ -29,8 +29,12 @@ SPLITS = ("patient", "stay")
 Fold = tuple[np.ndarray, np.ndarray]     # (train rows, validation rows), int64 dataset indices
 
 
-def check_foldable(labels: np.ndarray, num_folds: int, what: str = "the dataset") -> None:
-    """IcurtError unless every class has at least `num_folds` samples (and there are two classes)."""
+def check_foldable(labels: np.ndarray, num_folds: int, what: str = "the dataset",
+                   groups: np.ndarray | None = None, setting: str = "num_folds") -> None:
+    """IcurtError unless every class has at least `num_folds` samples (and there are two classes)
+    and, with `groups` (subject_id per sample: folds grouped by patient), at least `num_folds`
+    patients: else a fold would hold none of that class, and its AUROC would be undefined.
+    `setting` names the config key in the message (e.g. "train.num_folds")."""
     labels = np.asarray(labels)
     counts = {int(c): int((labels == c).sum()) for c in (0, 1)}
     if num_folds < 2:
@@ -41,6 +45,23 @@ def check_foldable(labels: np.ndarray, num_folds: int, what: str = "the dataset"
         name = "died" if cls == 1 else "survived"
         raise IcurtError(f"{what} has {n} sample(s) of class {cls} ({name}) but {num_folds} folds "
                          "need at least one per fold; use fewer folds or a larger cohort")
+    if groups is None:
+        return
+    groups = np.asarray(groups)
+    for cls in (1, 0):
+        patients = len(np.unique(groups[labels == cls]))
+        if patients < num_folds:
+            raise _too_few_patients(setting, num_folds, what, counts[cls], cls, patients)
+
+
+def _too_few_patients(setting: str, num_folds: int, what: str, stays: int, cls: int, patients: int,
+                      outcome: str = "") -> IcurtError:
+    noun = "deaths" if cls == 1 else "survivals"
+    fix = (f"use at most {patients} folds (the folds keep each patient's stays together), or split = \"stay\""
+           if patients >= 2 else "folds by patient need them in 2 patients or more: use split = \"stay\" or a "
+           "larger cohort")
+    return IcurtError(f"{setting} is {num_folds} but {what}'s {stays} {noun} are in {patients} "
+                      f"patient{'s' * (patients != 1)}{outcome}; {fix}")
 
 
 def stratified_folds(labels: np.ndarray, num_folds: int, seed: int) -> list[Fold]:
@@ -55,16 +76,16 @@ def stratified_folds(labels: np.ndarray, num_folds: int, seed: int) -> list[Fold
             for train, val in splitter.split(np.zeros(len(labels)), labels)]
 
 
-def patient_folds(labels: np.ndarray, subject_ids: np.ndarray, num_folds: int, seed: int) -> list[Fold]:
+def patient_folds(labels: np.ndarray, subject_ids: np.ndarray, num_folds: int, seed: int,
+                  what: str = "the cohort", setting: str = "num_folds", every_fold: bool = True) -> list[Fold]:
     """(train_idx, val_idx) per fold with every patient's stays on one side, stratified: each fold
-    holds n_c / num_folds ± 1 stays of each class c (see the module docstring)."""
+    holds n_c / num_folds ± 1 stays of each class c (see the module docstring). IcurtError when a
+    class sits in fewer patients than folds (check_foldable), unless `every_fold` is False (a caller
+    that uses one fold checks that one)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     labels, groups = np.asarray(labels), np.asarray(subject_ids)
-    check_foldable(labels, num_folds)
-    if len(np.unique(groups)) < num_folds:
-        raise IcurtError(f"the dataset has {len(np.unique(groups))} patient(s) but {num_folds} folds need one "
-                         "each; use fewer folds or split = \"stay\"")
+    check_foldable(labels, num_folds, what, groups if every_fold else None, setting)
     splitter = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
     fold_of = np.empty(len(labels), dtype=np.int64)
     for k, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
@@ -95,13 +116,15 @@ def _balance_classes(fold_of: np.ndarray, labels: np.ndarray, groups: np.ndarray
 
 
 def make_folds(labels: np.ndarray, subject_ids: np.ndarray | None, num_folds: int, seed: int,
-               split: str) -> list[Fold]:
-    """The folds of `split` ("patient" or "stay"); without subject_ids each stay is its own patient."""
+               split: str, what: str = "the cohort", setting: str = "num_folds") -> list[Fold]:
+    """The folds of `split` ("patient" or "stay"); without subject_ids each stay is its own patient.
+    IcurtError (naming `setting`, the config key of `num_folds`) when a class has fewer stays, or
+    under "patient" sits in fewer patients, than folds."""
     if split == "stay":
         return stratified_folds(labels, num_folds, seed)
     if split != "patient":
         raise IcurtError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    return patient_folds(labels, patient_ids(subject_ids, len(labels)), num_folds, seed)
+    return patient_folds(labels, patient_ids(subject_ids, len(labels)), num_folds, seed, what, setting)
 
 
 def patient_ids(subject_ids: np.ndarray | None, n: int) -> np.ndarray:
@@ -114,14 +137,26 @@ def patient_ids(subject_ids: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def inner_split(train_idx: np.ndarray, labels: np.ndarray, subject_ids: np.ndarray | None, inner_folds: int,
-                seed: int, split: str) -> Fold:
+                seed: int, split: str, setting: str = "inner_folds") -> Fold:
     """(fit rows, inner validation rows) of a training fold: the first of `inner_folds` folds of
-    `split` over the training fold is the inner validation part (dataset indices, int64)."""
+    `split` over the training fold is the inner validation part (dataset indices, int64).
+    IcurtError (naming `setting`, the config key of `inner_folds`) when a class has fewer stays
+    than inner folds or, grouped by patient, the inner validation part holds none of a class (its
+    patients fewer than the folds), where the checkpoint could not be chosen."""
     train_idx = np.asarray(train_idx, dtype=np.int64)
-    labels = np.asarray(labels)
-    check_foldable(labels[train_idx], inner_folds, what="a training fold")
+    labels = np.asarray(labels)[train_idx]
+    what = "a training fold"
+    check_foldable(labels, inner_folds, what=what)
     groups = None if subject_ids is None else np.asarray(subject_ids)[train_idx]
-    fit, val = make_folds(labels[train_idx], groups, inner_folds, seed, split)[0]
+    if split != "patient":
+        fit, val = make_folds(labels, groups, inner_folds, seed, split, what, setting)[0]
+        return train_idx[fit], train_idx[val]
+    groups = patient_ids(groups, len(labels))
+    fit, val = patient_folds(labels, groups, inner_folds, seed, what, setting, every_fold=False)[0]
+    for cls in (1, 0):
+        if not (labels[val] == cls).any():
+            raise _too_few_patients(setting, inner_folds, what, int((labels == cls).sum()), cls,
+                                    len(np.unique(groups[labels == cls])), ", none in its inner validation part")
     return train_idx[fit], train_idx[val]
 
 
@@ -141,7 +176,7 @@ class FoldRows:
 
 
 def fold_rows(folds: list[Fold], labels: np.ndarray, patients: np.ndarray, checkpoint_split: str,
-              inner_folds: int, seed: int, split: str) -> list[FoldRows]:
+              inner_folds: int, seed: int, split: str, setting: str = "inner_folds") -> list[FoldRows]:
     """Each outer fold's FoldRows: with checkpoint_split "inner", its training fold split by
     `inner_split` (seed + 1 + fold index); with "held_out", the checkpoint chosen on the held-out fold."""
     if checkpoint_split == "held_out":
@@ -150,6 +185,6 @@ def fold_rows(folds: list[Fold], labels: np.ndarray, patients: np.ndarray, check
         raise IcurtError(f"checkpoint_split must be inner or held_out, got {checkpoint_split!r}")
     out = []
     for k, (train, val) in enumerate(folds):
-        fit, choice = inner_split(train, labels, patients, inner_folds, seed + 1 + k, split)
+        fit, choice = inner_split(train, labels, patients, inner_folds, seed + 1 + k, split, setting)
         out.append(FoldRows(fit, choice, val))
     return out

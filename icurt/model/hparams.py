@@ -1,13 +1,10 @@
-"""The BiLSTM's hyperparameters and the names they may take (no torch: the config imports them)."""
+"""The BiLSTM's hyperparameters; the names they may take live in icurt/choices.py (below the config)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-ACTIVATIONS = ("relu", "tanh")
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
-READOUTS = ("final_states", "last_step")   # [model].readout: see icurt/model/lstm.py
-OUTPUTS = ("logits", "softmax")            # [model].output: what the training loss is applied to
+from icurt.choices import ACTIVATIONS, OPTIMIZERS, OUTPUTS, READOUTS  # noqa: F401 (their old home)
 
 
 @dataclass(frozen=True)

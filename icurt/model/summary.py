@@ -1,7 +1,7 @@
 """Cross-validation summary: per-fold metrics of the chosen checkpoints on the held-out fold and on
 the training fold, their means and sample sds (pure, no Ray).
 
-`summary.json` = {"rule": {...}, "folds": [{"fold", "best_epoch", "threshold", "sizes",
+`summary.json` = {"rule": {...}, "folds": [{"fold", "best_epoch", "epochs_trained", "threshold", "sizes",
 "metrics": {...}, "train_metrics": {...}}], "mean", "sd", "train_mean", "train_sd"}.
 `metrics` are measured on the fold's held-out samples (never used to fit or to choose, unless
 rule.checkpoint_split is "held_out"), `train_metrics` on the samples the model was fitted on
@@ -34,10 +34,11 @@ def _mean_sd(folds: list[dict], key: str) -> tuple[dict, dict]:
 
 
 def summarize_folds(folds: list[dict], rule: dict | None = None) -> dict:
-    """The summary.json dict from [{"fold", "best_epoch", "metrics", "train_metrics"?, "threshold"?,
-    "sizes"?}] (sorted by fold); `rule` records how checkpoints were chosen."""
+    """The summary.json dict from [{"fold", "best_epoch", "metrics", "epochs_trained"?, "train_metrics"?,
+    "threshold"?, "sizes"?}] (sorted by fold); `rule` records how checkpoints were chosen."""
     folds = sorted(folds, key=lambda f: f["fold"])
     rows = [{"fold": int(f["fold"]), "best_epoch": int(f["best_epoch"]),
+             "epochs_trained": None if f.get("epochs_trained") is None else int(f["epochs_trained"]),
              "threshold": float(f.get("threshold", 0.5)), "sizes": dict(f.get("sizes") or {}),
              "metrics": {m: float(f["metrics"][m]) for m in SUMMARY_METRICS},
              "train_metrics": {m: float((f.get("train_metrics") or {}).get(m, math.nan)) for m in SUMMARY_METRICS}}
@@ -69,9 +70,11 @@ def format_summary(summary: dict) -> str:
     names = list(SUMMARY_METRICS)
     lines = [rule_text(summary.get("rule") or {}), "",
              "held-out fold, at each fold's threshold (chosen on validation data):",
-             f"{'fold':>4} {'best_epoch':>10} {'threshold':>9} " + " ".join(f"{n:>9}" for n in names)]
+             f"{'fold':>4} {'best_epoch':>10} {'epochs':>6} {'threshold':>9} " + " ".join(f"{n:>9}" for n in names)]
     for fold in summary["folds"]:
-        lines.append(f"{fold['fold']:>4} {fold['best_epoch']:>10} {_cell(fold.get('threshold', 0.5)):>9} "
+        trained = fold.get("epochs_trained")   # absent in runs written before early stopping
+        lines.append(f"{fold['fold']:>4} {fold['best_epoch']:>10} {'-' if trained is None else trained:>6} "
+                     f"{_cell(fold.get('threshold', 0.5)):>9} "
                      + " ".join(f"{_cell(fold['metrics'][n]):>9}" for n in names))
     lines += ["", f"mean ± sd over {len(summary['folds'])} folds (sd with ddof=1):",
               f"  {'':<10} {'held-out':>17}   {'training fold':>17}"]

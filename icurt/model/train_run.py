@@ -5,6 +5,9 @@ fold_<k>/val_indices.npy   the held-out dataset rows (int64); the attack's targe
 fold_<k>/fit_indices.npy   the rows the model was fitted on
 fold_<k>/choice_indices.npy  the rows its checkpoint was chosen on (= val_indices under the reference rule)
 fold_<k>/subjects.npz      "train" and "validation": the sorted subject_ids on each side of the fold
+fold_<k>/fold.json         {"fold", "best_epoch", "epochs_trained"}: written by the driver as soon as the
+                           fold's training finished (after its checkpoint), so it marks a finished fold
+                           that `icurt train --resume` keeps
 predictions.parquet        one row per held-out stay: fold, row, stay_id, subject_id, label, p_died,
                            threshold, and on a synthetic cohort oracle_probability and ceiling_probability
 """
@@ -17,9 +20,24 @@ import numpy as np
 import pandas as pd
 
 from icurt.errors import IcurtError
+from icurt.files import read_json, read_npy, read_parquet, write_json
 from icurt.model.folds import FoldRows
 
 PREDICTIONS_FILE = "predictions.parquet"
+FOLD_RECORD = "fold.json"
+
+
+def write_fold_record(run_path: Path, fold: int, best_epoch: int, epochs_trained: int) -> None:
+    """Mark fold `fold` finished (its checkpoint already saved in fold_<k>/): atomically, so a record
+    on disk always belongs to a whole checkpoint."""
+    write_json(Path(run_path) / f"fold_{fold}" / FOLD_RECORD,
+               {"fold": int(fold), "best_epoch": int(best_epoch), "epochs_trained": int(epochs_trained)})
+
+
+def read_fold_record(run_path: Path, fold: int) -> dict | None:
+    """Fold `fold`'s record, or None when the fold has not finished training."""
+    path = Path(run_path) / f"fold_{fold}" / FOLD_RECORD
+    return read_json(path) if path.is_file() else None
 
 
 def write_fold_rows(fold_dir: Path, rows: FoldRows, patients: np.ndarray) -> None:
@@ -38,7 +56,7 @@ def held_out_rows(train_run, fold: int) -> np.ndarray:
     if not path.is_file():
         raise IcurtError(f"train run {train_run.run_id} records no held-out rows for fold {fold} "
                          f"({path.name} is missing); pick samples = \"all\" or retrain")
-    return np.load(path).astype(np.int64)
+    return read_npy(path).astype(np.int64)
 
 
 def candidate_rows(train_run, fold: int, samples: str, num_samples: int) -> np.ndarray:
@@ -67,4 +85,4 @@ def write_predictions(run_path: Path, frame: pd.DataFrame) -> None:
 def read_predictions(run_path: Path) -> pd.DataFrame | None:
     """The held-out predictions of a train run, or None for a run written before they were kept."""
     path = Path(run_path) / PREDICTIONS_FILE
-    return pd.read_parquet(path) if path.is_file() else None
+    return read_parquet(path) if path.is_file() else None

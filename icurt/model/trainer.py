@@ -4,9 +4,10 @@ Why it is fast: the whole dataset is moved to the device once; each epoch draws 
 indices with `torch.multinomial` (weights 1/class count, so both classes are equally likely —
 the minority class is oversampled for training only) and a batch is one gather `x[idx]`, with no
 DataLoader, no per-sample Python collate and no host→device copy per batch. The loss is summed
-on the device and read once per epoch (no sync per batch). On CUDA the forward pass runs under
-`torch.autocast` (fp16) with a GradScaler. Evaluation uses the natural class distribution, in
-large batches under `torch.no_grad()`.
+on the device and read once per epoch (no sync per batch). The forward pass runs in the
+precision [train].precision names (model/precision.py: fp32 by default; bf16/fp16 autocast, fp16
+with a GradScaler), training and every evaluation alike. Evaluation uses the natural class
+distribution, in large batches under `torch.no_grad()`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from icurt.errors import IcurtError
 from icurt.model.hparams import ModelHparams
 from icurt.model.lstm import ICURT_SHAPE, LSTMClassifier, training_loss
 from icurt.model.metrics import all_finite, classification_metrics
+from icurt.model.precision import autocast, check_precision, needs_grad_scaler
 
 # Evaluation batch: large on a GPU (fewer launches); small on a CPU, where each LSTM step's
 # activations then stay in cache (measured: 128–256 beat 1k–4k by ~1.5–2× for LSTM-128).
@@ -56,15 +58,18 @@ def _as_tensor(values, dtype: torch.dtype, device: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """The model's (n, 2) float32 logits for x (already on the model's device), in eval mode."""
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
+                   precision: str = "fp32") -> torch.Tensor:
+    """The model's (n, 2) float32 logits for x (n, T, F), already on the model's device, in eval
+    mode, computed in `precision` (the one the model was trained in; IcurtError where x's device
+    cannot run it, model/precision.py check_precision)."""
+    check_precision(precision, x.device)
     batch_size = batch_size or EVAL_BATCH_SIZE.get(x.device.type, 256)
     was_training = model.training
     model.eval()
-    use_amp = x.device.type == "cuda"
     outputs = []
     for start in range(0, len(x), batch_size):
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+        with autocast(precision, x.device):
             outputs.append(model(x[start:start + batch_size]).float())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty((0, 2), device=x.device)
@@ -109,13 +114,17 @@ class Trainer:
 
     `rank`/`world_size`/`wrap_model` serve data-parallel training: every rank draws the same
     sampled batch and trains on its `rank::world_size` share of it through the wrapped (DDP)
-    model. `seed` fixes the model's initial weights, dropout and the sampling.
+    model. `seed` fixes the model's initial weights, dropout and the sampling. `precision` is
+    [train].precision (IcurtError where `device` cannot run it).
     """
 
     def __init__(self, hp: ModelHparams, x_train, y_train, x_val, y_val, device: str = "cpu",
                  seed: int = 0, tb_writer=None, rank: int = 0, world_size: int = 1,
-                 wrap_model: Callable[[nn.Module], nn.Module] | None = None, shape: ModelConfig = ICURT_SHAPE):
+                 wrap_model: Callable[[nn.Module], nn.Module] | None = None, shape: ModelConfig = ICURT_SHAPE,
+                 precision: str = "fp32"):
+        check_precision(precision, device)
         self.hp, self.device, self.tb_writer, self.shape = hp, str(device), tb_writer, shape
+        self.precision = precision
         self.rank, self.world_size = rank, world_size
         self.x_train = _as_tensor(x_train, torch.float32, self.device)
         self.y_train = _as_tensor(y_train, torch.int64, self.device)
@@ -127,8 +136,7 @@ class Trainer:
         self.model = LSTMClassifier(self.x_train.shape[2], hp, shape).to(self.device)
         self.net = wrap_model(self.model) if wrap_model else self.model
         self.optimizer = make_optimizer(hp, self.net.parameters(), self.device)
-        self.use_amp = self.device.startswith("cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(precision, self.device) else None
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.sample_weights = balanced_sample_weights(self.y_train)
         self.epoch = 0
@@ -150,11 +158,9 @@ class Trainer:
                 break  # every rank must take a step (DDP); all ranks see the same length here
             batch = batch[self.rank::self.world_size]
             self.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+            with autocast(self.precision, self.device):
                 loss = training_loss(self.net(self.x_train[batch]).float(), self.y_train[batch], self.shape.output)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            self.step(loss)
             loss_sum += loss.detach().float() * len(batch)
             seen += len(batch)
         self.epoch += 1
@@ -162,6 +168,16 @@ class Trainer:
         if self.tb_writer is not None:
             self.tb_writer.add_scalar("train/loss", mean_loss, self.epoch)
         return mean_loss
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Back-propagate `loss` and step the optimizer (through the GradScaler under fp16 on CUDA)."""
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def evaluate(self) -> dict[str, float]:
         """val_loss, auroc, auprc, brier, f1, precision, recall, accuracy on the validation set."""
@@ -175,7 +191,23 @@ class Trainer:
     def evaluate_on(self, x, y) -> dict[str, float]:
         """metrics_of the model's logits on (x, y) (arrays or tensors; moved to the device)."""
         x, y = _as_tensor(x, torch.float32, self.device), _as_tensor(y, torch.int64, self.device)
-        return metrics_of(predict_logits(self.model, x), y, self.shape.output)
+        return metrics_of(predict_logits(self.model, x, precision=self.precision), y, self.shape.output)
+
+
+class EarlyStopping:
+    """The stop rule of one fit ([train].patience): stop once `patience` evaluations in a row were
+    not chosen by the fit's BestSoFar (none better, none tied; an unusable one never is); 0 = never
+    stop early (the fit runs its `epochs`, the cap)."""
+
+    def __init__(self, patience: int):
+        if patience < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}")
+        self.patience, self.stale = patience, 0
+
+    def update(self, chosen: bool) -> bool:
+        """Record one evaluation (chosen as the new best or not); True when the fit should stop now."""
+        self.stale = 0 if chosen else self.stale + 1
+        return 0 < self.patience <= self.stale
 
 
 @dataclass(frozen=True)
@@ -185,20 +217,34 @@ class Evaluation:
     epoch: int                      # epochs trained so far
     train_losses: list[float]       # mean training loss of each epoch since the last evaluation
     metrics: dict[str, float] | None  # Trainer.evaluate(), None where the fit does not evaluate
+    chosen: bool = False            # the fit's BestSoFar chose this evaluation: keep its checkpoint
+    last: bool = False              # the fit ends here (its epochs are done, or it stopped early)
 
 
-def fit(trainer: Trainer, epochs: int, eval_interval: int, evaluate: bool = True) -> Iterator[Evaluation]:
-    """Train `epochs` epochs, yielding an Evaluation after every `eval_interval`-th and the last.
+def fit(trainer: Trainer, epochs: int, eval_interval: int, evaluate: bool = True, best: BestSoFar | None = None,
+        patience: int = 0, agree: Callable[[bool], bool] | None = None) -> Iterator[Evaluation]:
+    """Train up to `epochs` epochs, yielding an Evaluation after every `eval_interval`-th and the last.
 
     The one training loop: the train stage's Ray Train workers and tune-model's cross-validation
     rounds both consume it. `evaluate=False` (data-parallel ranks other than 0) skips the metrics.
+    Each evaluation is offered to `best` (Evaluation.chosen); with `patience` > 0 the fit ends
+    early once that many evaluations in a row were not chosen (EarlyStopping). `agree` turns this
+    process's stop decision into every data-parallel rank's (rank 0's, which evaluates).
     """
     losses: list[float] = []
+    stopping = EarlyStopping(patience)
     for epoch in range(1, epochs + 1):
         losses.append(trainer.train_epoch())
         if epoch % eval_interval and epoch != epochs:
             continue
-        yield Evaluation(epoch, losses, trainer.evaluate() if evaluate else None)
+        metrics = trainer.evaluate() if evaluate else None
+        chosen = best is not None and best.offer(epoch, metrics)
+        stop = stopping.update(chosen)
+        if agree is not None and patience > 0:
+            stop = agree(stop)
+        yield Evaluation(epoch, losses, metrics, chosen, stop or epoch == epochs)
+        if stop:
+            return
         losses = []
 
 

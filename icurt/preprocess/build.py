@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 from icurt.config import Config, PreprocessConfig
 from icurt.dataset import Dataset, save_dataset
 from icurt.errors import IcurtError
-from icurt.files import write_json
+from icurt.files import read_parquet_columns, write_json
 from icurt.preprocess import steps
 from icurt.preprocess.engine import PandasEngine, partition_count
 from icurt.preprocess.partition import PartitionPlan, finish_partition, global_statistics, summarise_partition
@@ -68,7 +68,7 @@ def query_files(folder: Path, settings: PreprocessConfig) -> dict[str, Path]:
         if not path.exists():
             raise IcurtError(f"the query run at {folder} has no {table}.parquet; "
                              "rerun `icurt query` or pass another run with --from")
-        files[table], available[table] = path, pq.read_schema(path).names
+        files[table], available[table] = path, read_parquet_columns(path)
     steps.check_columns(available, settings)
     return files
 

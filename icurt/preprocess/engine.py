@@ -19,6 +19,7 @@ import pandas as pd
 
 from icurt.config import Config
 from icurt.errors import IcurtError
+from icurt.files import read_parquet
 
 MAX_STAYS_PER_PARTITION = 10_000  # bounds the dense (stays × hours × features) work arrays
 
@@ -35,7 +36,7 @@ class PandasEngine:
     name = "pandas"
 
     def read(self, path, columns: list[str]):
-        return pd.read_parquet(path, columns=columns)
+        return read_parquet(path, columns=columns)
 
     def to_pandas(self, frame) -> pd.DataFrame:
         return frame

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
-
 import numpy as np
 import pandas as pd
 
 from icurt.dataset import load_dataset
+from icurt.files import read_json, read_parquet, read_toml
 from icurt.runs import Run
 
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -17,13 +15,15 @@ QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 def describe(run: Run) -> str:
     """A plain-text report of a preprocess run: samples, labels, distributions, per-feature values."""
     ds = load_dataset(run.path)
-    cohort = json.loads(run.file("cohort.json").read_text())
-    imputation = json.loads(run.file("imputation.json").read_text())
-    kept = pd.read_parquet(run.file("5_window") / "stays.parquet")
+    cohort = read_json(run.file("cohort.json"))
+    imputation = read_json(run.file("imputation.json"))
+    kept = read_parquet(run.file("5_window") / "stays.parquet")
     n, hours, n_features = ds.features.shape
     died = int(ds.labels.sum())
+    from icurt.stages.query import describe_dataset
+
     lines = [f"preprocess run {run.run_id} (from query run {run.inputs.get('query', '?')}, "
-             f"engine {run.meta.get('engine', '?')})", _method_line(run),
+             f"engine {run.meta.get('engine', '?')})", f"dataset: {describe_dataset(run.meta)}", _method_line(run),
              f"samples: {n:,} × {hours} h × {n_features} features, float32",
              f"labels: died {died:,} ({died / n:.1%}), survived {n - died:,}",
              "rows left after each filter: " + ", ".join(f"{k} {v:,}" for k, v in cohort["filters"].items()),
@@ -37,7 +37,7 @@ METHOD_KEYS = ("statistics", "interpolation", "inclusion", "hour_bins", "potassi
 
 def _method_line(run: Run) -> str:
     """The profile and the preprocessing choices the run was made with (its config.toml)."""
-    settings = tomllib.loads(run.file("config.toml").read_text()).get("preprocess", {})
+    settings = read_toml(run.file("config.toml")).get("preprocess", {})
     return (f"profile {run.meta.get('profile', '?')}: "
             + ", ".join(f"{key} {settings.get(key, '?')}" for key in METHOD_KEYS))
 

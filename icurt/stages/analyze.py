@@ -9,7 +9,6 @@ the report instead.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -29,8 +28,8 @@ def _read_json(path: Path, what: str, missing: dict[str, str], key: str):
         return None
     try:
         return read_json(path)
-    except (OSError, json.JSONDecodeError) as exc:
-        missing[key] = f"{path.name} in {what} could not be read ({exc.__class__.__name__})"
+    except (OSError, IcurtError) as exc:
+        missing[key] = f"{path.name} in {what} could not be read ({exc})"
         return None
 
 

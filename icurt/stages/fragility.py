@@ -1,6 +1,8 @@
 """Stage `icurt fragility`: how little it takes to flip the model — the attack of an attack run
 again under L0 and clinical-unit L∞ budgets (icurt/attack/budget.py, sweep.py), sharded as Ray
-tasks per (curve, batch) (icurt/attack/sweep_runner.py), resumable with `--resume`.
+tasks per (curve, batch) (icurt/attack/sweep_runner.py), resumable with `--resume`. Batches have
+the attack's throughput size (icurt/attack/batching.py) and each task takes [fragility].cpus_per_task
+CPUs and, where the cluster has GPUs, a gpus_per_task share of one, so several sweep one GPU at once.
 
 Reads the attack run (its attacked samples, their unbudgeted best examples for warm starts, the
 attack and method it ran), the model of its fold and the dataset (the measured mask and the
@@ -31,8 +33,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     from icurt.attack import fragility_run as files
     from icurt.attack.attacker import AttackHparams
     from icurt.attack.batches import cut_batches, select_deaths_first
+    from icurt.attack.batching import batch_choice, resumed_batch_choice
     from icurt.attack.budget import scaled_steps
-    from icurt.attack.results import dense_results, read_attack_run
+    from icurt.attack.results import BatchStore, dense_results, read_attack_run
     from icurt.attack.sweep import sweep_curves
     from icurt.attack.sweep_runner import SweepTask, run_sweep
     from icurt.config import section_from_dict
@@ -74,21 +77,27 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
         offsets[curve[0].curve, curve[0].cells] = start
         start += len(curve)
     cells = [cell for curve in curves for cell in curve]
-    batches = cut_batches(np.arange(len(samples)), hp.batch_size)
+    ray = init_ray(cfg)
+    placement = place(cfg.ray.device, cluster_capacity(ray), "fragility", fc.cpus_per_task, fc.gpus_per_task,
+                      unit="task")
+    batch_size, batch_reason = batch_choice(method, hp.batch_size, cfg.attack.batch_size, placement.device)
+    if resume:
+        batch_size, batch_reason = resumed_batch_choice((batch_size, batch_reason), BatchStore.recorded_plan(
+            store.interrupted_folder(STAGE, resume) / files.TASKS_FOLDER))
+    hp = replace(hp, batch_size=batch_size)
+    batches = cut_batches(np.arange(len(samples)), batch_size)
     tasks = [SweepTask(files.task_name(curve[0].curve, curve[0].cells, b), curve, batch)
              for curve in curves for b, batch in enumerate(batches)]
     plan = {"attack_run": attack_run.run_id, "samples": samples.tolist(), "cells": [c.budget.label for c in cells],
-            "iterations": fc.iterations, "warm_start": fc.warm_start, "batch_size": hp.batch_size,
+            "iterations": fc.iterations, "warm_start": fc.warm_start, "batch_size": batch_size,
             "scaled_step": steps.tolist(), "method": dataclasses.asdict(method)}
-    ray = init_ray(cfg)
-    placement = place(cfg.ray.device, cluster_capacity(ray), "attack", cfg.attack.cpus_per_actor,
-                      cfg.attack.gpus_per_actor, unit="actor")
     with store.create(STAGE, cfg, inputs=[attack_run], resume_id=resume) as writer:
         task_store = files.task_store(writer.path, plan)
         done = task_store.done()
         todo = [task for task in tasks if task.name not in done]
-        log.info("fragility: %d samples × %d budgets, %d tasks (%d already done), %d iterations each",
-                 len(samples), len(cells), len(tasks), len(tasks) - len(todo), fc.iterations)
+        log.info("fragility: %d samples × %d budgets, %d tasks of up to %d samples (%s batch; %d already "
+                 "done) on %s, %d iterations each", len(samples), len(cells), len(tasks), batch_size, batch_reason,
+                 len(tasks) - len(todo), placement.device.upper(), fc.iterations)
         if todo:
             run_sweep(ray, placement, cfg.attack.max_batch_retries, todo,
                       lambda task, arrays: task_store.write(task.name, pd.DataFrame(), arrays),
@@ -101,6 +110,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
             "attack_run": attack_run.run_id, "samples": int(len(samples)), "iterations": fc.iterations,
             "warm_start": fc.warm_start, "method": attack.config["method"] | {"early_stop_patience":
                                                                               method.early_stop_patience},
+            "batch_size": batch_size, "batch_size_reason": batch_reason,
+            "unverified": int(sweep["unverified"].sum()),
             "cells": [{"curve": c.curve, "cells": c.cells, "budget": c.value, "label": c.budget.label}
                       for c in cells],
             "clinical_step": dict(fc.clinical_step),
@@ -110,6 +121,9 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
                          for d in ("1to0", "0to1")}}
         files.write_fragility_run(writer.path, sweep, examples, summary)
         task_store.remove()
+        if summary["unverified"]:
+            log.warning("fragility: %d claimed flips (sample × budget) failed their re-verification and count "
+                        "as none", summary["unverified"])
         log.info("fragility: %s", summary["headline"]["1to0"]["sentence"])
     return writer.run
 

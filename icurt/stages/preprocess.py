@@ -18,7 +18,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, engine: s
     query_run = resolve_input(store, STAGE, input_run)
     engine = engine or cfg.preprocess.engine
     files = query_files(query_run.path, cfg.preprocess)
-    with store.create(STAGE, cfg, inputs=[query_run], extra_meta={"engine": engine}) as writer:
+    with store.create(STAGE, cfg, inputs=[query_run], extra_meta={"engine": engine, "dataset": query_run.meta.get("dataset")}) as writer:
         timings = build_dataset(cfg, files, make_engine(engine, cfg), writer.path)
         writer.update_meta(step_seconds=timings)
     return writer.run

@@ -5,9 +5,11 @@ The fold is chosen here and recorded for the attack: by default the fold whose c
 median held-out validation loss (the reference's rule), or [tune_attack].fold with
 fold_choice = "fixed" or `--fold K`. A trial attacks the same `max_num_samples` samples (chosen
 with `sample_selection_seed` from that fold's held-out samples, or from all with samples = "all")
-with the configured [attack_method] and, after every `report_interval` iterations, reports its
-score: the objective summed over the samples that have an adversarial example (a method with
-carried optimizer state reports only its end). ASHA stops poor trials on those reports unless
+with the configured [attack_method] (without TF32, its flips re-verified: attack_samples) at the
+auto batch size, or at a searched one where the method couples samples (icurt/attack/batching.py),
+and, after every `report_interval` iterations, reports its score: the objective summed over the
+samples that have an adversarial example (a method with carried optimizer state reports only its
+end). ASHA stops poor trials on those reports unless
 [tune_attack].prune is false, as in the reference study, where every trial runs its budget. The
 model and the samples reach trials through Ray's object store. Writes best_attack_hparams.json
 (the best trial's hyperparameters, the method they were tuned with and the fold), trials.parquet
@@ -36,13 +38,18 @@ STAGE = "tune-attack"
 METRIC, STEP = "score", "iteration"
 
 
-def search_space(ta: TuneAttackConfig) -> dict:
-    """Optuna distributions of the attack's hyperparameters, from the [tune_attack] ranges."""
+def search_space(ta: TuneAttackConfig, method: AttackMethod) -> dict:
+    """Optuna distributions of the attack's hyperparameters, from the [tune_attack] ranges. The
+    batch size is searched only where `method` couples samples (icurt/attack/batching.py): else it
+    changes nothing and trials run at the auto size."""
+    from icurt.attack.batching import couples_samples
+
+    batch = {f"{LOG2_PREFIX}batch_size": exponent_range(ta.batch_size_exponents)} if couples_samples(method) else {}
     return {
         "kappa": uniform(ta.kappa),
         "lambda_1": uniform(ta.lambda_1, log=True),
         "learning_rate": uniform(ta.learning_rate, log=True),
-        f"{LOG2_PREFIX}batch_size": exponent_range(ta.batch_size_exponents),
+        **batch,
         "optimizer": choice(ta.optimizers),
     }
 
@@ -54,12 +61,15 @@ def attack_trial(config: dict, checkpoint, x: np.ndarray, y: np.ndarray, ta: Tun
     from ray import tune
 
     from icurt.attack.attacker import AttackHparams
+    from icurt.attack.batching import attack_batch_size
     from icurt.attack.objectives import attack_score
     from icurt.attack.samples import attack_samples
     from icurt.tuning.space import decode_params
 
     device = worker.torch_device()
-    hp = AttackHparams.from_dict(decode_params(config))
+    params = decode_params(config)
+    batch_size = attack_batch_size(method, params.get("batch_size", 0), 0, device)   # searched, or auto
+    hp = AttackHparams.from_dict({**params, "batch_size": batch_size})
     last = {"step": 0}
 
     def report(iterations: int, results) -> None:
@@ -67,7 +77,7 @@ def attack_trial(config: dict, checkpoint, x: np.ndarray, y: np.ndarray, ta: Tun
         tune.report({STEP: iterations, METRIC: attack_score(ta.objective, results, ta.n_critical),
                      "successes": int(results.success.sum()), "attacked": int(results.attacked.sum())})
 
-    results = attack_samples(checkpoint.build(), x, y, hp, method, ta.epochs_per_batch, device=device,
+    results = attack_samples(checkpoint.build(device), x, y, hp, method, ta.epochs_per_batch, device=device,
                              report_every=ta.report_interval, on_report=report)
     if last["step"] < ta.epochs_per_batch:  # the budget's last block was not reported: report its end
         report(ta.epochs_per_batch, results)
@@ -87,14 +97,15 @@ def tuning_task(cfg: Config, input_run: Run, checkpoint, dataset, fold: int, pla
     candidates = candidate_rows(input_run, fold, ta.samples, len(dataset.labels))
     rows = candidates[select_samples(len(candidates), ta.max_num_samples, ta.sample_selection_seed)]
     chosen = {"fold": fold, "fold_choice": fold_choice, "samples": ta.samples, "candidates": int(len(candidates))}
-    space = search_space(ta)
+    space = search_space(ta, cfg.attack_method)
     return TuningTask(
         stage=STAGE, settings=ta, space=space, trainable=attack_trial,
         data={"checkpoint": checkpoint, "x": dataset.features[rows], "y": dataset.labels[rows], "ta": ta,
               "method": cfg.attack_method, "worker": placement.worker()},
         metric=METRIC, mode="max", step_attr=STEP, max_step=ta.epochs_per_batch,
         grace_period=ta.asha_grace_period * ta.report_interval, placement=placement, input_run=input_run,
-        best_file=BEST_FILE, best_record=lambda row: best_record(row, space, cfg.attack_method, ta, chosen),
+        best_file=BEST_FILE, best_record=lambda row: best_record(row, space, cfg.attack_method, ta, chosen,
+                                                                     placement.device),
         what=(f"on fold {fold} ({fold_choice}) of train run {getattr(input_run, 'run_id', '?')}, {len(rows)} "
               f"samples of {len(candidates)} ({ta.samples})"),
         extra_meta={**chosen, "num_samples": len(rows)},
@@ -157,6 +168,7 @@ def show(run: Run, cfg: Config, trial: int | None = None) -> str:
     from icurt.tuning.trials import describe_trial
 
     tuned = read_tuned(run)
-    text = describe_trial(run, trial, "max", f"score ({tuned.objective_name})", search_space(cfg.tune_attack))
+    space = search_space(cfg.tune_attack, tuned.method)
+    text = describe_trial(run, trial, "max", f"score ({tuned.objective_name})", space)
     text += f"\n  attacked fold: {tuned.fold} ({tuned.fold_choice}); tuning samples from: {tuned.samples}"
     return text + "\n  attack method: " + ", ".join(f"{k} = {v}" for k, v in asdict(tuned.method).items())

@@ -1,7 +1,7 @@
 """Stage 3, `icurt tune-model`: the BiLSTM's hyperparameters tuned by the shared tuning stage
 (Ray Tune + OptunaSearch + ASHA, icurt/tuning/stage.py), scored by the mean validation loss over
 stratified folds (grouped by patient unless [tune_model].split = "stay"), of the network [model]
-shapes.
+shapes, in the precision [train].precision names (so trials train as the train stage will).
 
 A trial trains one model per fold; after every block of `epochs_per_cv_epoch` epochs ("cv epoch")
 it reports the fold means and ASHA may stop it there. Its score is the mean validation loss of its
@@ -50,19 +50,20 @@ def search_space(tm: TuneModelConfig) -> dict:
 
 
 def cross_validation(hp: ModelHparams, features: np.ndarray, labels: np.ndarray, folds, tm: TuneModelConfig,
-                     shape: ModelConfig, device: str = "cpu"):
-    """One Trainer per fold, advanced together: yields the fold means after each cv epoch
-    (model/trainer.py cross_validation_rounds: the score of [tune_model].trial_score, or divergence)."""
+                     shape: ModelConfig, device: str = "cpu", precision: str = "fp32"):
+    """One Trainer per fold, advanced together, in `precision` ([train].precision: trials train as
+    the train stage will): yields the fold means after each cv epoch (model/trainer.py
+    cross_validation_rounds: the score of [tune_model].trial_score, or divergence)."""
     from icurt.model.trainer import Trainer, cross_validation_rounds
 
     trainers = [Trainer(hp, features[train], labels[train], features[val], labels[val], device=device,
-                        seed=tm.seed + fold, shape=shape)
+                        seed=tm.seed + fold, shape=shape, precision=precision)
                 for fold, (train, val) in enumerate(folds)]
     return cross_validation_rounds(trainers, tm.cv_epochs, tm.epochs_per_cv_epoch, METRIC, tm.trial_score)
 
 
 def cross_validate_trial(config: dict, features: np.ndarray, labels: np.ndarray, folds: list, tm: TuneModelConfig,
-                         shape: ModelConfig, worker: WorkerSetup) -> None:
+                         shape: ModelConfig, worker: WorkerSetup, precision: str = "fp32") -> None:
     """Ray Tune trainable: reports the fold means after every cv epoch (ASHA may stop it there); a
     diverged trial reports its reason once (an infinite loss for ASHA) and ends."""
     from ray import tune
@@ -70,7 +71,7 @@ def cross_validate_trial(config: dict, features: np.ndarray, labels: np.ndarray,
     from icurt.tuning.trials import FAIL_REASON
 
     hp = ModelHparams.from_dict(decode_params(config))
-    rounds = cross_validation(hp, features, labels, folds, tm, shape, worker.torch_device())
+    rounds = cross_validation(hp, features, labels, folds, tm, shape, worker.torch_device(), precision)
     for cv_epoch, metrics in enumerate(rounds, start=1):
         if metrics["diverged"]:
             tune.report({STEP: cv_epoch, METRIC: math.inf, "diverged": True, FAIL_REASON: metrics["reason"]})
@@ -91,11 +92,12 @@ def tuning_task(cfg: Config, input_run: Run, dataset, placement) -> TuningTask:
         hparams = ModelHparams.from_dict(best_hparams_of(row, space)).to_dict()
         return {**hparams, "objective": row["objective"], "trial": row["number"]}
 
-    folds = make_folds(dataset.labels, dataset.subject_ids, tm.num_folds, tm.fold_seed, tm.split)
+    folds = make_folds(dataset.labels, dataset.subject_ids, tm.num_folds, tm.fold_seed, tm.split,
+                       setting="tune_model.num_folds")
     return TuningTask(
         stage=STAGE, settings=tm, space=space, trainable=cross_validate_trial,
         data={"features": dataset.features, "labels": dataset.labels, "folds": folds, "tm": tm,
-              "shape": cfg.model, "worker": placement.worker()},
+              "shape": cfg.model, "worker": placement.worker(), "precision": cfg.train.precision},
         metric=METRIC, mode="min", step_attr=STEP, max_step=tm.cv_epochs, grace_period=tm.asha_grace_period,
         placement=placement, input_run=input_run, best_file=BEST_FILE, best_record=best_record,
         what=f"on {len(dataset.labels)} samples, folds by {tm.split}")
@@ -108,6 +110,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     from icurt.dataset import load_dataset
     from icurt.db.connection import optuna_storage_url
     from icurt.model.folds import check_foldable
+    from icurt.model.precision import check_precision
     from icurt.placement import cluster_capacity, place
     from icurt.ray_runtime import init_ray
     from icurt.resume import settings_at_start
@@ -119,9 +122,11 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     tm = cfg.tune_model
     storage_url = optuna_storage_url(cfg)
     dataset = load_dataset(input_run.path)
-    check_foldable(dataset.labels, tm.num_folds)
+    check_foldable(dataset.labels, tm.num_folds, "the cohort",
+                   dataset.subject_ids if tm.split == "patient" else None, "tune_model.num_folds")
     placement = place(cfg.ray.device, cluster_capacity(init_ray(cfg)), "tune_model", tm.cpus_per_trial,
                       tm.gpus_per_trial)
+    check_precision(cfg.train.precision, placement.device)
     return tune_stage(cfg, tuning_task(cfg, input_run, dataset, placement), store=store,
                       storage_url=storage_url, resume=resume, extend=extend)
 

@@ -15,18 +15,17 @@ interrupted extension resumes into the same study.
 from __future__ import annotations
 
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from icurt.config import Config
 from icurt.config_sections import TuningDriverConfig
 from icurt.errors import IcurtError
-from icurt.files import write_json
+from icurt.files import read_toml, write_json
 from icurt.placement import Placement
 from icurt.resume import changed_settings, flat_settings, input_run
 from icurt.runs import Run, RunStore
-from icurt.stages import config_values, stage as stage_row
+from icurt.stage_table import config_values, stage as stage_row
 from icurt.tuning.trials import StudyPlan, best_trial_row, count_finished, storage_label, write_study_files
 
 log = logging.getLogger("icurt")
@@ -107,7 +106,7 @@ def _extension(cfg: Config, task: TuningTask, store: RunStore, extend: str, stor
     if finished >= task.settings.num_trials:
         raise IcurtError(f"{task.stage} run '{extend}' already has {finished} finished trials; ask for "
                          f"more with --set {section}.num_trials=N (N > {finished}, the total to reach)")
-    started_with = tomllib.loads(base.file("config.toml").read_text())
+    started_with = read_toml(base.file("config.toml"))
     changed = changed_settings(flat_settings(started_with, task.stage),
                                flat_settings(config_values(cfg), task.stage), ignore)
     return study, changed

@@ -1,5 +1,6 @@
 """The Ray edge of tuning: one Optuna study (TPE, in PostgreSQL) run by Ray Tune with
-OptunaSearch + ASHA on the trial's own step counter, until it has the planned finished trials."""
+OptunaSearch + ASHA on the trial's own step counter, until it has the planned finished trials.
+A trial an interruption cut off is run again, with its own parameters, when the study continues."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any, Callable
 
 from icurt.errors import IcurtError
 from icurt.tune_interrupt import raise_if_interrupted, sigint_stops_tune
-from icurt.tuning.trials import (FAIL_REASON, TRIALS_FILE, StudyPlan, finished, sampler_seed, trial_end_state,
-                          write_study_files)
+from icurt.tuning.trials import (CUT_OFF, FAIL_REASON, RERUN_OF, TRIALS_FILE, StudyPlan, cut_off, finished,
+                                 sampler_seed, trial_end_state, trials_to_rerun, write_study_files)
 
 log = logging.getLogger("icurt")
+STORAGE_LOCK = "icurt-optuna-storage"   # advisory lock held while a storage's tables may be created
 
 
 def open_study(plan: StudyPlan, storage_url: str):
@@ -22,20 +24,54 @@ def open_study(plan: StudyPlan, storage_url: str):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(storage_url)
+    storage = create_storage(storage_url)
     study = optuna.create_study(storage=storage, study_name=plan.study_name, load_if_exists=True,
                                 direction="minimize" if plan.mode == "min" else "maximize")
     fail_running_trials(study)
     return study
 
 
+def create_storage(storage_url: str):
+    """Optuna's RDBStorage at `storage_url` (a PostgreSQL SQLAlchemy URL). A fresh database gets its
+    tables from one process at a time: the storage is opened under a PostgreSQL advisory lock, so
+    tuning runs started together on a fresh database never race on creating them (IntegrityError);
+    one raised by a creator outside icurt is retried once, when the tables exist."""
+    import optuna
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": STORAGE_LOCK})
+            try:
+                return optuna.storages.RDBStorage(storage_url)
+            except sqlalchemy.exc.IntegrityError:
+                return optuna.storages.RDBStorage(storage_url)
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:key))"), {"key": STORAGE_LOCK})
+    finally:
+        engine.dispose()
+
+
 def fail_running_trials(study) -> None:
-    """Mark FAIL the trials no driver is running any more (cut off by an interruption)."""
-    from optuna.trial import TrialState
+    """Mark FAIL, and CUT_OFF, the trials no driver is running any more (cut off by an interruption)."""
+    from optuna.trial import Trial, TrialState
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         log.warning("trial %d was cut off by an interruption; marking it failed", trial.number)
+        Trial(study, trial._trial_id).set_user_attr(CUT_OFF, True)
         study.tell(trial.number, state=TrialState.FAIL)
+
+
+def rerun_cut_off_trials(study, limit: int) -> int:
+    """Enqueue (at most `limit` of) the cut-off trials not yet run again, each with its own
+    parameters, so the next trials the study's searcher asks for are these (Optuna serves enqueued
+    trials first); the cut-off trial stays FAIL, which TPE does not learn from. Returns how many."""
+    queued = trials_to_rerun(study.get_trials(deepcopy=False))[:max(limit, 0)]
+    for trial in queued:
+        log.info("trial %d was cut off by an interruption; running its parameters again", trial.number)
+        study.enqueue_trial(trial.params, user_attrs={RERUN_OF: trial.number})
+    return len(queued)
 
 
 def run_study(plan: StudyPlan, trainable: Callable, space: dict[str, Any], storage_url: str,
@@ -53,6 +89,7 @@ def run_study(plan: StudyPlan, trainable: Callable, space: dict[str, Any], stora
         return study
     log.info("study %s: %d finished, running %d more trial(s) with %s each", plan.study_name,
              done, remaining, plan.resources)
+    rerun_cut_off_trials(study, remaining)
     with sigint_stops_tune() as interrupted:
         errors = _fit(plan, trainable, space, storage_url, results_dir, experiment_name, remaining,
                       sampler_seed(plan.seed, trials))
@@ -149,6 +186,8 @@ def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int)
             step = (result or {}).get(plan.step_attr)
             reason = (result or {}).get(FAIL_REASON)
             state = "FAIL" if reason else trial_end_state(error, value, step, plan.max_step, trial_id in stopped)
+            if not reason and cut_off(error, value, step, plan.max_step, trial_id in stopped):
+                ot_trial.set_user_attr(CUT_OFF, True)   # a resumed study runs its parameters again
             if state != "FAIL":
                 _report(ot_trial, value, step)
             if reason:   # a trial that diverged: FAIL, counted as finished (rerunning it would diverge again)

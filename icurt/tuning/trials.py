@@ -15,6 +15,8 @@ from icurt.tuning.space import decode_params, hparam_names
 FINISHED_STATES = ("COMPLETE", "PRUNED")   # and a FAIL with a fail_reason (it diverged): see finished()
 TRIALS_FILE, STUDY_FILE = "trials.parquet", "study.json"
 FAIL_REASON = "fail_reason"   # the Optuna user attribute (and trials-table column) of a trial that diverged
+CUT_OFF = "cut_off"           # user attribute of a FAIL trial an interruption cut off: it runs again
+RERUN_OF = "rerun_of"         # user attribute of the trial that runs a cut-off trial's parameters again
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,21 @@ def trial_end_state(errored: bool, value: float | None, step: int | None, max_st
     if step >= max_step:
         return "COMPLETE"
     return "PRUNED" if stopped_by_scheduler else "FAIL"
+
+
+def cut_off(errored: bool, value: float | None, step: int | None, max_step: int, stopped_by_scheduler: bool) -> bool:
+    """Whether a Ray trial that ended as trial_end_state says was cut off by an interruption (FAIL
+    without an error of its own or a NaN): a resumed study runs its parameters again."""
+    state = trial_end_state(errored, value, step, max_step, stopped_by_scheduler)
+    return state == "FAIL" and not errored and (value is None or not math.isnan(value))
+
+
+def trials_to_rerun(trials) -> list:
+    """The cut-off Optuna trials (FAIL, marked CUT_OFF) that no trial runs again yet, by number;
+    a trial enqueued to rerun one (WAITING until a searcher asks for it) carries RERUN_OF."""
+    rerun = {t.user_attrs.get(RERUN_OF) for t in trials}
+    return sorted((t for t in trials if t.state.name == "FAIL" and t.user_attrs.get(CUT_OFF)
+                   and t.number not in rerun), key=lambda t: t.number)
 
 
 def trials_frame(trials, space: dict[str, Any]):
@@ -167,9 +184,9 @@ def write_study_files(folder: Path, study, space: dict[str, Any], storage_url: s
 
 def read_trials(folder: Path):
     """The trials table a tuning run wrote."""
-    import pandas as pd
+    from icurt.files import read_parquet
 
     path = Path(folder) / TRIALS_FILE
     if not path.exists():
         raise IcurtError(f"{folder} holds no {TRIALS_FILE}; is it a tuning run?")
-    return pd.read_parquet(path)
+    return read_parquet(path)

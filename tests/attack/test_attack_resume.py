@@ -72,16 +72,19 @@ def test_a_collector_attacks_only_missing_batches(tmp_path):
 # ---- a real SIGKILL ----------------------------------------------------------------------------
 
 PLAIN_TUNED = {**full.TUNED, "method": dataclasses.asdict(full.PLAIN), "batch_size": 4}
-SETTINGS = ["attack.epochs_per_batch=400", "attack.max_num_samples=40", "attack.num_actors=1",
+SETTINGS = ["attack.epochs_per_batch=400", "attack.max_num_samples=40", "attack.num_actors=1", "attack.batch_size=4",
             "attack.cpus_per_actor=1", "ray.num_cpus=1", "ray.device=cpu", "attack.samples=all"]
 
 
 def _attack(data: Path, *args: str, settings=SETTINGS) -> subprocess.Popen:
+    from signals import sigint_as_a_terminal_gives_it
+
     command = [sys.executable, "-m", "icurt.cli", "attack", *args, "--set", f"paths.data={data}"]
     for item in settings:
         command += ["--set", item]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=data)
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=data,
+                            preexec_fn=sigint_as_a_terminal_gives_it)
 
 
 def _lineage(cfg, data: Path):
@@ -106,24 +109,36 @@ def _lineage(cfg, data: Path):
 
 
 @pytest.mark.slow
-def test_a_killed_attack_resumes_with_its_missing_batches_and_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_stopped_attack_resumes_with_its_missing_batches_and_equals_an_uninterrupted_run(tmp_path, signum):
+    """Killed (SIGKILL: the run is left as .tmp-), or stopped by Ctrl-C or SIGTERM (one line, exit
+    130 or 143, the run kept as .failed- with its reason), the attack resumes to the same bytes."""
+    from signals import STOPPED, assert_one_clean_line, kept_line
+
     from icurt.config import load_config, with_overrides
 
     data = tmp_path / "data"
     cfg = with_overrides(load_config(env={}), [f"paths.data={data}", *SETTINGS])
     store, tune_run = _lineage(cfg, data)
 
-    killed = _attack(data, "--from", tune_run.run_id)
+    stopped = _attack(data, "--from", tune_run.run_id)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((data / "attack").glob(".tmp-*/batches/batch-*.npz"))) < 3:
         time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate()
-    (folder,) = (data / "attack").glob(".tmp-*")
+    stopped.send_signal(signum)
+    _, err = stopped.communicate(timeout=120)
+    (folder,) = (data / "attack").glob(".tmp-*" if signum == signal.SIGKILL else ".failed-*")
     finished = len(list(folder.glob("batches/batch-*.npz")))
-    assert 3 <= finished < 10, "the attack was not killed halfway: make its batches slower"
-    run_id = folder.name[len(".tmp-"):]
-    assert [(u.run_id, u.state) for u in store.unfinished("attack")] == [(run_id, "killed")]
+    assert 3 <= finished < 10, "the attack was not stopped halfway: make its batches slower"
+    run_id = folder.name.split("-", 1)[1]
+    state = "killed" if signum == signal.SIGKILL else "failed"
+    assert [(u.run_id, u.state) for u in store.unfinished("attack")] == [(run_id, state)]
+    if signum != signal.SIGKILL:
+        code, _, reason = STOPPED[signum]
+        assert stopped.returncode == code, err[-3000:]
+        assert_one_clean_line(err, signum)
+        assert err.strip().splitlines()[-1] == kept_line(signum, "attack", run_id, folder, resumable=True)
+        assert json.loads((folder / "run.json").read_text())["error"] == reason
 
     # today's settings differ; the resumed run keeps those it started with
     resumed = _attack(data, "--resume", run_id, settings=[*SETTINGS[1:], "attack.epochs_per_batch=5"])

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from icurt.attack.attacker import AttackHparams
+from icurt.attack.batching import AUTO_BATCH_SIZE
 from icurt.attack.budget import scaled_steps
 from icurt.attack.fragility_run import read_fragility_run
 from icurt.attack.sweep import sweep_curve, sweep_curves
@@ -110,6 +111,10 @@ def test_the_sharded_sweep_equals_one_process_and_follows_the_contract(attacked,
     assert (sweep.groupby(["curve", "cells", "budget"])["success"].mean().groupby(level=[0, 1]).diff().dropna()
             >= 0).all()
     assert set(fragility.summary["headline"]) == {"1to0", "0to1"}
+    # icurt's method: every task a batch of the CPU's auto size; flips that fail re-verification are none
+    assert (fragility.summary["batch_size"], fragility.summary["batch_size_reason"]) == (AUTO_BATCH_SIZE["cpu"], "auto")
+    assert fragility.summary["unverified"] == int(sweep["unverified"].sum())
+    assert not (sweep["unverified"] & sweep["success"]).any()
     assert "flip to survival by changing at most 4 measured values" in fragility.summary["headline"]["1to0"]["sentence"]
     measured = sweep[sweep["cells"] == "measured"]
     examples = fragility.examples
@@ -175,7 +180,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_result(attacked, tmp_path, pg_
     proc.wait(timeout=60)
     assert run_id, f"no task finished before the sweep ended: {proc.stderr.read()[-2000:]}"
     left = len(list((tmp_path / "fragility" / f".tmp-{run_id}" / "tasks").glob("*.npz")))
-    batches = -(-int(whole["sample_index"].nunique()) // TUNED["batch_size"])
+    batches = -(-int(whole["sample_index"].nunique()) // AUTO_BATCH_SIZE["cpu"])   # icurt's method: the auto batch
     assert 1 <= left < 4 * batches   # (2 curves × 2 kinds of cells) × batches: some finished, some not
     # resumed with today's config changed: the run finishes with the settings it started with
     resumed = subprocess.run([sys.executable, "-m", "icurt.cli", "fragility", "--resume", run_id, *settings,

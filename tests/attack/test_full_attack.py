@@ -46,7 +46,7 @@ TUNED = {"kappa": 0.1, "lambda_1": 0.02, "learning_rate": 0.05, "batch_size": 8,
          "fold": 0}
 CONTRACT_COLUMNS = {
     "sample_index": "int64", "stay_id": "int64", "label": "int64", "orig_logit_0": "float32",
-    "orig_logit_1": "float32", "orig_pred": "int64", "attacked": "bool", "success": "bool",
+    "orig_logit_1": "float32", "orig_pred": "int64", "attacked": "bool", "success": "bool", "unverified": "bool",
     "first_iteration": "int64", "best_iteration": "int64", "adv_logit_0": "float32", "adv_logit_1": "float32",
     "n_nonzero_first": "int64", "n_nonzero_best": "int64", "l1_first": "float64", "l1_best": "float64",
     "maxabs_first": "float64", "maxabs_best": "float64", "loss_first": "float32", "loss_best": "float32"}
@@ -70,7 +70,7 @@ def cfg(tmp_path):
     return with_overrides(load_config(env={}), [
         f"paths.data={tmp_path}", "attack.samples=all", "attack.epochs_per_batch=30", "attack.max_num_samples=30",
         "attack.seed=7",
-        "attack.num_actors=2", "attack.cpus_per_actor=1", "attack_method.lambda_decay=0.5",
+        "attack.num_actors=2", "attack.cpus_per_actor=1", "attack.batch_size=8", "attack_method.lambda_decay=0.5",
         "attack_method.lambda_decay_every=4", "attack_method.early_stop_patience=6", "ray.device=cpu"])
 
 
@@ -130,6 +130,8 @@ def test_stage_equals_one_process_and_follows_the_contract(ray_session, cfg, lin
     assert shape == (N, T, F)
     config = json.loads(attack_run.file("attack_config.json").read_text())
     assert config["kappa"] == 0.1 and config["iterations"] == 30 and config["num_actors"] == 2
+    assert (config["batch_size"], config["batch_size_reason"]) == (8, "configured")
+    assert not table["unverified"].any() and attack_run.meta["summary"]["unverified"] == 0
     assert config["method"]["lambda_decay"] == 0.5 and config["method"]["lambda_decay_every"] == 4
     assert config["fold"] == 0 and config["method"]["early_stop_patience"] == 6
     assert json.loads(attack_run.file("feature_names.json").read_text()) == NAMES

@@ -14,11 +14,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from icurt.attack.attacker import AttackHparams
+from icurt.attack.batching import AUTO_BATCH_SIZE
 from icurt.attack.objectives import attack_score
 from icurt.attack.samples import SampleResults, attack_samples
 from icurt.attack.tuned import read_tuned
 from icurt.cli import main
-from icurt.config import load_config, with_overrides
+from icurt.config import load_config, named_config_path, with_overrides
 from icurt.dataset import save_dataset
 from icurt.db.connection import optuna_storage_url
 from icurt.errors import IcurtError
@@ -43,11 +44,16 @@ TINY = ["tune_attack.epochs_per_batch=20", "tune_attack.report_interval=5", "tun
 # ---- pure logic ---------------------------------------------------------------------------
 
 def test_search_space_follows_the_config_ranges():
+    """The batch size is searched only for a method that couples samples (the reference's): with
+    icurt's it changes nothing."""
     cfg = with_overrides(load_config(env={}), ["tune_attack.kappa=[0.5, 1.5]"])
-    assert tune_attack.search_space(cfg.tune_attack) == {
-        "kappa": FloatDistribution(0.5, 1.5), "lambda_1": FloatDistribution(1e-7, 1.0, log=True),
-        "learning_rate": FloatDistribution(1e-5, 1.0, log=True), "log2_batch_size": IntDistribution(5, 7),
-        "optimizer": CategoricalDistribution(("adam", "rmsprop", "sgd"))}
+    common = {"kappa": FloatDistribution(0.5, 1.5), "lambda_1": FloatDistribution(1e-7, 1.0, log=True),
+              "learning_rate": FloatDistribution(1e-5, 1.0, log=True),
+              "optimizer": CategoricalDistribution(("adam", "rmsprop", "sgd"))}
+    assert tune_attack.search_space(cfg.tune_attack, cfg.attack_method) == common
+    reference = load_config(named_config_path("reference"), env={}, overrides=["tune_attack.kappa=[0.5, 1.5]"])
+    assert tune_attack.search_space(reference.tune_attack, reference.attack_method) == \
+        {**common, "log2_batch_size": IntDistribution(5, 7)}
 
 
 @pytest.mark.parametrize("override,key", [("tune_attack.kappa=[2.0, 0.0]", "tune_attack.kappa"),
@@ -184,7 +190,8 @@ def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys,
     assert best["trial"] == study.best_trial.number and best["fold"] == 1
     assert best["objective"] == pytest.approx(study.best_trial.value)
     params = study.best_trial.params
-    assert best["batch_size"] == 2 ** params["log2_batch_size"]
+    assert "log2_batch_size" not in params   # icurt's method: trials ran at the CPU's auto size
+    assert (best["batch_size"], best["batch_size_reason"]) == (AUTO_BATCH_SIZE["cpu"], "auto")
     assert {k: best[k] for k in ("kappa", "lambda_1", "learning_rate", "optimizer")} == \
         {k: params[k] for k in ("kappa", "lambda_1", "learning_rate", "optimizer")}
 
@@ -206,8 +213,8 @@ def test_tuning_run_writes_its_study_and_resumes(ray_session, train_run, capsys,
     assert best["objective"] == pytest.approx(expected, rel=1e-4)
 
     table = pd.read_parquet(run.file("trials.parquet"))
-    assert list(table.columns[:8]) == ["number", "state", "objective", "kappa", "lambda_1", "learning_rate",
-                                       "batch_size", "optimizer"]
+    assert list(table.columns[:7]) == ["number", "state", "objective", "kappa", "lambda_1", "learning_rate",
+                                       "optimizer"]
     assert table["state"].tolist() == [t.state.name for t in study.trials]
 
     assert main(["show", "tune-attack", run.run_id, "--set", f"paths.data={store.root}"]) == 0

@@ -366,19 +366,19 @@ def test_a_failed_load_leaves_no_schema_and_keeps_an_older_one(pg_dsn, schema, s
 def test_ctrl_c_during_a_copy_is_an_interruption_and_keeps_the_older_schema(pg_dsn, schema, small, monkeypatch):
     """psycopg2 turns an exception raised in the COPY's read() into QueryCanceled; the load raises
     the exception itself (here a KeyboardInterrupt, as Ctrl-C gives), and the older schema stays."""
-    import icurt.db.synth.cohort as cohort
+    import icurt.db.synth.frame_copy as frame_copy
 
     conn = connect(pg_dsn)
     try:
         load_cohort(conn, schema, small)
-        arrow = cohort._arrow
+        arrow = frame_copy._arrow
 
         def interrupted(frame):
             if "valuenum" in frame.columns:        # the events tables: mid-load
                 raise KeyboardInterrupt
             return arrow(frame)
 
-        monkeypatch.setattr(cohort, "_arrow", interrupted)
+        monkeypatch.setattr(frame_copy, "_arrow", interrupted)
         with pytest.raises(KeyboardInterrupt):
             load_cohort(conn, schema, small)
         truth, _ = read_synth_truth(conn, schema)

@@ -29,13 +29,15 @@ FAST = ["train.num_folds=2", "train.epochs=3", "train.eval_interval=2", "train.n
         "train.cpus_per_worker=1", "ray.device=cpu"]
 
 
-def fake_tune_run(store, cfg, n=60, n_died=12, seed=0):
+def fake_tune_run(store, cfg, n=60, n_died=12, seed=0, death_patients=None):
     """A preprocess run with a small planted dataset (patients of 1–3 stays) and a tune-model run
-    built from it."""
+    built from it; with `death_patients`, every death is a stay of one of that many patients."""
     made = planted_dataset(n, hours=12, seed=seed)
     labels = np.zeros(n, np.int64)
     labels[np.argsort(-made.severity)[:n_died]] = 1          # exactly n_died: the most severe
     subjects = 500 + np.repeat(np.arange(n), np.resize([1, 2, 1, 3], n))[:n]   # stays 1, 2–3, 4, 5–7 … share
+    if death_patients:
+        subjects[labels == 1] = 9000 + np.arange(n_died) % death_patients
     ds = dataclasses.replace(made.dataset, labels=labels, subject_ids=subjects.astype(np.int64))
     with store.create("preprocess", cfg) as w:
         save_dataset(w.path, ds)
@@ -94,6 +96,9 @@ def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray
         model = checkpoint.load(folder).build()
         assert model.lstm.hidden_size == HP.lstm_hidden
         assert fold["best_epoch"] in (2, 3)                   # evaluations at epoch 2 and the last
+        assert fold["epochs_trained"] == 3                    # patience 10 evaluations never ends 3 epochs early
+        assert json.loads((folder / "fold.json").read_text()) == {
+            "fold": fold["fold"], "best_epoch": fold["best_epoch"], "epochs_trained": 3}
         val = np.load(folder / "val_indices.npy")
         held_out.append(val)
         # the saved checkpoint reproduces the reported AUROC and F1 (at the fold's threshold) on its held-out samples
@@ -146,6 +151,18 @@ def test_too_few_samples_of_a_class_is_a_user_error(tmp_path, make_config):
     assert store.list("train") == [] and store.failed("train") == []
 
 
+def test_deaths_in_fewer_patients_than_folds_are_refused_before_training(tmp_path, make_config):
+    from icurt.stages.train import run
+
+    cfg = make_config(*FAST, "train.num_folds=5")
+    store = RunStore.from_config(cfg)
+    tune_run, _ = fake_tune_run(store, cfg, n=60, n_died=12, death_patients=3)
+    with pytest.raises(IcurtError, match=r"^train.num_folds is 5 but the cohort's 12 deaths are in 3 patients; "
+                                         r"use at most 3 folds"):
+        run(cfg, tune_run, store=store)
+    assert store.list("train") == [] and store.failed("train") == []
+
+
 def test_cuda_without_gpu_is_refused_before_starting(tmp_path, make_config, ray_session):
     from icurt.stages.train import run
 
@@ -155,6 +172,18 @@ def test_cuda_without_gpu_is_refused_before_starting(tmp_path, make_config, ray_
     tune_run, _ = fake_tune_run(store, cfg)
     with pytest.raises(IcurtError, match="no GPU"):
         run(cfg, tune_run, store=store)
+    assert store.list("train") == [] and store.failed("train") == []
+
+
+def test_a_precision_the_workers_cannot_run_is_refused_before_starting(tmp_path, make_config, ray_session):
+    from icurt.stages.train import run
+
+    cfg = make_config(*FAST, "train.precision=fp16")
+    store = RunStore.from_config(cfg)
+    tune_run, _ = fake_tune_run(store, cfg)
+    with pytest.raises(IcurtError, match="train.precision is fp16 but the model runs on the CPU") as refused:
+        run(cfg, tune_run, store=store)
+    assert "\n" not in str(refused.value)
     assert store.list("train") == [] and store.failed("train") == []
 
 
@@ -213,7 +242,7 @@ def test_show_train_prints_the_table_and_writes_nothing(tmp_path, make_config, c
     cfg = make_config()
     store = RunStore.from_config(cfg)
     metrics = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
-    folds = [{"fold": k, "best_epoch": 10 * (k + 1), "metrics": {m: v for m in metrics},
+    folds = [{"fold": k, "best_epoch": 10 * (k + 1), "epochs_trained": 10 * (k + 1) + 20, "metrics": {m: v for m in metrics},
               "train_metrics": {m: v + 0.1 for m in metrics}} for k, v in enumerate([0.9, 0.7, 0.8])]
     with store.create("train", cfg) as w:
         (w.path / "summary.json").write_text(json.dumps(summarize_folds(folds)))
@@ -222,7 +251,7 @@ def test_show_train_prints_the_table_and_writes_nothing(tmp_path, make_config, c
     out = capsys.readouterr().out
     # mean of {0.9, 0.7, 0.8} = 0.8; sample sd = sqrt((0.01 + 0.01 + 0) / 2) = 0.1; training folds + 0.1
     assert "auroc        0.8000 ± 0.1000     0.9000 ± 0.1000" in out
-    assert "   2         30    0.5000    0.8000" in out
+    assert "   2         30     50    0.5000    0.8000" in out       # fold, best epoch, epochs trained, threshold, auroc
     assert format_summary(summarize_folds(folds)) in out
     assert sorted(p.name for p in w.run.path.iterdir()) == before  # a show command never writes
 
@@ -277,13 +306,17 @@ def test_gpu_choice_and_folds_side_by_side():
     assert concurrent_folds(Placement({"CPU": 1.0}), Capacity.fixed(8, 0), 2, 5) == 4
     assert concurrent_folds(Placement({"CPU": 1.0, "GPU": 0.25}), Capacity.fixed(8, 1), 2, 5) == 2
     assert concurrent_folds(Placement({"CPU": 1.0}), Capacity.fixed(64, 0), 2, 5) == 5
+    # the default shares: 5 workers of 0.2 GPU fill one GPU (Ray counts in 1e-4 units; 1 // 0.2 is 4.0)
+    assert concurrent_folds(Placement({"CPU": 1.0, "GPU": 0.2}), Capacity.fixed(16, 1), 1, 5) == 5
+    assert concurrent_folds(Placement({"CPU": 1.0, "GPU": 0.125}), Capacity.fixed(16, 1), 1, 9) == 8
     with pytest.raises(IcurtError, match="num_workers"):
         concurrent_folds(Placement({"CPU": 1.0}), Capacity.fixed(1, 0), 2, 5)
 
 
 @pytest.mark.slow
 def test_ctrl_c_during_the_folds_is_an_interruption(tmp_path, make_config):
-    """SIGINT to `icurt train` once a fold is at work: one line, exit 130, the run kept as .failed."""
+    """SIGINT to `icurt train` once a fold is at work: one line naming its --resume, exit 130, the run
+    kept as .failed."""
     cfg = make_config(*FAST)
     store = RunStore.from_config(cfg)
     tune_run, _ = fake_tune_run(store, cfg)
@@ -304,8 +337,8 @@ def test_ctrl_c_during_the_folds_is_an_interruption(tmp_path, make_config):
     failed = list((tmp_path / "train").glob(".failed-*"))
     assert len(failed) == 1 and store.list("train") == []
     run_id = failed[0].name[len(".failed-"):]
-    assert (f"icurt: interrupted; train run {run_id} is kept as {failed[0]} (`icurt runs --failed` lists it)"
-            in err)
+    assert (f"icurt: interrupted; train run {run_id} is kept as {failed[0]} (continue it with "
+            f"`icurt train --resume {run_id}`)" in err)
     assert err.count("icurt: ") == 1 and "Traceback" not in err
     assert json.loads((failed[0] / "run.json").read_text())["error"] == "interrupted (Ctrl-C or SIGINT)"
 

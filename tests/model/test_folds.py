@@ -91,3 +91,39 @@ def test_too_few_deaths_for_the_inner_folds_is_a_user_error():
     train = np.r_[np.arange(30), 40, 41, 42]                   # 30 survivors and 3 deaths: < 5 inner folds
     with pytest.raises(IcurtError, match="a training fold has 3 sample"):
         inner_split(train, labels, None, 5, 0, "stay")
+
+
+def test_a_class_in_fewer_patients_than_folds_is_refused_with_the_counts():
+    # 159 deaths, all stays of patients 1, 2 and 3 (53 each); 200 survivors, one stay each
+    labels = np.r_[np.ones(159), np.zeros(200)].astype(np.int64)
+    subjects = np.r_[np.repeat([1, 2, 3], 53), np.arange(100, 300)]
+    with pytest.raises(IcurtError, match=r"^train.num_folds is 5 but the cohort's 159 deaths are in 3 patients; "
+                                         r"use at most 3 folds"):
+        make_folds(labels, subjects, 5, 0, "patient", setting="train.num_folds")
+    folds = make_folds(labels, subjects, 3, 0, "patient")
+    assert sorted(len(np.unique(subjects[val][labels[val] == 1])) for _, val in folds) == [1, 1, 1]
+    assert len(make_folds(labels, subjects, 5, 0, "stay")) == 5        # by stay, 159 deaths fill 5 folds
+    with pytest.raises(IcurtError, match=r"the cohort's 200 survivals are in 2 patients"):
+        make_folds(labels, np.r_[subjects[:159], np.resize([7, 8], 200)], 3, 0, "patient")
+
+
+def test_the_inner_split_is_refused_when_its_validation_part_gets_no_death():
+    """Grouped folds fill fold 0 first with the most one-sided patients: here the survivor with 20
+    stays, so the 4 deaths (2 patients, 2 stays each) all go to inner folds 1 and 2 of 3."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.r_[np.ones(4), np.zeros(50)].astype(np.int64)
+    subjects = np.r_[[1, 1, 2, 2], np.full(20, 7), np.arange(100, 130)]
+    train = np.arange(54)
+    _, first = next(StratifiedGroupKFold(3, shuffle=True, random_state=0).split(train, labels, subjects))
+    assert labels[first].sum() == 0                          # what the refusal is about
+    with pytest.raises(IcurtError, match=r"^train.inner_folds is 3 but a training fold's 4 deaths are in 2 "
+                                         r"patients, none in its inner validation part; use at most 2 folds"):
+        inner_split(train, labels, subjects, 3, 0, "patient", setting="train.inner_folds")
+    with pytest.raises(IcurtError, match=r"^train.inner_folds is 2 but a training fold's 4 deaths are in 1 "
+                                         r"patient, none in .*; folds by patient need them in 2 patients or more"):
+        inner_split(train, labels, np.r_[[1, 1, 1, 1], subjects[4:]], 2, 0, "patient", setting="train.inner_folds")
+    # deaths in one patient of 2 stays and another of 1: fold 0 of 2 holds one of them
+    fit, val = inner_split(train[4:54:2].tolist() + [0, 1, 2], labels, np.r_[[1, 1, 2, 2], subjects[4:]], 2, 0,
+                           "patient")
+    assert labels[val].sum() >= 1 and labels[fit].sum() >= 1

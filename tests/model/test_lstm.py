@@ -80,7 +80,8 @@ def test_checkpoint_round_trip_loads_with_weights_only(tmp_path, shape):
     state = torch.load(tmp_path / "best.pt", weights_only=True)
     assert set(state) == set(model.state_dict())
     assert json.loads((tmp_path / "model.json").read_text()) == {
-        "hparams": hp.to_dict(), "num_features": 19, "model": {"readout": shape.readout, "output": shape.output}}
+        "hparams": hp.to_dict(), "num_features": 19, "model": {"readout": shape.readout, "output": shape.output},
+        "precision": "fp32"}
     loaded = checkpoint.load(tmp_path).build()
     x = torch.rand(4, 48, 19)
     assert loaded.shape == shape and not loaded.training
@@ -92,7 +93,16 @@ def test_a_checkpoint_from_before_model_shapes_rebuilds_final_states(tmp_path):
     model = LSTMClassifier(19, hp).eval()
     checkpoint.save(tmp_path, checkpoint.Checkpoint.of(model, hp, 19))
     (tmp_path / "model.json").write_text(json.dumps({"hparams": hp.to_dict(), "num_features": 19}))
-    assert checkpoint.load(tmp_path).build().shape == ModelConfig(readout="final_states", output="logits")
+    old = checkpoint.load(tmp_path)
+    assert old.build().shape == ModelConfig(readout="final_states", output="logits")
+    assert old.precision == "fp32"                   # written before [train].precision: trained in fp32
+
+
+def test_a_checkpoint_keeps_its_precision(tmp_path):
+    hp = ModelHparams(lstm_hidden=4, fc_size=4)
+    checkpoint.save(tmp_path, checkpoint.Checkpoint.of(LSTMClassifier(19, hp), hp, 19, precision="bf16"))
+    assert json.loads((tmp_path / "model.json").read_text())["precision"] == "bf16"
+    assert checkpoint.load(tmp_path).precision == "bf16"
 
 
 def test_checkpoint_feature_check_and_missing_files(tmp_path):

@@ -199,3 +199,139 @@ def test_cross_validation_rounds_score_last_or_best_and_stop_at_divergence():
     diverged = list(cross_validation_rounds(broken, 3, 1))
     assert len(diverged) == 1 and diverged[0]["diverged"]
     assert diverged[0]["reason"].startswith("diverged at cv epoch 1: fold 1 has val_loss nan")
+
+
+# ---- precision ([train].precision) --------------------------------------------------------------
+
+def hand_written_epochs(hp, x, y, seed, epochs):
+    """The CPU training path as it was before [train].precision (no autocast, no GradScaler), written
+    out: seeded model, balanced multinomial draw, batch slices, Adam steps; its weights and losses."""
+    from icurt.model.lstm import ICURT_SHAPE, LSTMClassifier, training_loss
+
+    x, y = torch.from_numpy(x).contiguous(), torch.from_numpy(y).contiguous()
+    torch.manual_seed(seed)
+    model = LSTMClassifier(x.shape[2], hp, ICURT_SHAPE)
+    optimizer = torch.optim.Adam(model.parameters(), lr=hp.learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    weights = (1.0 / torch.bincount(y, minlength=2).float())[y]
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        indices = torch.multinomial(weights, len(y), replacement=True, generator=generator)
+        total, seen = torch.zeros(()), 0
+        for start in range(0, len(indices), hp.batch_size):
+            batch = indices[start:start + hp.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = training_loss(model(x[batch]).float(), y[batch], "logits")
+            loss.backward()
+            optimizer.step()
+            total += loss.detach().float() * len(batch)
+            seen += len(batch)
+        losses.append(total.item() / seen)
+    return model.state_dict(), losses
+
+
+def test_fp32_training_on_cpu_equals_the_plain_loop_bit_for_bit():
+    x, y, _ = planted_dataset(n=160, seed=6)
+    trainer = Trainer(HP, x[:120], y[:120], x[120:], y[120:], seed=3, precision="fp32")
+    losses = [trainer.train_epoch() for _ in range(2)]
+    state, expected_losses = hand_written_epochs(HP, x[:120], y[:120], seed=3, epochs=2)
+    assert losses == expected_losses
+    assert all(torch.equal(trainer.model.state_dict()[k], state[k]) for k in state)
+    assert trainer.scaler is None
+
+
+def test_a_precision_the_device_cannot_run_is_refused_with_one_line(monkeypatch):
+    from icurt.model.precision import check_precision, needs_grad_scaler
+
+    x, y, _ = planted_dataset(n=60, seed=1)
+    with pytest.raises(IcurtError, match=r"train.precision is fp16 .* CPU.*set train.precision=fp32") as refused:
+        Trainer(HP, x[:40], y[:40], x[40:], y[40:], precision="fp16")
+    assert "\n" not in str(refused.value)
+    with pytest.raises(IcurtError, match="fp16"):
+        predict_logits(Trainer(HP, x[:40], y[:40], x[40:], y[40:]).model, torch.from_numpy(x[40:]), precision="fp16")
+    with pytest.raises(IcurtError, match="one of fp32, bf16, fp16"):
+        check_precision("fp8", "cpu")
+    # a CUDA device without bfloat16 (e.g. a pre-Ampere GPU): bf16 refused, fp16 and fp32 fine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(IcurtError, match="train.precision is bf16 but this CUDA device does not support bfloat16; "
+                                         "set train.precision=fp32") as refused:
+        check_precision("bf16", "cuda")
+    assert "\n" not in str(refused.value)
+    check_precision("fp16", "cuda:0")
+    check_precision("fp32", "cuda")
+    check_precision("bf16", "cpu")
+    assert [needs_grad_scaler(p, d) for p, d in [("fp16", "cuda"), ("bf16", "cuda"), ("fp32", "cuda")]] == \
+        [True, False, False]
+
+
+def test_bf16_trains_and_evaluates_on_cpu():
+    x, y, _ = planted_dataset(n=120, seed=2)
+    trainer = Trainer(HP, x[:80], y[:80], x[80:], y[80:], seed=0, precision="bf16")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert np.isfinite(trainer.train_epoch())
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(v.dtype == torch.float32 for v in trainer.model.state_dict().values())   # weights stay fp32
+    low = predict_logits(trainer.model, trainer.x_val, precision="bf16")
+    full = predict_logits(trainer.model, trainer.x_val, precision="fp32")
+    assert low.dtype == torch.float32 and not torch.equal(low, full)   # evaluated in bf16 …
+    assert torch.allclose(low, full, atol=0.1)                         # … to bf16's ~3 significant digits
+    assert np.isfinite(trainer.evaluate()["val_loss"])
+
+
+# ---- early stopping ([train].patience) -----------------------------------------------------------
+
+def test_early_stopping_counts_evaluations_not_chosen():
+    from icurt.model.trainer import EarlyStopping
+
+    rule = EarlyStopping(3)
+    assert [rule.update(c) for c in [True, False, False, True, False, False, False]] == \
+        [False, False, False, False, False, False, True]          # 3 in a row after the last best
+    off = EarlyStopping(0)
+    assert not any(off.update(False) for _ in range(100))
+
+
+def test_best_so_far_and_patience_over_a_scripted_metric_sequence():
+    from icurt.model.trainer import EarlyStopping
+
+    best, rule = BestSoFar("val_loss"), EarlyStopping(2)
+    losses = [0.6, 0.5, 0.55, 0.5, 0.52, 0.51, 0.3]      # a tie (0.5) is chosen (later wins): it resets
+    stops = [rule.update(best.offer(10 * (k + 1), {"val_loss": v, "auroc": 0.7, "auprc": 0.3}))
+             for k, v in enumerate(losses)]
+    assert stops == [False, False, False, False, False, True, False]
+    assert best.epoch == 70     # the rule never stops the offers; fit stops at the first True (epoch 60)
+
+
+def scripted_trainer(values):
+    """A Trainer whose evaluations report the AUROCs `values` in turn (training is real)."""
+    x, y, _ = planted_dataset(n=80, seed=3)
+    trainer = Trainer(ModelHparams(lstm_hidden=4, fc_size=4, batch_size=64), x[:60], y[:60], x[60:], y[60:])
+    scripted = iter(values)
+    trainer.evaluate = lambda: {"val_loss": 0.5, "auroc": next(scripted), "auprc": 0.5}
+    return trainer
+
+
+def test_a_fit_whose_metric_stops_improving_ends_after_patience_evaluations():
+    trainer = scripted_trainer([0.6, 0.7, 0.65, 0.68, 0.69, 0.9, 0.95])
+    evaluations = list(fit(trainer, epochs=20, eval_interval=2, best=BestSoFar("auroc"), patience=3))
+    # best at the 2nd evaluation (epoch 4); 3 evaluations without a new best (6, 8, 10) end the fit
+    assert [e.epoch for e in evaluations] == [2, 4, 6, 8, 10] and trainer.epoch == 10
+    assert [e.chosen for e in evaluations] == [True, True, False, False, False]
+    assert [e.last for e in evaluations] == [False] * 4 + [True]
+
+
+def test_a_fit_that_keeps_improving_runs_to_the_cap():
+    trainer = scripted_trainer([0.5 + 0.01 * k for k in range(10)])
+    evaluations = list(fit(trainer, epochs=19, eval_interval=2, best=BestSoFar("auroc"), patience=1))
+    assert [e.epoch for e in evaluations] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 19] and trainer.epoch == 19
+    assert all(e.chosen for e in evaluations) and evaluations[-1].last
+
+
+def test_the_stop_is_the_one_every_rank_agrees_on():
+    """A data-parallel rank that does not evaluate stops when rank 0 says so (`agree`)."""
+    trainer = scripted_trainer([])
+    rank0 = iter([False, True])          # rank 0's decisions at its first two evaluations
+    evaluations = list(fit(trainer, epochs=10, eval_interval=2, evaluate=False, patience=5,
+                           agree=lambda stop: next(rank0)))
+    assert [e.epoch for e in evaluations] == [2, 4] and evaluations[-1].last and trainer.epoch == 4

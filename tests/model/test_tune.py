@@ -30,8 +30,8 @@ from icurt.resume import changed_settings
 from icurt.runs import RunStore
 from icurt.stages import tune_model
 from icurt.tuning.space import decode_params
-from icurt.tuning.study import open_study, run_study
-from icurt.tuning.trials import (StudyPlan, best_trial_row, count_finished, sampler_seed, storage_label,
+from icurt.tuning.study import open_study, rerun_cut_off_trials, run_study
+from icurt.tuning.trials import (StudyPlan, best_trial_row, count_finished, cut_off, sampler_seed, storage_label,
                                  trial_end_state, trial_row, trials_frame)
 
 TINY = ["tune_model.num_folds=2", "tune_model.cv_epochs=2", "tune_model.epochs_per_cv_epoch=1",
@@ -73,17 +73,19 @@ def test_inverted_or_empty_search_space_is_rejected_at_load(override, key):
         with_overrides(load_config(env={}), [override])
 
 
-@pytest.mark.parametrize("errored,value,step,stopped,expected", [
-    (False, 0.4, 5, False, "COMPLETE"),   # ran its whole budget
-    (False, 0.4, 5, True, "COMPLETE"),    # ASHA also "stops" a trial at max_t
-    (False, 0.4, 2, True, "PRUNED"),      # ASHA stopped it early
-    (False, 0.4, 2, False, "FAIL"),       # cut short from outside: an interrupted run
-    (True, None, None, False, "FAIL"),    # the trainable raised
-    (False, math.nan, 5, False, "FAIL"),  # Optuna cannot store NaN
-    (False, math.inf, 5, False, "COMPLETE"),  # a diverged model is a (bad) result
+@pytest.mark.parametrize("errored,value,step,stopped,expected,rerun", [
+    (False, 0.4, 5, False, "COMPLETE", False),   # ran its whole budget
+    (False, 0.4, 5, True, "COMPLETE", False),    # ASHA also "stops" a trial at max_t
+    (False, 0.4, 2, True, "PRUNED", False),      # ASHA stopped it early
+    (False, 0.4, 2, False, "FAIL", True),        # cut short from outside: an interrupted run
+    (False, None, None, False, "FAIL", True),    # stopped before its first report
+    (True, None, None, False, "FAIL", False),    # the trainable raised
+    (False, math.nan, 5, False, "FAIL", False),  # Optuna cannot store NaN
+    (False, math.inf, 5, False, "COMPLETE", False),  # a diverged model is a (bad) result
 ])
-def test_trial_end_state(errored, value, step, stopped, expected):
+def test_trial_end_state(errored, value, step, stopped, expected, rerun):
     assert trial_end_state(errored, value, step, 5, stopped) == expected
+    assert cut_off(errored, value, step, 5, stopped) == rerun
 
 
 def test_changed_settings_of_a_resumed_study():
@@ -227,6 +229,41 @@ def test_trials_a_killed_driver_left_running_are_failed_when_the_study_reopens(m
     assert [t.state for t in reopened.trials] == [TrialState.COMPLETE, TrialState.FAIL]
 
 
+def test_a_cut_off_trial_is_queued_once_with_its_own_parameters(make_config):
+    storage = optuna_storage_url(make_config())
+    plan = plan_for("requeue", 4)
+    space = {"x": FloatDistribution(0, 1), "log2_b": IntDistribution(3, 5)}
+    study = optuna.create_study(storage=storage, study_name=plan.study_name)
+    study.tell(study.ask(space), 0.5)
+    cut = study.ask(space)                           # its driver was killed: it stays RUNNING
+    reopened = open_study(plan, storage)
+    assert [(t.state, t.user_attrs) for t in reopened.trials] == [
+        (TrialState.COMPLETE, {}), (TrialState.FAIL, {"cut_off": True})]
+    assert rerun_cut_off_trials(reopened, limit=0) == 0   # no trial left to run: nothing queued
+    assert rerun_cut_off_trials(reopened, limit=3) == 1
+    assert rerun_cut_off_trials(reopened, limit=3) == 0   # queued once, however often the study reopens
+    again = reopened.ask(space)                      # as OptunaSearch asks (fixed_distributions=space)
+    assert again.params == cut.params and again.user_attrs == {"rerun_of": 1}
+    # the rerun is cut off in its turn: it is queued again, with the same parameters
+    reopened = open_study(plan, storage)
+    assert rerun_cut_off_trials(reopened, limit=3) == 1
+    assert reopened.ask(space).params == cut.params
+
+
+def test_a_resumed_study_runs_its_cut_off_trial_again(ray_session, make_config, tmp_path):
+    storage = optuna_storage_url(make_config())
+    plan = plan_for("rerun", 2)
+    space = {"x": FloatDistribution(0.0, 0.9)}
+    study = optuna.create_study(storage=storage, study_name=plan.study_name)
+    study.tell(study.ask(space), 0.2)
+    cut = study.ask(space)                           # cut off: left RUNNING by an interrupted driver
+    study = run_study(plan, loss_is_x, space, storage, tmp_path, "tune")
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[2].params == cut.params and trials[2].user_attrs["rerun_of"] == 1
+    assert trials[2].value == pytest.approx(cut.params["x"])   # loss_is_x ran with it
+
+
 def test_a_diverging_trial_ends_fail_with_its_reason_and_the_study_completes(ray_session, make_config, tmp_path):
     """tune-model's own trainable: an enqueued trial with Adam at lr 1e30 overflows to NaN logits
     in its first cv epoch; it is recorded FAIL with the reason, counts towards num_trials, and the
@@ -297,8 +334,9 @@ def cli_settings(*items):
     return [arg for item in items for arg in ("--set", item)]
 
 
-def interrupt_once_finished(proc, stage_dir, storage, finished, timeout_s=300):
-    """SIGINT the `icurt` process once its study has `finished` finished trials; returns the run id."""
+def interrupt_once_finished(proc, stage_dir, storage, finished, signum, timeout_s=300):
+    """Send `signum` to the `icurt` process once its study has `finished` finished trials and one
+    running; returns the run id."""
     deadline = time.monotonic() + timeout_s
     run_id = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -310,15 +348,17 @@ def interrupt_once_finished(proc, stage_dir, storage, finished, timeout_s=300):
                 trials = optuna.load_study(study_name=f"icurt-tune-model-{run_id}", storage=storage).trials
             except KeyError:   # the study is not created yet
                 continue
-            if count_finished([t.state.name for t in trials]) >= finished:
-                proc.send_signal(signal.SIGINT)
+            states = [t.state.name for t in trials]
+            if count_finished(states) >= finished and "RUNNING" in states:
+                proc.send_signal(signum)
                 return run_id
     proc.kill()
     raise AssertionError(f"the tuning run never reached {finished} finished trials: {proc.communicate()}")
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, pg_dsn, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, pg_dsn, capsys, signum):
     cfg = make_config(*TINY)
     store = RunStore.from_config(cfg)
     pre = make_preprocess_run(store, cfg, planted_dataset())
@@ -329,36 +369,40 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     optuna.storages.RDBStorage(storage)
 
     # not at the top: Ray workers import this module for its trainables, without tests/helpers
-    from signals import sigint_as_a_terminal_gives_it
+    from signals import STOPPED, assert_one_clean_line, kept_line, sigint_as_a_terminal_gives_it
 
-    # a real interruption: Ctrl-C (SIGINT) to `icurt tune-model` once 2 of its trials finished; the
-    # budget is far more than can finish between two polls (tiny trials take ~0.3 s on a quiet machine)
+    # a real interruption: Ctrl-C (SIGINT) or SIGTERM (`kill`, a scheduler) to `icurt tune-model` once
+    # 2 of its trials finished; the budget is far more than can finish between two polls (tiny
+    # trials take ~0.3 s on a quiet machine)
     proc = subprocess.Popen([sys.executable, "-m", "icurt.cli", "tune-model", *settings,
                              "--set", "tune_model.num_trials=200"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=sigint_as_a_terminal_gives_it)
-    run_id = interrupt_once_finished(proc, tmp_path / "tune-model", storage, finished=2)
+    run_id = interrupt_once_finished(proc, tmp_path / "tune-model", storage, finished=2, signum=signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]   # an interruption, not an error
+    code, _, reason = STOPPED[signum]
+    assert proc.returncode == code, err[-3000:]   # an interruption, not an error (nor Ray's crash)
     failed = tmp_path / "tune-model" / f".failed-{run_id}"
-    assert (f"icurt: interrupted; tune-model run {run_id} is kept as {failed} (continue it with "
-            f"`icurt tune-model --resume {run_id}`)") in err
-    assert err.count("icurt: interrupted") == 1 and "Traceback" not in err
+    assert_one_clean_line(err, signum)
+    assert err.strip().splitlines()[-1] == kept_line(signum, "tune-model", run_id, failed, resumable=True)
     meta = json.loads((failed / "run.json").read_text())
-    assert meta["status"] == "failed" and meta["error"] == "interrupted (Ctrl-C or SIGINT)"
+    assert meta["status"] == "failed" and meta["error"] == reason
     assert store.list("tune-model") == []
     study = optuna.load_study(study_name=f"icurt-tune-model-{run_id}", storage=storage)
     before = {t.number: (t.state, t.value, t.params) for t in study.trials
               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
     assert len(before) >= 2
-    # trials cut off by the interruption are FAIL at once, not left RUNNING
+    # trials cut off by the interruption are FAIL at once, not left RUNNING, and marked to run again
     assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}
+    cut = {t.number: t.params for t in study.trials if t.user_attrs.get("cut_off")}
+    assert all(study.trials[n].state == TrialState.FAIL for n in cut)
     written = pd.read_parquet(failed / "trials.parquet")
     assert written["number"].tolist() == [t.number for t in study.trials]
     assert written["state"].tolist() == [t.state.name for t in study.trials]
 
-    # resume in this process: the same study reaches num_trials finished trials, none lost
-    wanted = len(before) + 2
+    # resume in this process: the same study reaches num_trials finished trials, none lost; the
+    # cut-off trials run first, with their own parameters, then one new proposal
+    wanted = len(before) + len(cut) + 1
     resumed = tune_model.run(with_overrides(cfg, [f"tune_model.num_trials={wanted}"]), resume=run_id,
                              store=store)
     assert resumed.run_id == run_id and resumed.meta["resumed"] == 1
@@ -367,6 +411,9 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     states = [t.state for t in study.trials]
     assert count_finished([s.name for s in states]) == wanted
     assert {t.number: (t.state, t.value, t.params) for t in study.trials if t.number in before} == before
+    reruns = {t.user_attrs["rerun_of"]: t for t in study.trials if "rerun_of" in t.user_attrs}
+    assert sorted(reruns) == sorted(cut)
+    assert all(reruns[n].params == cut[n] and reruns[n].state != TrialState.FAIL for n in cut)
     for trial in study.trials:
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             assert max(trial.intermediate_values) == (2 if trial.state == TrialState.COMPLETE else 1)
@@ -468,3 +515,28 @@ def test_extending_a_completed_run_continues_its_study_in_a_new_run(ray_session,
     assert resumed.run_id == extended.run_id and resumed.meta["study_name"] == study_name
     study = optuna.load_study(study_name=study_name, storage=storage)
     assert count_finished([t.state.name for t in study.trials]) == 5
+
+
+def test_trials_train_in_the_train_stages_precision(ray_session, make_config, tmp_path):
+    """[train].precision reaches every trial's Trainers, is part of tune-model's reuse key, and a
+    precision the trials' device cannot run is refused before the run folder exists."""
+    from icurt.model.hparams import ModelHparams
+    from icurt.placement import Placement
+    from icurt.resume import flat_settings
+    from icurt.stages import config_values
+
+    cfg = make_config(*TINY, "train.precision=bf16")
+    dataset = planted_dataset()
+    task = tune_model.tuning_task(cfg, None, dataset, Placement({"CPU": 1.0}))
+    assert task.data["precision"] == "bf16"
+    assert flat_settings(config_values(cfg), "tune-model")["train.precision"] == "bf16"
+    folds = task.data["folds"]
+    with pytest.raises(IcurtError, match="train.precision is fp16"):   # the Trainers get the precision
+        tune_model.cross_validation(ModelHparams(), dataset.features, dataset.labels, folds, cfg.tune_model,
+                                    cfg.model, "cpu", "fp16")
+    cfg = make_config(*TINY, "train.precision=fp16")
+    store = RunStore.from_config(cfg)
+    preprocess_run = make_preprocess_run(store, cfg, dataset)
+    with pytest.raises(IcurtError, match="train.precision is fp16 but the model runs on the CPU"):
+        tune_model.run(cfg, preprocess_run, store=store)
+    assert store.list("tune-model") == [] and store.failed("tune-model") == []

@@ -158,3 +158,49 @@ def test_empty_cohort_error_names_the_filter(tmp_path, qr):
     query_run = hand_built_run(qr, cfg)
     with pytest.raises(IcurtError, match="after the min_los_icu filter"):
         run_stage("preprocess", cfg, query_run)
+
+
+@pytest.mark.parametrize("stays_full", [False, True])
+def test_a_full_disk_is_one_line_and_keeps_the_run_as_failed(stays_full, tmp_path, qr, monkeypatch, capsys):
+    """ENOSPC while the real stage writes dataset.npz: one line naming the path, the run renamed
+    .failed-<id>; with the disk still full, run.json cannot take the reason but the rename happens."""
+    import errno
+
+    from icurt import files
+    from icurt.cli import main
+
+    cfg = config(tmp_path)
+    hand_built_run(qr, cfg)
+    full, write_text = {"now": False}, files.write_text
+
+    def savez(path, **arrays):
+        full["now"] = stays_full
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    def write_text_unless_full(path, text):
+        if full["now"]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write_text(path, text)
+
+    monkeypatch.setattr(np, "savez", savez)
+    monkeypatch.setattr(files, "write_text", write_text_unless_full)
+    overrides = [f"paths.data={tmp_path}", "preprocess.engine=\"pandas\"", f"preprocess.features={json.dumps(FEATURES)}",
+                 "preprocess.winsorize_percentiles=[25.0, 75.0]"]
+    capsys.readouterr()
+    assert main(["preprocess", "-q", *[a for o in overrides for a in ("--set", o)]]) == 2
+    err = capsys.readouterr().err
+    (kept,) = RunStore(tmp_path).unfinished("preprocess")
+    folder = tmp_path / "preprocess"
+    assert kept.state == "failed" and kept.path == folder / f".failed-{kept.run_id}"
+    assert not list(folder.glob(".tmp-*")) and RunStore(tmp_path).list("preprocess") == []
+    reason = (f"the disk is full (writing {folder / f'.tmp-{kept.run_id}' / 'dataset.npz'}); free space on that "
+              "disk (or point ICURT_DATA / --set paths.data=... at a larger one)")
+    assert err.strip().splitlines() == [f"icurt: error: {reason}; preprocess run {kept.run_id} is kept as "
+                                        f"{kept.path} (then rerun `icurt preprocess`)"]
+    meta = json.loads((kept.path / "run.json").read_text())
+    if stays_full:   # run.json keeps what it held; no half-written file is left beside it
+        assert meta["status"] == "running" and "error" not in meta and kept.error == ""
+        assert not list(kept.path.glob(".*.tmp"))
+    else:
+        assert meta["status"] == "failed" and meta["error"] == reason == kept.error
+        assert f"failed: {reason}" in (kept.path / "run.log").read_text()

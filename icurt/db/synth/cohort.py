@@ -5,27 +5,30 @@ them in one transaction, COPYing CSV that pyarrow writes in a background thread,
 stay's latent severity, the oracle's probability (it knows the severity) and the achievable
 ceiling's (what the first 48 h of measurements carry, ceiling.py) next to them, with both AUROCs
 (icurt_synth_truth, icurt_synth_info).
+
+Left whole at ~330 lines: drawing the cohort and storing it with its truth are the one job of
+`icurt db synth`; a loader apart would import SynthCohort back from here for little gain.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
-import queue
-import threading
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import psycopg2
 from psycopg2 import sql
 
 from icurt.db.synth import events, hospital, skeleton
+from icurt.db.load_lock import load_application_name, schema_load_lock
 from icurt.db.synth.ceiling import Evidence, ceiling_probability
+from icurt.db.synth.frame_copy import copy_frame
+from icurt.db.synth.mimic_iv import mimic4_ids, to_mimic4
+from icurt.db import schema_iv
+from icurt.db.datasets import MIMIC_III, MIMIC_IV
 from icurt.db.schema import TABLES, add_keys, column_names, create_index_sql, create_table_sql, recreate_schema
 from icurt.db.stamp import write_load_stamp
 from icurt.db.synth.items import d_items_frame, d_labitems_frame
@@ -36,8 +39,6 @@ log = logging.getLogger("icurt")
 TRUTH_TABLE = "icurt_synth_truth"
 INFO_TABLE = "icurt_synth_info"
 TRUTH_COLUMNS = ("icustay_id", "severity", "died", "oracle_probability", "ceiling_probability")
-ROWS_PER_CSV_CHUNK = 500_000
-COPY_READ_SIZE = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class SynthCohort:
     qualifying_stays: int
     qualifying_deaths: int
     evidence: Evidence | None = None  # the first 48 h of measurements as ceiling.py's sums (for diagnostics)
+    dataset: str = MIMIC_III          # the schema the tables are in: MIMIC_III, or MIMIC_IV (in_mimic4)
 
     def info(self) -> dict[str, str]:
         """The key/value rows stored in <schema>.icurt_synth_info."""
@@ -59,7 +61,16 @@ class SynthCohort:
                 "mortality_rate": repr(self.mortality_rate), "oracle_auroc": repr(self.oracle_auroc),
                 "ceiling_auroc": repr(self.ceiling_auroc),
                 "qualifying_stays": str(self.qualifying_stays),
-                "qualifying_deaths": str(self.qualifying_deaths)}
+                "qualifying_deaths": str(self.qualifying_deaths), "dataset": self.dataset}
+
+
+def in_mimic4(cohort: SynthCohort) -> SynthCohort:
+    """The same cohort in MIMIC-IV's schema (icurt.db.synth.mimic_iv): its tables translated, the
+    truth keyed by the stays' MIMIC-IV stay_id (still in the column icustay_id)."""
+    if cohort.dataset == MIMIC_IV:
+        return cohort
+    truth = cohort.truth.assign(icustay_id=mimic4_ids(cohort.truth["icustay_id"], "icustay_id"))
+    return replace(cohort, tables=to_mimic4(cohort.tables), truth=truth, dataset=MIMIC_IV)
 
 
 def check_cohort_request(stays: int, seed: int) -> None:
@@ -112,49 +123,71 @@ def generate_cohort(stays: int, seed: int, mortality_rate: float = 0.10) -> Synt
                        evidence)
 
 
-def load_cohort(conn, schema: str, cohort: SynthCohort) -> dict[str, int]:
-    """Replace `schema` with the cohort (tables, indexes, truth, info, load stamp) in one transaction;
-    rows per table.
+def load_cohort(conn, schema: str | dict[str, str], cohort: SynthCohort) -> dict[str, int]:
+    """Replace `schema` with the cohort (tables, indexes, truth, info, load stamp) in one transaction,
+    holding the schema's load lock (icurt.db.load_lock); rows per table. `schema` is a name (a
+    MIMIC-III cohort) or {"hosp": name, "icu": name} (the cohort is written in MIMIC-IV's schema,
+    in_mimic4; both schemas are replaced and locked, the truth and info go to the icu schema).
 
     Commits on success (with whatever the connection had pending) and rolls back on any failure.
+    IcurtError (one line naming it) while another load of the same schema is in progress.
     """
-    counts: dict[str, int] = {}
+    if isinstance(schema, dict):
+        cohort, schemas = in_mimic4(cohort), {table: schema[schema_iv.module_of(table)] for table in schema_iv.TABLES}
+    else:
+        schemas = {table: schema for table in TABLES}
     autocommit = conn.autocommit
     if autocommit:  # one transaction, whatever mode the caller's connection is in
         conn.autocommit = False
     try:
-        with conn.cursor() as cur:
-            cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            recreate_schema(cur, schema)
-            for table in TABLES:
-                frame = cohort.tables[table]
-                if list(frame.columns) != column_names(table):
-                    raise IcurtError(f"synthetic table {table} has columns {list(frame.columns)}, "
-                                     f"expected {column_names(table)}; regenerate the cohort")
-                cur.execute(create_table_sql(schema, table))
-                started = time.perf_counter()
-                counts[table] = _copy_frame(cur, schema, table, frame)
-                log.info("synth: loaded %s: %d rows in %.1f s", table, counts[table],
-                         time.perf_counter() - started)
-            started = time.perf_counter()
-            for table in TABLES:
-                add_keys(cur, schema, table)
-                for statement in create_index_sql(schema, table):
-                    cur.execute(statement)
-            log.info("synth: keys and indexes built in %.1f s", time.perf_counter() - started)
-            _store_truth(cur, schema, cohort)
-            write_load_stamp(cur, schema, f"icurt db synth ({cohort.stays} stays, seed {cohort.seed})")
-            started = time.perf_counter()
-            for table in TABLES:
-                cur.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
-            log.info("synth: truth stored and tables analysed in %.1f s", time.perf_counter() - started)
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+        with ExitStack() as locks:
+            for name in sorted(set(schemas.values())):  # always in one order: two loads never deadlock
+                locks.enter_context(schema_load_lock(conn, name))
+            try:
+                counts = _load_tables(conn, schemas, cohort)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
     finally:
         if autocommit:
             conn.autocommit = True
+    return counts
+
+
+def _load_tables(conn, schemas: dict[str, str], cohort: SynthCohort) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    dataset = cohort.dataset
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        for name in dict.fromkeys(schemas.values()):
+            recreate_schema(cur, name)
+        for table, schema in schemas.items():
+            frame = cohort.tables[table]
+            if list(frame.columns) != column_names(table, dataset):
+                raise IcurtError(f"synthetic table {table} has columns {list(frame.columns)}, "
+                                 f"expected {column_names(table, dataset)}; regenerate the cohort")
+            cur.execute(create_table_sql(schema, table, dataset))
+            started = time.perf_counter()
+            counts[table] = copy_frame(cur, schema, table, frame)
+            log.info("synth: loaded %s.%s: %d rows in %.1f s", schema, table, counts[table],
+                     time.perf_counter() - started)
+        started = time.perf_counter()
+        for table, schema in schemas.items():
+            add_keys(cur, schema, table, dataset)
+            for statement in create_index_sql(schema, table, dataset):
+                cur.execute(statement)
+        log.info("synth: keys and indexes built in %.1f s", time.perf_counter() - started)
+        truth_schema = schemas["icustays"]
+        _store_truth(cur, truth_schema, cohort)
+        load_id = None
+        for name in dict.fromkeys(schemas.values()):
+            load_id = write_load_stamp(cur, name, f"icurt db synth ({cohort.stays} stays, seed {cohort.seed}"
+                                       + (", MIMIC-IV schema)" if dataset == MIMIC_IV else ")"), load_id=load_id)
+        started = time.perf_counter()
+        for table, schema in schemas.items():
+            cur.execute(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+        log.info("synth: truth stored and tables analysed in %.1f s", time.perf_counter() - started)
     return counts
 
 
@@ -186,8 +219,10 @@ def read_synth_truth(conn, schema: str) -> tuple[pd.DataFrame, float]:
 
 
 def run_synth(cfg, stays: int, seed: int) -> dict[str, int]:
-    """Generate the cohort and load it into the configured database's schema; print a summary."""
+    """Generate the cohort and load it into the configured database's schema (or, when [db].dataset
+    is "mimic-iv", its hosp and icu schemas, in MIMIC-IV's schema); print a summary."""
     from icurt.db.connection import connection
+    from icurt.db.datasets import load_schemas
 
     check_cohort_request(stays, seed)
     started = time.perf_counter()
@@ -197,11 +232,14 @@ def run_synth(cfg, stays: int, seed: int) -> dict[str, int]:
     generated = time.perf_counter()
     log.info("synth: generated %d rows in %.1f s", sum(map(len, cohort.tables.values())),
              generated - started)
-    with connection(cfg) as conn:
-        counts = load_cohort(conn, cfg.db.schema, cohort)
+    schemas = load_schemas(cfg.db)
+    where = ", ".join(schemas.values())
+    with connection(cfg, application_name=load_application_name("db synth")) as conn:
+        counts = load_cohort(conn, schemas[""] if "" in schemas else schemas, cohort)
     finished = time.perf_counter()
-    log.info("synth: loaded schema %s in %.1f s", cfg.db.schema, finished - generated)
-    print(f"synthetic cohort in schema {cfg.db.schema}: {stays} ICU stays, seed {seed}")
+    log.info("synth: loaded %s in %.1f s", where, finished - generated)
+    release = "MIMIC-IV" if cfg.db.dataset == MIMIC_IV else "MIMIC-III"
+    print(f"synthetic cohort in {release}'s schema, in {where}: {stays} ICU stays, seed {seed}")
     print(f"  qualifying stays (adult, ICU >= 48 h, with chartevents): {cohort.qualifying_stays}, "
           f"died in hospital: {cohort.qualifying_deaths} "
           f"({cohort.qualifying_deaths / max(cohort.qualifying_stays, 1):.1%})")
@@ -218,97 +256,8 @@ def _store_truth(cur, schema: str, cohort: SynthCohort) -> None:
                         "died SMALLINT NOT NULL, oracle_probability DOUBLE PRECISION NOT NULL, "
                         "ceiling_probability DOUBLE PRECISION NOT NULL)").format(
         sql.Identifier(schema), sql.Identifier(TRUTH_TABLE)))
-    _copy_frame(cur, schema, TRUTH_TABLE, cohort.truth[list(TRUTH_COLUMNS)])
+    copy_frame(cur, schema, TRUTH_TABLE, cohort.truth[list(TRUTH_COLUMNS)])
     cur.execute(sql.SQL("CREATE TABLE {}.{} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(
         sql.Identifier(schema), sql.Identifier(INFO_TABLE)))
     cur.executemany(sql.SQL("INSERT INTO {}.{} (key, value) VALUES (%s, %s)").format(
         sql.Identifier(schema), sql.Identifier(INFO_TABLE)), list(cohort.info().items()))
-
-
-def _copy_frame(cur, schema: str, table: str, frame: pd.DataFrame) -> int:
-    # FREEZE (the table is new in this transaction): later readers need not set hint bits page by page
-    statement = sql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT csv, FREEZE)").format(
-        sql.Identifier(schema), sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
-    with _CsvReader(frame) as reader:
-        try:
-            cur.copy_expert(statement, reader, size=COPY_READ_SIZE)
-        except psycopg2.Error:
-            if reader.error is not None:   # psycopg2 reports it as a cancelled COPY: raise the cause (Ctrl-C)
-                raise reader.error from None
-            raise
-    return cur.rowcount
-
-
-def _arrow(frame: pd.DataFrame) -> pa.Table:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    for i, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type):  # categoricals → plain text for the CSV writer
-            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
-    return table
-
-
-class _CsvReader(io.RawIOBase):
-    """A file-like view of `frame` as CSV without header, written chunk by chunk in a thread so that
-    pyarrow's CSV writing overlaps PostgreSQL's parsing."""
-
-    def __init__(self, frame: pd.DataFrame):
-        super().__init__()
-        self._chunks: queue.Queue = queue.Queue(maxsize=2)
-        self._stop = threading.Event()
-        self._buffer, self._offset, self._done = b"", 0, False
-        self.error: BaseException | None = None   # what a read() raised (e.g. KeyboardInterrupt)
-        self._thread = threading.Thread(target=self._produce, args=(frame,), daemon=True)
-        self._thread.start()
-
-    def _produce(self, frame: pd.DataFrame) -> None:
-        try:
-            for start in range(0, len(frame), ROWS_PER_CSV_CHUNK):
-                sink = io.BytesIO()
-                pa_csv.write_csv(_arrow(frame.iloc[start:start + ROWS_PER_CSV_CHUNK]), sink,
-                                 pa_csv.WriteOptions(include_header=False))
-                if not self._put(sink.getvalue()):
-                    return
-            self._put(None)
-        except BaseException as exc:  # handed to the reading thread, which raises it
-            self._put(exc)
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._chunks.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._read(size)
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    def _read(self, size: int) -> bytes:
-        while self._offset >= len(self._buffer):
-            if self._done:
-                return b""
-            item = self._chunks.get()
-            if isinstance(item, BaseException):
-                raise item
-            if item is None:
-                self._done = True
-                return b""
-            self._buffer, self._offset = item, 0
-        end = len(self._buffer) if size is None or size < 0 else self._offset + size
-        out = self._buffer[self._offset:end]
-        self._offset += len(out)
-        return out
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        super().close()

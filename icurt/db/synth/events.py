@@ -3,6 +3,9 @@
 Each stay has a baseline per signal; its severity pushes the signals over the first days
 (`drift`), a daily wave and measurement noise sit on top. No Python loop runs over stays or
 events: loops go over the few vitals and lab items only.
+
+Left whole at ~330 lines: the two event tables draw from the same physiology and item tables, and
+ceiling.py reads its constants from here.
 """
 
 from __future__ import annotations
