@@ -9,6 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import tiny_flips
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "walkthrough.ipynb"
 TINY = ROOT / "tests" / "deploy" / "tiny.toml"
@@ -34,20 +36,16 @@ def test_the_notebook_is_what_its_script_writes_with_outputs_cleared():
 
 def tiny_config(folder: Path) -> Path:
     """tests/deploy/tiny.toml with a model and an attack just strong enough to find adversarial
-    examples (its own 2 epochs and 20 iterations flip no sample), so every cell shows something."""
+    examples (tests/helpers/tiny_flips.py), so every cell shows something."""
     from icurt.config_toml import dict_to_toml
 
-    raw = tomllib.loads(TINY.read_text())
-    raw["train"]["epochs"] = 10
-    raw["tune_attack"]["epochs_per_batch"] = 60
-    raw["attack"]["epochs_per_batch"] = 150
+    raw = tiny_flips.merged(tomllib.loads(TINY.read_text()))
     path = folder / "notebook_tiny.toml"
     path.write_text(dict_to_toml(raw))
     return path
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="since the attack changes merged with it (auto batch, re-verified flips) the tiny cohort's attack run holds no sample; open in the closing note", strict=False)
 def test_the_notebook_runs_cell_by_cell_on_a_tiny_cohort(tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
@@ -71,7 +69,7 @@ def test_the_notebook_runs_cell_by_cell_on_a_tiny_cohort(tmp_path, monkeypatch):
         return cell.outputs
 
     printed = "".join(o.get("text", "") for o in outputs_of('icurt.run("fragility"'))
-    assert "flip to survival by changing at most 4 measured values" in printed   # tiny.toml's headline_k
+    assert "by changing at most 4 measured values" in printed   # tiny.toml's headline_k (either direction: the tiny model may predict no death at P(died) > 0.5)
     for text in ('figures["fragility_curves.png"]', 'figures["features_best.png"]', "stay[["):
         assert any("image/png" in o.get("data", {}) for o in outputs_of(text)), text
     example = outputs_of("attack.example(sample)")          # an adversarial example's changed cells
