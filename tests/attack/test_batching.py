@@ -18,6 +18,7 @@ from tiny_bilstm import fit_tiny_bilstm
 
 DEFAULT = load_config(env={}).attack_method
 REFERENCE = load_config(named_config_path("reference"), env={}).attack_method
+ROUNDING = 1e-5   # float32 rounding over 40 steps, far below any change of method
 HP = dict(kappa=0.0, lambda_1=0.005, learning_rate=0.05, optimizer="adam")
 
 
@@ -48,13 +49,17 @@ def test_icurts_method_gets_the_auto_size_and_the_reference_its_tuned_one():
 
 
 def test_with_icurts_method_a_samples_attack_does_not_depend_on_its_batch(tiny):
-    """Same 24 samples in batches of 3 and of 8: bit-identical results. A method change that makes
-    a sample's step depend on its batch breaks this, and the auto batch with it."""
+    """Same 24 samples in batches of 3 and of 8: the same outcomes, and the same perturbations up
+    to float rounding (a BLAS kernel may sum in another order at another batch size: 2e-7 seen on
+    CI's CPU). A method change that makes a sample's step depend on its batch breaks this (the
+    reference method's differ by ~0.6, next test), and the auto batch with it."""
     model, x, y = tiny
     small, large = (attack_samples(model, x, y, AttackHparams(**HP, batch_size=b), DEFAULT, 40) for b in (3, 8))
     assert small.success.sum() >= 8   # enough flips for the comparison to mean something
-    for name in ("success", "first_iteration", "best_iteration", "best_p", "first_p", "adv_logits", "orig_logits"):
+    for name in ("success", "first_iteration", "best_iteration"):
         np.testing.assert_array_equal(getattr(small, name), getattr(large, name), err_msg=name)
+    for name in ("best_p", "first_p", "adv_logits", "orig_logits"):
+        np.testing.assert_allclose(getattr(small, name), getattr(large, name), rtol=0, atol=ROUNDING, err_msg=name)
 
 
 def test_with_the_reference_method_the_batch_changes_the_attack(tiny):
@@ -62,7 +67,7 @@ def test_with_the_reference_method_the_batch_changes_the_attack(tiny):
     size must stay (batch_choice "tuned")."""
     model, x, y = tiny
     small, large = (attack_samples(model, x, y, AttackHparams(**HP, batch_size=b), REFERENCE, 40) for b in (3, 8))
-    assert not np.array_equal(small.best_p, large.best_p)
+    assert np.abs(small.best_p - large.best_p).max() > 100 * ROUNDING
 
 
 def test_a_resumed_run_keeps_the_auto_size_it_planned():
