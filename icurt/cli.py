@@ -133,13 +133,14 @@ def _add_show_command(sub) -> None:
     show = sub.add_parser("show", help="look inside a completed run of a stage (never writes to it)",
                           description="look inside a completed run of a stage (never writes to it)")
     stages = show.add_subparsers(dest="show_stage", metavar="STAGE", required=True)
-    common = common_options(with_config_file=False)
+    common = common_options()
     for row in STAGES:
         parser = stages.add_parser(row.name, parents=[common], help=row.show_summary,
                                    description=f"{row.name}: {row.show_summary}")
         parser.add_argument("run_id", nargs="?", metavar="RUN", help=f"the {row.name} run (default: the newest)")
-        parser.add_argument("--config", dest="show_config", action="store_true",
-                            help="print the config the run was made with instead (passwords redacted)")
+        parser.add_argument("--settings", dest="show_settings", action="store_true",
+                            help="print the settings the run was made with (its config.toml, passwords "
+                            "redacted) instead")
         for option in row.show_options:
             _add_option(parser, option)
         parser.set_defaults(handler=_show, stage_row=row)
@@ -152,7 +153,7 @@ def _show(args, cfg: Config) -> int:
     store = RunStore.from_config(cfg)
     run = store.latest(row.name) if args.run_id is None else run_for(store, row.name, args.run_id,
                                                                        f"icurt show {row.name}")
-    if args.show_config:
+    if args.show_settings:
         print(run.file("config.toml").read_text(), end="")
         return 0
     options = {o.dest: getattr(args, o.dest) for o in row.show_options if getattr(args, o.dest) is not None}

@@ -374,10 +374,33 @@ def test_show_config_prints_what_the_run_used_not_todays_config(tmp_path, capsys
     store = RunStore(tmp_path)
     with store.create("train", with_overrides(load_config(env={}), ["train.epochs=7"])) as writer:
         pass
-    assert main(["show", "train", writer.run_id, "--config", "--set", f"paths.data={tmp_path}",
+    assert main(["show", "train", writer.run_id, "--settings", "--set", f"paths.data={tmp_path}",
                  "--set", "train.epochs=50"]) == 0
     out = capsys.readouterr().out
     assert "epochs = 7" in out and "epochs = 50" not in out
+
+
+def test_show_takes_config_as_a_file_like_every_command_and_settings_as_the_switch(tmp_path, capsys):
+    """`icurt show train --config FILE` reads FILE (here: its data root), never a run id."""
+    from icurt.config import load_config, with_overrides
+    from icurt.runs import RunStore
+
+    store = RunStore(tmp_path)
+    with store.create("train", with_overrides(load_config(env={}), ["train.epochs=9"])) as writer:
+        pass
+    config = tmp_path / "mine.toml"
+    config.write_text(f'[paths]\ndata = "{tmp_path}"\n')
+    assert main(["show", "train", "--config", str(config), "--settings"]) == 0
+    assert "epochs = 9" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", ["start", "status", "stop", "url", "synth", "load-csv"])
+def test_every_db_action_says_what_it_does_in_its_help(action, capsys):
+    with pytest.raises(SystemExit):
+        main(["db", action, "--help"])
+    usage, description = capsys.readouterr().out.split("\n\n")[:2]
+    assert usage.startswith("usage:") and not description.lstrip().startswith(("positional", "options"))
+    assert len(description.split()) >= 4
 
 
 def test_the_demo_time_is_stated_once():

@@ -183,7 +183,7 @@ def test_runs_lists_around_a_truncated_run_json_and_marks_it(tmp_path, cfg, caps
     assert main(["runs", "--failed", *root]) == 0         # a failed run with a damaged run.json: no reason
     assert capsys.readouterr().out.split()[:3] == ["train", failed.run_id, "failed"]
     # another run shows; the newest readable one is the default; the damaged one is one line
-    assert main(["show", "query", older.run_id, "--config", *root]) == 0
+    assert main(["show", "query", older.run_id, "--settings", *root]) == 0
     assert "[train]" in capsys.readouterr().out
     assert store.latest("query").run_id == older.run_id      # passed over, with a warning
     capsys.readouterr()

@@ -7,28 +7,30 @@ from icurt.dsn import redact_dsn
 
 
 def add_commands(sub, common) -> None:
-    db = sub.add_parser("db", help="the PostgreSQL database: embedded server, synthetic cohort, CSV loader")
+    text = "the PostgreSQL database: embedded server, synthetic cohort, CSV loader"
+    db = sub.add_parser("db", help=text, description=text)
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     for name, handler, text in [
         ("start", _start, "start the embedded server (reused when it is already up)"),
         ("status", _status, "say whether the database is reachable"),
         ("stop", _stop, "stop the embedded server"),
     ]:
-        db_sub.add_parser(name, parents=[common], help=text).set_defaults(handler=handler)
-    url = db_sub.add_parser("url", parents=[common], help="print the database URL (password masked)")
+        db_sub.add_parser(name, parents=[common], help=text, description=text).set_defaults(handler=handler)
+    text = "print the database URL (password masked)"
+    url = db_sub.add_parser("url", parents=[common], help=text, description=text)
     url.add_argument("--optuna", action="store_true", help="the SQLAlchemy URL of the Optuna storage instead "
                      "(what optuna-dashboard takes)")
     url.add_argument("--show-password", action="store_true", help="print the password instead of ***")
     url.set_defaults(handler=_url)
-    synth = db_sub.add_parser("synth", parents=[common], help="fill the schema with a synthetic "
-                              "MIMIC-III- or MIMIC-IV-shaped cohort (replaces the schema)")
+    text = "fill the schema with a synthetic MIMIC-III- or MIMIC-IV-shaped cohort (replaces the schema)"
+    synth = db_sub.add_parser("synth", parents=[common], help=text, description=text)
     synth.add_argument("--stays", type=int, help="number of ICU stays (default [synth].stays)")
     synth.add_argument("--seed", type=int, help="random seed (default [synth].seed)")
     add_dataset_option(synth, "write the cohort in this release's schema: mimic-iii into [db].schema, "
                        "mimic-iv into [db].hosp_schema and [db].icu_schema (default [db].dataset)")
     synth.set_defaults(handler=_synth)
-    load = db_sub.add_parser("load-csv", parents=[common], help="build the schema from PhysioNet's "
-                             "MIMIC-III or MIMIC-IV CSV files (.csv or .csv.gz)")
+    text = "build the schema from PhysioNet's MIMIC-III or MIMIC-IV CSV files (.csv or .csv.gz)"
+    load = db_sub.add_parser("load-csv", parents=[common], help=text, description=text)
     load.add_argument("folder", help="MIMIC-III: folder holding ADMISSIONS.csv(.gz), PATIENTS..., ICUSTAYS..., "
                       "CHARTEVENTS..., LABEVENTS..., D_ITEMS..., D_LABITEMS...; MIMIC-IV: the release folder "
                       "holding hosp/ and icu/ (loaded into [db].hosp_schema and [db].icu_schema)")
