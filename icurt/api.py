@@ -89,16 +89,18 @@ def _input_run(store: RunStore, row, given) -> Run | None:
     return run_for(store, row.input, run_id, f"icurt.run('{row.name}', from_=...)")
 
 
-def run_all(cfg: Config, fresh: bool = False) -> dict[str, RunView]:
+def run_all(cfg: Config, fresh: bool = False, go_on: bool = False) -> dict[str, RunView]:
     """Every stage in order as `icurt run` does, reusing completed runs whose input and settings are
-    unchanged (`fresh=True`: rerun all); the run of each stage, by stage name."""
+    unchanged (`fresh=True`: rerun all); the run of each stage, by stage name. Like `icurt run` it
+    stops (IcurtError) after a tune-model run whose best trial learned nothing unless `go_on`."""
     from icurt.files import check_data_root
     from icurt.pipeline import run_pipeline
 
     check_data_root(cfg.paths.data)
     _console_logging()
     store = RunStore.from_config(cfg)
-    return {name: view_of(r, store, cfg) for name, r in run_pipeline(cfg, store, fresh).items()}
+    return {name: view_of(r, store, cfg) for name, r in run_pipeline(
+        cfg, store, fresh, go_on=go_on, how_to_go_on="icurt.run_all(cfg, go_on=True)").items()}
 
 
 def list_runs(stage: str | None = None, cfg: Config | None = None) -> list[RunView]:

@@ -187,6 +187,7 @@ def _add_pipeline_commands(sub, common) -> None:
             "are unchanged")
     run = sub.add_parser("run", parents=[common], help=text, description=f"{text}: {' → '.join(STAGE_NAMES)}")
     run.add_argument("--fresh", action="store_true", help="rerun every stage")
+    _add_go_on(run, "run")
     run.set_defaults(handler=_run_all)
     text = ("the whole study on this machine: embedded PostgreSQL, a synthetic MIMIC-III cohort, every stage, "
             "an HTML report")
@@ -194,14 +195,21 @@ def _add_pipeline_commands(sub, common) -> None:
                           description=f"{text} (config: configs/demo.toml unless --config names another)")
     demo.add_argument("--stays", type=int, help="synthetic ICU stays (default: [synth].stays of demo.toml)")
     demo.add_argument("--fresh", action="store_true", help="rebuild the cohort and rerun every stage")
+    _add_go_on(demo, "demo")
     add_dataset_option(demo, "the cohort in this release's schema, queried with its SQL (default [db].dataset)")
     demo.set_defaults(handler=_demo, config_default="demo")
+
+
+def _add_go_on(parser, command: str) -> None:
+    parser.add_argument("--go-on", action="store_true", help="train and attack the tuned model even when its "
+                        "best trial learned nothing (by default the study stops after tune-model then)")
+    parser.set_defaults(how_to_go_on=f"icurt {command} --go-on")
 
 
 def _run_all(args, cfg: Config) -> int:
     from icurt.pipeline import run_pipeline
 
-    _print_outcome(run_pipeline(cfg, fresh=args.fresh), cfg)
+    _print_outcome(run_pipeline(cfg, fresh=args.fresh, go_on=args.go_on, how_to_go_on=args.how_to_go_on), cfg)
     return 0
 
 
@@ -217,7 +225,7 @@ def _demo(args, cfg: Config) -> int:
     started = time.perf_counter()
     log.info("demo: embedded PostgreSQL at %s", resolve_dsn(cfg))
     ensure_synthetic_cohort(cfg, stays=stays, seed=cfg.synth.seed, fresh=args.fresh)
-    _print_outcome(run_pipeline(cfg, fresh=args.fresh), cfg)
+    _print_outcome(run_pipeline(cfg, fresh=args.fresh, go_on=args.go_on, how_to_go_on=args.how_to_go_on), cfg)
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
 

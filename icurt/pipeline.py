@@ -72,8 +72,11 @@ def _first_input(row: Stage, store: RunStore) -> Run | None:
 
 
 def run_pipeline(cfg: Config, store: RunStore | None = None, fresh: bool = False,
-                 stages: tuple[Stage, ...] = STAGES) -> dict[str, Run]:
-    """Run (or reuse) every stage in `stages`; return the run chosen for each."""
+                 stages: tuple[Stage, ...] = STAGES, go_on: bool = True,
+                 how_to_go_on: str = "icurt run --go-on") -> dict[str, Run]:
+    """Run (or reuse) every stage in `stages`; return the run chosen for each. With `go_on` False
+    it stops after a tune-model run whose best trial learned nothing (IcurtError naming
+    `how_to_go_on`), before train and the attack spend hours on that model; with True it warns."""
     store = store or RunStore.from_config(cfg)
     plan = reuse_plan(cfg, store, fresh, stages)
     chosen: dict[str, Run] = {}
@@ -90,4 +93,19 @@ def run_pipeline(cfg: Config, store: RunStore | None = None, fresh: bool = False
             log.info("[%d/%d] %s: run %s done in %.1f s", number, len(stages), row.name,
                      chosen[row.name].run_id, time.perf_counter() - started)
         input_run = chosen[row.name]
+        if row.name == "tune-model":
+            _check_learned_something(input_run, go_on, how_to_go_on)
     return chosen
+
+
+def _check_learned_something(tune_run: Run, go_on: bool, how_to_go_on: str) -> None:
+    from icurt.stages.tune_model import learned_nothing_in
+
+    why = learned_nothing_in(tune_run)
+    if why and go_on:
+        log.warning("tune-model run %s: the best trial learned nothing (%s); going on as asked",
+                    tune_run.run_id, why)
+    elif why:
+        raise IcurtError(f"tune-model run {tune_run.run_id}: the best trial learned nothing ({why}), so the "
+                         f"study stops before train; widen [tune_model]'s ranges (learning_rate, optimizers) or "
+                         f"raise num_trials and run again, or train this model anyway with `{how_to_go_on}`")

@@ -131,6 +131,15 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
                       storage_url=storage_url, resume=resume, extend=extend)
 
 
+def learned_nothing_in(run: Run) -> str | None:
+    """Why the best trial of tune-model run `run` learned nothing (model/learned_nothing.py), or None."""
+    from icurt.model.learned_nothing import learned_nothing
+    from icurt.tuning.trials import read_trials
+
+    table = read_trials(run.path)
+    return learned_nothing(table.loc[table["state"] == "COMPLETE", "objective"].astype(float).tolist())
+
+
 def chosen_hparams(tune_run: Run, trial: int | None = None) -> tuple[ModelHparams, str]:
     """The hyperparameters a tune-model run chose (its best_hparams.json), or those of trial `trial`
     of its trials table; with where they came from ("best" or "trial N")."""
@@ -162,4 +171,8 @@ def chosen_hparams(tune_run: Run, trial: int | None = None) -> tuple[ModelHparam
 def show(run: Run, cfg: Config, trial: int | None = None) -> str:
     from icurt.tuning.trials import describe_trial
 
-    return describe_trial(run, trial, "min", METRIC, search_space(cfg.tune_model))
+    described = describe_trial(run, trial, "min", METRIC, search_space(cfg.tune_model))
+    why = learned_nothing_in(run)
+    return described if not why else (
+        f"{described}\nwarning: the best trial learned nothing: {why}; widen [tune_model]'s ranges "
+        f"(learning_rate, optimizers) or raise num_trials before training it")

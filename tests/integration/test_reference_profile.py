@@ -32,7 +32,8 @@ def test_icurt_run_with_the_reference_profile(tmp_path, pg_dsn, ray_session, cap
     run_synth(cfg, stays=300, seed=12)
     settings = [arg for item in [*place, *SMALL] for arg in ("--set", item)]
     capsys.readouterr()
-    assert main(["run", "--config", "reference", *settings]) == 0
+    # --go-on: 2 epochs of the reference's SGD may learn nothing; this test is about the profile's plumbing
+    assert main(["run", "--config", "reference", "--go-on", *settings]) == 0
     out = capsys.readouterr().out
     assert "Profile: reference (the reference study's choices, configs/reference.toml)" in out
     report = Path(re.search(r"^report: (.+)$", out, re.M).group(1))
