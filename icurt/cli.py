@@ -54,6 +54,8 @@ def common_options(with_config_file: bool = True) -> argparse.ArgumentParser:
                        default=[], help="override one setting, typed by the schema (repeatable)")
     group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     group.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    group.add_argument("-v", "--verbose", action="store_true", help="also every evaluated epoch's scores "
+                       "(always in the run's run.log)")
     return common
 
 
@@ -268,15 +270,22 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _for_the_console(record: logging.LogRecord) -> bool:
-    """Records logged with icurt.runs.FILE_ONLY (a run's failure, said once by main) stay in run.log."""
+    """Records logged with run_log.FILE_ONLY (a run's failure, said once by main) stay in run.log."""
     return getattr(record, "console", True)
 
 
-def configure_logging(debug: bool, quiet: bool) -> None:
+def _not_a_detail(record: logging.LogRecord) -> bool:
+    """Records logged with run_log.VERBOSE (per-epoch scores) reach the console only with -v."""
+    return not getattr(record, "verbose", False)
+
+
+def configure_logging(debug: bool, quiet: bool, verbose: bool = False) -> None:
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     handler.addFilter(RedactingFilter())
     handler.addFilter(_for_the_console)
+    if not (verbose or debug):
+        handler.addFilter(_not_a_detail)
     log.handlers = [h for h in log.handlers if not isinstance(h, logging.StreamHandler)
                     or isinstance(h, logging.FileHandler)] + [handler]
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
@@ -308,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
-    configure_logging(debug, getattr(args, "quiet", False))
+    configure_logging(debug, getattr(args, "quiet", False), getattr(args, "verbose", False))
     servers = starts_so_far()  # a server started before this command (in this process) is not its own
     try:
         handle_sigterm()   # before it, a SIGTERM ends the process as usual: no run exists yet

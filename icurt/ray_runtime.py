@@ -117,8 +117,18 @@ def init_ray(cfg: Config):
             console.open_file(_session_logs(ray))
     if local:
         DriverRecord(Path(cfg.paths.data) / RECORDS).start()
-    log.info("Ray resources: %s", ray.cluster_resources())
+    log.info("Ray: %s", describe_resources(ray.cluster_resources()))
     return ray
+
+
+def describe_resources(resources: dict) -> str:
+    """A cluster's resources in words: "2 CPUs, 1 GPU, 6.0 GiB object store, 1 node" (from
+    ray.cluster_resources(): counts, memory in bytes, one "node:<ip>" key per node)."""
+    nodes = sum(1 for key in resources if key.startswith("node:") and key != "node:__internal_head__")
+    count = lambda key, noun: f"{resources.get(key, 0):g} {noun}{'' if resources.get(key, 0) == 1 else 's'}"  # noqa: E731
+    return (f"{count('CPU', 'CPU')}, {count('GPU', 'GPU')}, "
+            f"{resources.get('object_store_memory', 0) / 2**30:.1f} GiB object store, "
+            f"{nodes} node{'' if nodes == 1 else 's'}")
 
 
 def started_too_slowly(exc: BaseException) -> bool:

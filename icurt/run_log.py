@@ -11,6 +11,7 @@ from icurt.dsn import RedactingFilter
 from icurt.files import disk_full
 
 FILE_ONLY = {"console": False}  # `extra=` of a log record meant for run.log, not the console
+VERBOSE = {"verbose": True}     # `extra=` of a detail (one epoch's scores): run.log, and the console with -v
 log = logging.getLogger("icurt")
 
 

@@ -318,7 +318,7 @@ def test_a_stop_signal_names_the_run_it_kept_and_why(tmp_path, pg_dsn, signum):
     seen = []
     for line in process.stderr:             # Ray is up inside the run: the steps take seconds from here
         seen.append(line)
-        if "Ray resources" in line:
+        if " Ray: " in line:
             break
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)

@@ -125,7 +125,7 @@ def test_ray_console_noise_goes_to_its_log_file_and_debug_shows_it(tmp_path):
 
     quiet = run("quiet")
     console = quiet.stderr.splitlines() + quiet.stdout.splitlines()[:-1]
-    assert [line[9:].split(":")[0] for line in console] == ["Ray resources", "icurt's own line"], console
+    assert [line[9:].split(":")[0] for line in console] == ["Ray", "icurt's own line"], console
     logged = (Path(quiet.stdout.splitlines()[-1]) / "icurt_ray_console.log").read_text()
     assert "(raylet) WARNING: 8 PYTHON worker processes" in logged
     assert "search_alg.on_trial_result" in logged
@@ -187,3 +187,13 @@ def test_a_ray_that_does_not_start_in_time_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(ray, "init", lambda **kwargs: (_ for _ in ()).throw(ValueError("another fault")))
     with pytest.raises(ValueError, match="another fault"):     # anything else is not said to be slowness
         init_ray(cfg)
+
+
+def test_the_resources_line_is_counts_in_words():
+    from icurt.ray_runtime import describe_resources
+
+    assert describe_resources({"CPU": 2.0, "node:192.0.2.2": 1.0, "node:__internal_head__": 1.0,
+                               "object_store_memory": 6456461721.0, "memory": 1.2e10}) == (
+        "2 CPUs, 0 GPUs, 6.0 GiB object store, 1 node")   # 6456461721 / 2**30 = 6.01
+    assert describe_resources({"CPU": 32.0, "GPU": 1.0, "node:a": 1.0, "node:b": 1.0,
+                               "object_store_memory": 2**31}) == "32 CPUs, 1 GPU, 2.0 GiB object store, 2 nodes"

@@ -34,6 +34,7 @@ from icurt.model.folds import FoldRows
 from icurt.model.hparams import ModelHparams
 from icurt.placement import Capacity, Placement, units_that_fit
 from icurt.tune_interrupt import raise_if_interrupted, sigint_stops_tune
+from icurt.run_log import VERBOSE
 
 log = logging.getLogger("icurt")
 
@@ -270,7 +271,8 @@ def tensorboard_callback(root: Path):
                         writer.add_scalar(f"held_out/{name}", result[HELD_OUT + name], epoch)
                 writer.flush()
                 log.info("fold %d epoch %d: train loss %.4f, val auroc %.4f, auprc %.4f, loss %.4f", fold,
-                         epoch, result["train_loss"], result["auroc"], result["auprc"], result["val_loss"])
+                         epoch, result["train_loss"], result["auroc"], result["auprc"], result["val_loss"],
+                         extra=VERBOSE)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             writer = self.writers.pop(trial.config["train_loop_config"]["fold"], None)

@@ -27,6 +27,7 @@ from icurt.errors import IcurtError
 log = logging.getLogger("icurt")
 SPLITS = ("patient", "stay")
 Fold = tuple[np.ndarray, np.ndarray]     # (train rows, validation rows), int64 dataset indices
+CLASS_NAMES = {0: "survivors", 1: "deaths"}   # label 1 = in-hospital death
 
 
 def check_foldable(labels: np.ndarray, num_folds: int, what: str = "the dataset",
@@ -77,11 +78,13 @@ def stratified_folds(labels: np.ndarray, num_folds: int, seed: int) -> list[Fold
 
 
 def patient_folds(labels: np.ndarray, subject_ids: np.ndarray, num_folds: int, seed: int,
-                  what: str = "the cohort", setting: str = "num_folds", every_fold: bool = True) -> list[Fold]:
+                  what: str = "the cohort", setting: str = "num_folds", every_fold: bool = True,
+                  unbalanced: list | None = None) -> list[Fold]:
     """(train_idx, val_idx) per fold with every patient's stays on one side, stratified: each fold
     holds n_c / num_folds ± 1 stays of each class c (see the module docstring). IcurtError when a
     class sits in fewer patients than folds (check_foldable), unless `every_fold` is False (a caller
-    that uses one fold checks that one)."""
+    that uses one fold checks that one). A class that cannot be balanced (too few single-stay
+    patients to move) is a warning, or appended to `unbalanced` as (class, counts) when given."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     labels, groups = np.asarray(labels), np.asarray(subject_ids)
@@ -90,16 +93,23 @@ def patient_folds(labels: np.ndarray, subject_ids: np.ndarray, num_folds: int, s
     fold_of = np.empty(len(labels), dtype=np.int64)
     for k, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
         fold_of[val] = k
-    _balance_classes(fold_of, labels, groups, num_folds)
+    left = _balance_classes(fold_of, labels, groups, num_folds)
+    if unbalanced is not None:
+        unbalanced.extend(left)
+    for c, counts in left if unbalanced is None else ():
+        log.warning("folds: the %s of %s could not be balanced to ±1 stay per fold (%s per fold): too few "
+                    "patients with a single stay to move", CLASS_NAMES[c], what, ", ".join(map(str, counts)))
     rows = np.arange(len(labels), dtype=np.int64)
     return [(rows[fold_of != k], rows[fold_of == k]) for k in range(num_folds)]
 
 
-def _balance_classes(fold_of: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> None:
+def _balance_classes(fold_of: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int) -> list:
     """Move single-stay patients between folds until each class is within ±1 of its even share
-    (in place). A move changes one class's counts only, so classes are balanced one at a time."""
+    (in place). A move changes one class's counts only, so classes are balanced one at a time.
+    Returns (class, stays per fold) of each class it could not balance."""
     _, index, stays_per_group = np.unique(groups, return_inverse=True, return_counts=True)
     single = stays_per_group[index] == 1
+    left = []
     for c in (0, 1):
         share = (labels == c).sum() / k
         while True:
@@ -109,10 +119,10 @@ def _balance_classes(fold_of: np.ndarray, labels: np.ndarray, groups: np.ndarray
                 break
             movable = np.flatnonzero(single & (labels == c) & (fold_of == high))
             if not movable.size or counts[high] - counts[low] < 2:
-                log.warning("folds: class %d could not be balanced to ±1 stay per fold (counts %s)", c,
-                            counts.tolist())
+                left.append((c, counts.tolist()))
                 break
             fold_of[movable[0]] = low
+    return left
 
 
 def make_folds(labels: np.ndarray, subject_ids: np.ndarray | None, num_folds: int, seed: int,
@@ -137,7 +147,7 @@ def patient_ids(subject_ids: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def inner_split(train_idx: np.ndarray, labels: np.ndarray, subject_ids: np.ndarray | None, inner_folds: int,
-                seed: int, split: str, setting: str = "inner_folds") -> Fold:
+                seed: int, split: str, setting: str = "inner_folds", unbalanced: list | None = None) -> Fold:
     """(fit rows, inner validation rows) of a training fold: the first of `inner_folds` folds of
     `split` over the training fold is the inner validation part (dataset indices, int64).
     IcurtError (naming `setting`, the config key of `inner_folds`) when a class has fewer stays
@@ -152,7 +162,8 @@ def inner_split(train_idx: np.ndarray, labels: np.ndarray, subject_ids: np.ndarr
         fit, val = make_folds(labels, groups, inner_folds, seed, split, what, setting)[0]
         return train_idx[fit], train_idx[val]
     groups = patient_ids(groups, len(labels))
-    fit, val = patient_folds(labels, groups, inner_folds, seed, what, setting, every_fold=False)[0]
+    fit, val = patient_folds(labels, groups, inner_folds, seed, what, setting, every_fold=False,
+                             unbalanced=unbalanced)[0]
     for cls in (1, 0):
         if not (labels[val] == cls).any():
             raise _too_few_patients(setting, inner_folds, what, int((labels == cls).sum()), cls,
@@ -183,8 +194,14 @@ def fold_rows(folds: list[Fold], labels: np.ndarray, patients: np.ndarray, check
         return [FoldRows(train, val, val) for train, val in folds]
     if checkpoint_split != "inner":
         raise IcurtError(f"checkpoint_split must be inner or held_out, got {checkpoint_split!r}")
-    out = []
+    out, unbalanced = [], []
     for k, (train, val) in enumerate(folds):
-        fit, choice = inner_split(train, labels, patients, inner_folds, seed + 1 + k, split, setting)
+        left: list = []
+        fit, choice = inner_split(train, labels, patients, inner_folds, seed + 1 + k, split, setting, left)
         out.append(FoldRows(fit, choice, val))
+        unbalanced.append(bool(left))
+    if any(unbalanced):
+        log.warning("folds: the inner split (fit / inner validation) of %d of %d training folds could not "
+                    "balance a class to ±1 stay per inner fold: too few patients with a single stay to move; "
+                    "the outer folds are not affected", sum(unbalanced), len(folds))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from icurt.choices import ACTIVATIONS, OPTIMIZERS, OUTPUTS, READOUTS  # noqa: F401 (their old home)
+from icurt.tuning.trials import readable
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class ModelHparams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        """One line for the console: "lstm_hidden 128, dropout 0.2609, learning_rate 0.003162, ..."
+        (floats to 4 significant digits; the run's files keep every digit)."""
+        return ", ".join(f"{name} {readable(value)}" for name, value in asdict(self).items())
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelHparams":

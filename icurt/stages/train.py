@@ -67,7 +67,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, trial: in
     with store.create(STAGE, cfg, inputs=[tune_run], resume_id=resume, extra_meta={"hparams_from": source}) as writer:
         todo = unfinished_folds(writer.path, len(folds), resume)
         log.info("train: %d folds by %s × at most %d epochs (patience %d evaluations) of %s (%s) on %s in %s, "
-                 "%d fold(s) at a time", len(folds), tc.split, tc.epochs, tc.patience, hp.to_dict(),
+                 "%d fold(s) at a time", len(folds), tc.split, tc.epochs, tc.patience, hp.describe(),
                  asdict(cfg.model), placement.device.upper(), tc.precision, min(parallel, max(len(todo), 1)))
         job = FoldJob(hp, tc.epochs, tc.eval_interval, tc.seed, tc.num_workers, placement,
                       str(writer.path / "ray_results" / "folds"), cfg.model, tc.checkpoint_metric,

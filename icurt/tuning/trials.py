@@ -138,6 +138,11 @@ def plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def readable(value: Any) -> Any:
+    """A hyperparameter's value for people: a float to 4 significant digits, anything else as is."""
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
 def describe_trial(run, number: int | None, mode: str, metric_label: str, space: dict[str, Any]) -> str:
     """A tuning run's trial `number` (the best when None): state, objective and hyperparameters."""
     row = trial_row(read_trials(run.path), number, mode)
@@ -147,7 +152,7 @@ def describe_trial(run, number: int | None, mode: str, metric_label: str, space:
              f"  {metric_label} = {'n/a' if math.isnan(objective) else f'{objective:.6g}'}"]
     if row.get("fail_reason"):
         lines.append(f"  fail reason: {row['fail_reason']}")
-    lines += [f"  {name} = {row[name]}" for name in hparam_names(space)]
+    lines += [f"  {name} = {readable(row[name])}" for name in hparam_names(space)]
     return "\n".join(lines)
 
 

@@ -127,3 +127,27 @@ def test_the_inner_split_is_refused_when_its_validation_part_gets_no_death():
     fit, val = inner_split(train[4:54:2].tolist() + [0, 1, 2], labels, np.r_[[1, 1, 2, 2], subjects[4:]], 2, 0,
                            "patient")
     assert labels[val].sum() >= 1 and labels[fit].sum() >= 1
+
+
+def test_the_inner_splits_that_cannot_be_balanced_are_said_once_and_named(caplog):
+    """10 patients with 3 stays each (deaths: patients 0-2; survivors 3-9), no single-stay patient
+    to move. Training fold k leaves out patients p % 3 == k: fold 0 keeps 2 dying and 4 surviving
+    patients, which 2 inner folds split evenly (3/3 and 6/6 stays); folds 1 and 2 keep 5 surviving
+    patients (15 stays), which no split brings within ±1 of 7.5: one warning, "2 of 3"."""
+    import logging
+
+    from icurt.model.folds import fold_rows, patient_folds
+
+    labels = np.repeat([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 3)
+    patients = np.repeat(np.arange(10), 3)
+    folds = [(np.arange(30)[patients % 3 != k], np.arange(30)[patients % 3 == k]) for k in range(3)]
+    with caplog.at_level(logging.WARNING, logger="icurt"):
+        rows = fold_rows(folds, labels, patients, "inner", 2, 0, "patient")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(rows) == 3 and len(warnings) == 1
+    assert "the inner split (fit / inner validation) of 2 of 3 training folds" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="icurt"):
+        patient_folds(labels, patients, 3, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "of the cohort could not be balanced" in warnings[0]

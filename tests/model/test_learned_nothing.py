@@ -40,7 +40,7 @@ def test_no_finite_loss_is_an_error():
 def _tune_run(tmp_path, losses):
     store = RunStore(tmp_path)
     with store.create("tune-model", load_config(env={})) as writer:
-        hparams = {"batch_size": 32, "lstm_hidden": 8, "lstm_activation": "tanh", "dropout": 0.1, "fc_size": 8,
+        hparams = {"batch_size": 32, "lstm_hidden": 8, "lstm_activation": "tanh", "dropout": 0.26092416087503584, "fc_size": 8,
                    "fc_activation": "relu", "optimizer": "sgd", "learning_rate": 1e-5}
         pd.DataFrame({"number": range(len(losses)), "state": ["COMPLETE"] * len(losses), "objective": losses,
                       **{k: [v] * len(losses) for k, v in hparams.items()}, "last_step": 1, "duration_s": 1.0,
@@ -72,4 +72,6 @@ def test_show_tune_model_says_it(tmp_path):
 
     run = _tune_run(tmp_path, [0.6932, 0.6935, 0.70])
     cfg = with_overrides(load_config(env={}), [f"paths.data={tmp_path}"])
-    assert "warning: the best trial learned nothing" in show(run, cfg)
+    shown = show(run, cfg)
+    assert "warning: the best trial learned nothing" in shown
+    assert "  dropout = 0.2609\n" in shown and "  learning_rate = 1e-05\n" in shown   # 4 significant digits
