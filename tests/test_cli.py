@@ -449,3 +449,21 @@ def test_the_outcome_explains_the_tune_attack_score(tmp_path, capsys):
         "attack flipped, of objective 'sparse_small' of each one's best example: the share of (hour, feature) "
         "cells it leaves unchanged divided by its L1 size (sum of |change|, scaled units); higher is sparser "
         "and smaller")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_epoch_lines_reach_the_console_only_with_verbose(verbose, capsys):
+    import logging
+
+    from icurt.cli import configure_logging
+    from icurt.run_log import VERBOSE
+
+    configure_logging(debug=False, quiet=False, verbose=verbose)
+    try:
+        logging.getLogger("icurt").info("fold 0 epoch 10: train loss 0.5", extra=VERBOSE)
+        logging.getLogger("icurt").info("fold 0 finished")
+        err = capsys.readouterr().err
+    finally:
+        configure_logging(debug=False, quiet=False)
+    assert "fold 0 finished" in err
+    assert ("fold 0 epoch 10" in err) == verbose

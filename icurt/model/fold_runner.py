@@ -93,7 +93,8 @@ def run_folds(job: FoldJob, dataset: Dataset, folds: list[FoldRows], run_path: P
         tune_config=tune.TuneConfig(max_concurrent_trials=parallel, trial_dirname_creator=_fold_dirname),
         run_config=tune.RunConfig(name="crossval", storage_path=str(run_path / "ray_results"), verbose=0,
                                   callbacks=[tensorboard_callback(run_path / "tensorboard"),
-                                             fold_writer(run_path, job.precision)]))
+                                             fold_writer(run_path, job.precision),
+                                             epoch_progress(len(todo) * job.epochs)]))
     with sigint_stops_tune() as interrupted:
         results = tuner.fit()
     raise_if_interrupted(interrupted)
@@ -242,6 +243,29 @@ def _rank0_decides(device: str, stop: bool) -> bool:
     flag = torch.tensor([int(stop)], device=device)
     dist.broadcast(flag, src=0)
     return bool(flag.item())
+
+
+def epoch_progress(total_epochs: int):
+    """A Tune callback moving a progress bar by the epochs each fold reports (early stopping ends
+    the bar short of `total_epochs`, the folds' cap)."""
+    from ray.tune import Callback
+
+    from icurt.progress import progress_bar
+
+    class EpochProgress(Callback):
+        def setup(self, **info):
+            self.bar, self.seen = progress_bar(total_epochs, "train", "epoch"), {}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "epoch" in result and not result.get("final"):
+                fold = trial.config["train_loop_config"]["fold"]
+                self.bar.update(int(result["epoch"]) - self.seen.get(fold, 0))
+                self.seen[fold] = int(result["epoch"])
+
+        def on_experiment_end(self, trials, **info):
+            self.bar.close()
+
+    return EpochProgress()
 
 
 def tensorboard_callback(root: Path):

@@ -55,6 +55,7 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     from icurt.dataset import load_dataset
     from icurt.model.checkpoint import load_fold
     from icurt.model.train_run import candidate_rows
+    from icurt.progress import progress_bar
     from icurt.placement import cluster_capacity, place, units_that_fit
     from icurt.ray_runtime import init_ray
     from icurt.resume import input_run as resolve_input, settings_at_start
@@ -111,10 +112,17 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
         if todo:
             pool = AttackPool(ray, replace(spec, num_actors=min(spec.num_actors, len(todo))), checkpoint, hp,
                               tuned.method, cfg.attack.epochs_per_batch)
+            bar = progress_bar(sum(len(batches[b]) for b in todo), "attack", "sample")
+
+            def on_batch(batch, results):
+                collector(batch, results)
+                bar.update(len(batches[batch]))
+
             try:
-                pool.run(dataset.features, dataset.labels, batches, on_batch=collector, keep_results=False,
+                pool.run(dataset.features, dataset.labels, batches, on_batch=on_batch, keep_results=False,
                          only=todo)
             finally:
+                bar.close()
                 pool.shutdown()
         table, perturbations = collector.results()
         if table is None or len(table) != len(sample_index):

@@ -130,6 +130,8 @@ def _fit(plan: StudyPlan, trainable, space, storage_url, results_dir, experiment
     import optuna
     from ray import tune
 
+    from icurt.progress import progress_callback
+
     searcher, scheduler = _searcher_and_scheduler(plan, space, storage_url, seed)
     # reuse_actors: a trial slot keeps its worker; a fresh one per trial spends seconds importing torch
     tuner = tune.Tuner(
@@ -138,7 +140,7 @@ def _fit(plan: StudyPlan, trainable, space, storage_url, results_dir, experiment
                                     max_concurrent_trials=plan.max_concurrent_trials or None,
                                     reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(Path(results_dir).resolve()), name=experiment_name,
-                                  verbose=0),
+                                  verbose=0, callbacks=[progress_callback(num_samples, plan.stage, "trial")]),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
