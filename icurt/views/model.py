@@ -50,6 +50,14 @@ class TrainRunView(RunView):
         verdict = self.verdict()
         return format_verdict(verdict) if verdict else ""
 
+    def baselines(self) -> dict | None:
+        """baselines.json (icurt/baselines/compare.py): logistic regression and boosted trees on the
+        run's folds beside the BiLSTM, AUROC/AUPRC with intervals, the paired BiLSTM − best baseline
+        AUROC and its banner; None for an older run."""
+        from icurt.baselines.compare import read_baselines
+
+        return read_baselines(self.path)
+
     def predictions(self) -> pd.DataFrame:
         """predictions.parquet: every held-out prediction — fold, row (of the dataset), stay_id,
         subject_id, label, p_died (probability), threshold, and on a synthetic cohort its oracle

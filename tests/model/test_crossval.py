@@ -114,6 +114,10 @@ def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray
     verdict = json.loads(train_run.file("verdict.json").read_text())
     assert verdict["n_samples"] == 60 and verdict["n_died"] == 12
     assert any("fewer than 1,000" in w for w in verdict["warnings"])     # a 60-sample cohort is never enough
+    baselines = json.loads(train_run.file("baselines.json").read_text())   # on the same folds, beside the BiLSTM
+    assert baselines["n_samples"] == 60 and set(baselines["models"]) == {"logistic_regression", "boosted_trees"}
+    beside = pd.read_parquet(train_run.file("baseline_predictions.parquet")).sort_values("row")
+    assert beside["fold"].tolist() == predictions.sort_values("row")["fold"].tolist()
     for name in ("auroc", "f1", "val_loss"):
         values = [f["metrics"][name] for f in summary["folds"]]
         assert summary["mean"][name] == pytest.approx(sum(values) / 2)
