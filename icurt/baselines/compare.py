@@ -3,7 +3,8 @@ its format).
 
 Every model is scored as the verdict scores the BiLSTM (icurt/analysis/verdict.py): AUROC and
 AUPRC as the fold-size-weighted mean over folds of each fold model's score on its own held-out
-stays, with 95 % bootstrap percentile intervals drawn within each fold and class. The best
+stays, with 95 % bootstrap percentile intervals drawn within each fold and class (AUPRC vectorised
+over the resamples, baselines/auprc.py, equal to scikit-learn's). The best
 baseline is the one with the higher AUROC; BiLSTM − best baseline AUROC has a paired interval: the
 same resampled stays score both models (as the verdict's model − oracle gap). The banner fires
 when that interval's lower end is at or below 0: the BiLSTM is then not shown to be better.
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from icurt.analysis.verdict import (CONFIDENCE, RESAMPLES, bootstrap_interval, fold_mean_auprc, fold_mean_auroc,
-                                    strata)
+from icurt.analysis.verdict import CONFIDENCE, RESAMPLES, bootstrap_interval, fold_mean_auroc, strata
+from icurt.baselines.auprc import fold_mean_auprc
 from icurt.baselines.fit import MODELS, FoldFit
 from icurt.errors import IcurtError
 from icurt.files import read_json, write_json
@@ -59,7 +60,7 @@ def compare(frame: pd.DataFrame) -> dict:
     scores = {"bilstm": frame["p_died"].to_numpy(np.float64),
               **{name: frame[f"p_{name}"].to_numpy(np.float64) for name in MODELS}}
     rated = {name: {"auroc": _estimate(fold_mean_auroc(p), groups, vectorized=True),
-                    "auprc": _estimate(fold_mean_auprc(y, p), groups)} for name, p in scores.items()}
+                    "auprc": _estimate(fold_mean_auprc(y, p), groups, vectorized=True)} for name, p in scores.items()}
     best = max(MODELS, key=lambda name: rated[name]["auroc"]["value"])
     model, base = fold_mean_auroc(scores["bilstm"]), fold_mean_auroc(scores[best])
     difference = _estimate(lambda *g: model(*g) - base(*g), groups, vectorized=True)

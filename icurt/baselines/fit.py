@@ -42,6 +42,8 @@ class BaselineSettings:
     metric: str = "auroc"                                # "auroc" or "val_loss", as [train].checkpoint_metric
     measured_share: bool = False                         # add the share-measured block (summaries.py)
     seed: int = 0
+    threads: int = 1    # BLAS/OpenMP threads: on a shared CPU, HGB's OpenMP threads spin (measured 30× slower
+                        # on 2 busy cores); one thread fits 32,000 stays in seconds
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,12 @@ def fit_baselines(features: np.ndarray, labels: np.ndarray, folds: list[FoldRows
                   measured: np.ndarray | None = None) -> list[FoldFit]:
     """Both baselines on every fold of `folds` (the train run's). features: (N, T, F) scaled,
     labels: (N,) 1 = died, measured: (N, T, F) bool, used only with settings.measured_share."""
+    from threadpoolctl import threadpool_limits
+
     x = summaries(features, measured if settings.measured_share else None)
     y = np.asarray(labels, dtype=np.int64)
-    return [fit_fold(k, x, y, rows, settings) for k, rows in enumerate(folds)]
+    with threadpool_limits(settings.threads):
+        return [fit_fold(k, x, y, rows, settings) for k, rows in enumerate(folds)]
 
 
 def baseline_predictions(fits: list[FoldFit], labels: np.ndarray) -> pd.DataFrame:
