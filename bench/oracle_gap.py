@@ -85,7 +85,8 @@ def one_size(args, stays: int, epochs: int) -> dict:
     reads = linear_reads(stays, args.seed, train.path) if args.diagnose else {}
     return {**reads, "stays": stays, "epochs": epochs, "train_run": str(train.path), "samples": verdict["n_samples"],
             "died": verdict["n_died"], "model": verdict["auroc"], "oracle": verdict.get("oracle"),
-            "ceiling": verdict.get("ceiling"), "baselines": baselines_of(baselines), "prepare_s": prepared - started, "train_s": trained - prepared,
+            "ceiling": verdict.get("ceiling"), "baselines": baselines_of(baselines), "prepare_s": prepared - started,
+            "train_s": trained - prepared,
             "settings": args.set}
 
 
@@ -153,7 +154,8 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['stays']:,} | {r['samples']:,} ({r['died']:,}) | {r['epochs']} | "
             f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}] | {auroc_cell(b.get('logistic_regression'))} | "
-            f"{auroc_cell(b.get('boosted_trees'))} | {ci(b.get('difference'))} | {r['oracle']['auroc']:.3f} | {ci(r['oracle']['gap'])} | "
+            f"{auroc_cell(b.get('boosted_trees'))} | {ci(b.get('difference'))} | {r['oracle']['auroc']:.3f} | "
+            f"{ci(r['oracle']['gap'])} | "
             f"{r['ceiling']['auroc']:.3f} | {ci(r['ceiling']['gap'])} | {r['train_s'] / 60:.1f} min |")
     return "\n".join(lines)
 

@@ -26,8 +26,8 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     ends = np.where(is_end, np.arange(n), n)
     group_end = np.flip(np.minimum.accumulate(np.flip(ends, -1), axis=-1), -1)
     positives = tp[..., -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (y * np.take_along_axis(precision, group_end, -1)).sum(axis=-1) / np.where(positives > 0, positives, np.nan)
+    found = (y * np.take_along_axis(precision, group_end, -1)).sum(axis=-1)
+    return found / np.where(positives > 0, positives, np.nan)
 
 
 def fold_mean_auprc(labels: np.ndarray, scores: np.ndarray):
