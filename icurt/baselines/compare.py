@@ -13,7 +13,8 @@ baselines.json: {"n_samples", "n_folds", "resamples", "confidence", "summaries" 
 columns' blocks), "settings", "models": {name: {"label", "auroc", "auprc", "chosen" (per fold)}},
 "bilstm": {"auroc", "auprc"}, "best", "difference" ({value, low, high}: BiLSTM − best AUROC),
 "logistic_weights" (per fold: scaler mean and scale, coef, intercept; torch_lr.py rebuilds the
-model from them), "warnings"}. Estimates are {"value", "low", "high"}.
+model from them), "hours" (the window's length, which the slope needs; written by
+baselines/record.py), "warnings"}. Estimates are {"value", "low", "high"}.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def write_run_baselines(run_path: Path, dataset, folds, bilstm: pd.DataFrame, me
     fits = fit_baselines(dataset.features, dataset.labels, folds, settings, dataset.measured)
     frame = baseline_predictions(fits, dataset.labels)
     blocks = list(BLOCKS) + ([MEASURED_BLOCK] if settings.measured_share else [])
-    result = build_baselines(bilstm, frame, fits, blocks, asdict(settings))
+    result = {**build_baselines(bilstm, frame, fits, blocks, asdict(settings)), "hours": int(dataset.features.shape[1])}
     frame.to_parquet(Path(run_path) / PREDICTIONS_FILE, index=False)
     write_baselines(run_path, result)
     for line in format_baselines(result).splitlines():
