@@ -6,7 +6,9 @@ hyperparameters → `icurt train` with icurt's defaults (folds grouped by patien
 chosen on an inner split) → the train run's verdict: held-out AUROC of the pooled out-of-fold
 predictions beside the oracle's (knows each stay's latent severity) and the achievable ceiling's
 (P(died) given what the first 48 h of measurements carry) on the same stays, with paired,
-class-stratified bootstrap intervals of model − oracle and model − ceiling.
+class-stratified bootstrap intervals of model − oracle and model − ceiling; beside them the train
+stage's baselines on the same folds (baselines.json, icurt/baselines/: logistic regression and
+boosted trees on per-feature summaries of the window) and the paired model − best baseline AUROC.
 
     python bench/oracle_gap.py                                    # 2,000, 8,000 and 32,000 stays
     python bench/oracle_gap.py --stays 8000 --epochs 40 --set model.readout=last_step   # one variant
@@ -62,6 +64,7 @@ def fixed_tune_run(store, cfg, preprocess_run):
 
 def one_size(args, stays: int, epochs: int) -> dict:
     from icurt.analysis.verdict import read_verdict
+    from icurt.baselines.compare import read_baselines
     from icurt.db.synth.state import ensure_synthetic_cohort
     from icurt.pipeline import run_pipeline
     from icurt.runs import RunStore
@@ -78,10 +81,12 @@ def one_size(args, stays: int, epochs: int) -> dict:
     train = run_stage("train", cfg, fixed_tune_run(store, cfg, preprocess), store=store)
     trained = time.perf_counter()
     verdict = read_verdict(train.path)
+    baselines = read_baselines(train.path) or {}
     reads = linear_reads(stays, args.seed, train.path) if args.diagnose else {}
     return {**reads, "stays": stays, "epochs": epochs, "train_run": str(train.path), "samples": verdict["n_samples"],
             "died": verdict["n_died"], "model": verdict["auroc"], "oracle": verdict.get("oracle"),
-            "ceiling": verdict.get("ceiling"), "prepare_s": prepared - started, "train_s": trained - prepared,
+            "ceiling": verdict.get("ceiling"), "baselines": baselines_of(baselines), "prepare_s": prepared - started,
+            "train_s": trained - prepared,
             "settings": args.set}
 
 
@@ -121,6 +126,19 @@ def linear_reads(stays: int, seed: int, train_path: Path) -> dict:
     return out
 
 
+def baselines_of(result: dict) -> dict:
+    """Fold-mean held-out AUROC estimates of the train stage's baselines (baselines.json) and the
+    paired BiLSTM − best baseline difference; {} for a run without them."""
+    if not result:
+        return {}
+    return {**{name: m["auroc"] for name, m in result["models"].items()}, "difference": result["difference"],
+            "best": result["best"]}
+
+
+def auroc_cell(estimate: dict | None) -> str:
+    return f"{estimate['value']:.3f}" if estimate else "–"
+
+
 def ci(estimate: dict | None) -> str:
     if not estimate:
         return "–"
@@ -128,13 +146,16 @@ def ci(estimate: dict | None) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| stays | samples (died) | epochs | model AUROC [95 % CI] | oracle | model − oracle | ceiling | "
-             "model − ceiling | train time |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| stays | samples (died) | epochs | model AUROC [95 % CI] | logistic regression | boosted trees | "
+             "model − best baseline | oracle | model − oracle | ceiling | model − ceiling | train time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        m = r["model"]
+        m, b = r["model"], r.get("baselines") or {}
         lines.append(
             f"| {r['stays']:,} | {r['samples']:,} ({r['died']:,}) | {r['epochs']} | "
-            f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}] | {r['oracle']['auroc']:.3f} | {ci(r['oracle']['gap'])} | "
+            f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}] | {auroc_cell(b.get('logistic_regression'))} | "
+            f"{auroc_cell(b.get('boosted_trees'))} | {ci(b.get('difference'))} | {r['oracle']['auroc']:.3f} | "
+            f"{ci(r['oracle']['gap'])} | "
             f"{r['ceiling']['auroc']:.3f} | {ci(r['ceiling']['gap'])} | {r['train_s'] / 60:.1f} min |")
     return "\n".join(lines)
 

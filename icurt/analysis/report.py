@@ -10,6 +10,7 @@ from icurt.analysis.fragility_report import fragility_section
 from icurt.analysis.report_html import CSS, MISSING, figure, fmt, frame, is_missing, note, table
 from icurt.analysis.plots import Plot
 from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE, KINDS, METRIC_TITLE, Analysis
+from icurt.baselines.report_section import baselines_section
 
 CV_METRICS = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
 @dataclass
@@ -28,6 +29,7 @@ class ReportContext:
     fragility: object | None = None               # analysis/fragility_report.FragilityView
     profile: str = ""                             # the config's profile (default, reference, ...)
     profile_changes: list[str] | None = None      # settings the lineage changed from it (lineage_profile_changes)
+    baselines: dict | None = None                 # the train run's baselines.json (icurt/baselines/compare.py)
 
 
 HOW_TO_READ = """
@@ -280,7 +282,8 @@ def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> s
         f"<p><b>{html.escape(profile_line(ctx.profile, ctx.profile_changes))}</b></p>",
         "<h2>How to read this</h2>", HOW_TO_READ,
         "<h2>Lineage</h2>", lineage,
-        _cohort_section(ctx), verdict_section(ctx, plots), _cv_section(ctx), _attack_section(ctx),
+        _cohort_section(ctx), verdict_section(ctx, plots), baselines_section(ctx.baselines),
+        _cv_section(ctx), _attack_section(ctx),
         _headline_section(analysis), _distribution_section(analysis, plots),
         _discovery_section(analysis, plots), _where_section(analysis, plots),
         _magnitude_and_sign_section(analysis, plots), _susceptibility_section(analysis),

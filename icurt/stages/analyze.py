@@ -71,6 +71,7 @@ def _context(attack: Run, attack_config: dict | None, preprocess: Run | None, tr
         ctx.cv_summary = _read_json(train.file("summary.json"), f"train run {train.run_id}",
                                     missing, "cv_summary")
         ctx.verdict = _read_json(train.file("verdict.json"), f"train run {train.run_id}", missing, "verdict")
+        ctx.baselines = _read_json(train.file("baselines.json"), f"train run {train.run_id}", missing, "baselines")
     return ctx
 
 

@@ -8,7 +8,9 @@ fold_<k>/ (the chosen checkpoint, model/checkpoint.py; the fold's rows and subje
 model/train_run.py), predictions.parquet (every held-out prediction, with the synthetic cohort's
 oracle and achievable ceiling where the database holds them), summary.json and summary.txt
 (held-out and training-fold metrics per fold, mean ± sd; model/summary.py), verdict.json (the
-model-quality verdict, analysis/verdict.py) and tensorboard/fold_<k>/.
+model-quality verdict, analysis/verdict.py), baselines.json and baseline_predictions.parquet
+(logistic regression and boosted trees on the same folds beside the BiLSTM, icurt/baselines/)
+and tensorboard/fold_<k>/.
 
 A fold ends after [train].patience evaluations without a new best checkpoint ([train].epochs is
 the cap) and trains in [train].precision. Each fold's checkpoint and record (fold_<k>/fold.json)
@@ -161,12 +163,17 @@ def write_outputs(run_path: Path, folds, dataset, patients: np.ndarray, rule: di
     write_verdict(run_path, verdict)
     for line in format_verdict(verdict).splitlines():
         (log.warning if line.startswith("WARNING") else log.info)("%s", line)
+    from icurt.baselines.record import write_run_baselines
+
+    write_run_baselines(run_path, dataset, folds, predictions, rule.get("checkpoint_metric", "auroc"))
 
 
 def show(run: Run, cfg: Config) -> str:
     from icurt.analysis.verdict import format_verdict, read_verdict
+    from icurt.baselines.compare import format_baselines, read_baselines
     from icurt.model.summary import format_summary, read_summary
 
-    verdict = read_verdict(run.path)
+    verdict, baselines = read_verdict(run.path), read_baselines(run.path)
     text = f"train run {run.run_id}\n{format_summary(read_summary(run.path))}"
-    return text + ("\n" + format_verdict(verdict) if verdict else "")
+    return text + ("\n" + format_verdict(verdict) if verdict else "") + (
+        "\n" + format_baselines(baselines) if baselines else "")

@@ -50,6 +50,26 @@ class TrainRunView(RunView):
         verdict = self.verdict()
         return format_verdict(verdict) if verdict else ""
 
+    def baselines(self) -> dict | None:
+        """baselines.json (icurt/baselines/compare.py): logistic regression and boosted trees on the
+        run's folds beside the BiLSTM, AUROC/AUPRC with intervals, the paired BiLSTM − best baseline
+        AUROC and its banner; None for an older run."""
+        from icurt.baselines.compare import read_baselines
+
+        return self._once("baselines", lambda: read_baselines(self.path))
+
+    def baseline_model(self, fold: int):
+        """Fold `fold`'s logistic-regression baseline as a torch.nn.Module (icurt/baselines/torch_lr.py):
+        input (B, T, F) scaled features, output (B, 2) logits [0, z], like `model(fold)`, so the
+        fragility sweep attacks it unchanged; IcurtError for a run without baselines or that fold."""
+        from icurt.baselines.torch_lr import from_record
+
+        weights = {w["fold"]: w for w in (self.baselines() or {}).get("logistic_weights", [])}
+        if fold not in weights:
+            raise IcurtError(f"train run {self.run_id} has no logistic-regression baseline for fold {fold} "
+                             "(baselines.json is missing or older); rerun `icurt train`")
+        return from_record(weights[fold], int(self.baselines()["hours"])).eval()
+
     def predictions(self) -> pd.DataFrame:
         """predictions.parquet: every held-out prediction — fold, row (of the dataset), stay_id,
         subject_id, label, p_died (probability), threshold, and on a synthetic cohort its oracle

@@ -114,6 +114,16 @@ def test_crossval_writes_one_best_checkpoint_per_fold(tmp_path, make_config, ray
     verdict = json.loads(train_run.file("verdict.json").read_text())
     assert verdict["n_samples"] == 60 and verdict["n_died"] == 12
     assert any("fewer than 1,000" in w for w in verdict["warnings"])     # a 60-sample cohort is never enough
+    baselines = json.loads(train_run.file("baselines.json").read_text())   # on the same folds, beside the BiLSTM
+    assert baselines["n_samples"] == 60 and set(baselines["models"]) == {"logistic_regression", "boosted_trees"}
+    beside = pd.read_parquet(train_run.file("baseline_predictions.parquet")).sort_values("row")
+    assert beside["fold"].tolist() == predictions.sort_values("row")["fold"].tolist()
+    from icurt.baselines.torch_lr import from_record
+    fold0 = beside[beside["fold"] == 0]                    # the torch LR of baselines.json gives the recorded P(died)
+    with torch.no_grad():
+        x0 = torch.from_numpy(ds.features[fold0["row"].to_numpy()].astype(np.float64))
+        p0 = torch.softmax(from_record(baselines["logistic_weights"][0], baselines["hours"])(x0), 1)[:, 1]
+    np.testing.assert_allclose(p0.numpy(), fold0["p_logistic_regression"], atol=1e-6, rtol=0)
     for name in ("auroc", "f1", "val_loss"):
         values = [f["metrics"][name] for f in summary["folds"]]
         assert summary["mean"][name] == pytest.approx(sum(values) / 2)
