@@ -153,3 +153,15 @@ def test_imports_are_read_at_module_and_function_level(tmp_path):
     modules = {"icurt.pkg": source / "__init__.py", "icurt.pkg.low": source / "low.py",
                "icurt.pkg.top": source / "top.py"}
     assert imported("icurt.pkg.top", source / "top.py", modules) == {"icurt.pkg.low": 1, "icurt.pkg": 5}
+
+
+def test_every_subpackage_is_in_the_wheel():
+    """pyproject.toml lists icurt's packages by hand: a new folder missing there installs (-e) but
+    is absent from a built wheel."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "icurt").rglob("__init__.py")}
+    assert found - listed == set()
