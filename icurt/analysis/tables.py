@@ -33,7 +33,10 @@ def write_tables(folder: Path, analysis: Analysis, attack_run_id: str, fragility
             analysis.susceptibility[direction, kind].to_csv(
                 folder / f"susceptibility_{direction}_{kind}.csv", index=False)
             clinical.append(analysis.clinical[direction, kind].assign(direction=direction, kind=kind))
-    pd.concat(clinical, ignore_index=True).to_csv(folder / "clinical_changes.csv", index=False)
+    # empty frames (a direction with no flip) left out: pandas will stop ignoring them in a concat
+    filled = [frame for frame in clinical if not frame.empty]
+    (pd.concat(filled, ignore_index=True) if filled else clinical[0]).to_csv(folder / "clinical_changes.csv",
+                                                                              index=False)
 
 
 def read_headline(folder: Path) -> pd.DataFrame:
