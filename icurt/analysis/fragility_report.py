@@ -164,6 +164,10 @@ def fragility_section(view: FragilityView | None, plots: list[Plot]) -> str:
         return "".join(parts) + note("No fragility run in this analysis' lineage.")
     headlines = view.summary.get("headline", {})
     parts += [f"<p><b>{html.escape(h['sentence'])}.</b></p>" for h in headlines.values()]
+    if headlines:
+        parts.append("<p>These count the samples the attack run attacked (correctly classified ones of its "
+                     "fold; see the summary's Samples attacked), not the whole cohort. A flip is a change of "
+                     f"the predicted class at P(died) > {DECISION_THRESHOLD:g}.</p>")
     parts.append("<p>A budget bounds the adversarial change: at most k non-zero elements (changed hour × "
                  "feature values, L0), "
                  "each change at most s × the feature's clinical step (L∞, the steps below, in clinical "

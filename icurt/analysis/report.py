@@ -35,7 +35,8 @@ class ReportContext:
 
 HOW_TO_READ = """
 <p>Each correctly classified sample (48 hours × the features, scaled to [0, 1]) was attacked: the
-attack searched for a sparse perturbation P that flips the model's prediction. The <b>first</b>
+attack searched for a sparse perturbation P that flips the model's prediction (its predicted class:
+"died" when P(died) > 0.5, the argmax of its two outputs). The <b>first</b>
 example is the first flip found, the <b>best</b> the lowest-loss one. A <b>direction</b> is the
 original label: <b>0 → 1</b> pushes a survivor to "died", <b>1 → 0</b> the reverse. Sizes of P are in
 scaled units (1 = the feature's whole scaling range) unless a table says it is in clinical units.
@@ -160,7 +161,8 @@ def _attack_section(ctx: ReportContext) -> str:
 def _headline_section(analysis: Analysis) -> str:
     shown = analysis.headline.copy()
     shown["success_rate"] = [None if is_missing(v) else f"{100 * v:.1f} %" for v in shown["success_rate"]]
-    return "<h2>Attack success</h2>" + frame(shown)
+    return ("<h2>Attack success</h2>" + frame(shown) + "<p>A success is a flip of the predicted class at the "
+            "decision threshold P(died) > 0.5; misclassified samples are not attacked.</p>")
 
 
 def _distribution_section(analysis: Analysis, plots: list[Plot]) -> str:
