@@ -11,6 +11,7 @@ from icurt.analysis.report_html import (CSS, MISSING, figure, fmt, frame, is_mis
                                         unit_of)
 from icurt.analysis.plots import METRIC_LABEL, Plot
 from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE, KINDS, Analysis
+from icurt.analysis.summary import lineage_profile_changes, profile_line, report_summary  # noqa: F401 (imported from here)
 
 CV_METRICS = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
 @dataclass
@@ -266,56 +267,11 @@ def _magnitude_and_sign_section(analysis: Analysis, plots: list[Plot]) -> str:
     return "".join(parts)
 
 
-SHOWN_CHANGES = 8
 NO_SUCCESS = "The attack flipped no sample: there is nothing to show here."
 
 
 def _any_success(analysis: Analysis) -> bool:
     return any(analysis.locations["best", d].n_samples for d in DIRECTIONS)
-
-
-def profile_line(profile: str, changes: list[str] | None = None) -> str:
-    """The report's line naming the profile its config came from and the settings changed from it
-    (the first SHOWN_CHANGES of them)."""
-    what = {"reference": " (the reference study's choices, configs/reference.toml)",
-            "default": " (icurt's method, configs/default.toml)"}.get(profile, "")
-    line = f"Profile: {profile or 'unknown'}{what}"
-    if changes:
-        more = f" and {len(changes) - SHOWN_CHANGES} more" if len(changes) > SHOWN_CHANGES else ""
-        line += (f"; its runs changed {len(changes)} setting{'s' if len(changes) > 1 else ''}: "
-                 f"{', '.join(changes[:SHOWN_CHANGES])}{more}")
-    return line
-
-
-def lineage_profile_changes(metas: list[tuple[str, dict]], profile: str) -> list[str] | None:
-    """What the runs of one lineage, as (stage, run.json) pairs, changed from `profile`: the union of
-    the profile_changes they recorded (icurt/config.py profile_changes), and "the <stage> run was
-    made with profile <name>" for a run made with another profile. None when a run made with `profile`
-    recorded None (not a shipped profile: nothing to compare with); a run from before icurt recorded
-    changes counts as none."""
-    changes: set[str] = set()
-    for stage, meta in metas:
-        if meta.get("profile") != profile:
-            changes.add(f"the {stage} run was made with profile {meta.get('profile', 'unknown')}")
-            continue
-        recorded = meta.get("profile_changes", [])
-        if recorded is None:
-            return None
-        changes.update(recorded)
-    return sorted(changes)
-
-
-def summary(analysis: Analysis, ctx: ReportContext) -> str:
-    """The one-screen summary that opens the report (analysis/summary.py)."""
-    from icurt.analysis.summary import summary_section
-
-    attacked = {d: int(analysis.headline.loc[analysis.headline["direction"] == GROUP_TITLE[d], "attacked"].sum())
-                for d in DIRECTIONS}
-    view = ctx.fragility
-    headlines = [h["sentence"] for h in (view.summary.get("headline") or {}).values()] if view else []
-    swept = view.summary.get("samples") if view else None
-    return summary_section(source=ctx.source, dataset=ctx.dataset, cohort=ctx.cohort, verdict=ctx.verdict,
-                           headlines=headlines, attack_config=ctx.attack_config, attacked=attacked, swept=swept)
 
 
 def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> str:
@@ -325,7 +281,7 @@ def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> s
     body = "".join([
         "<h1>icurt: adversarial attack analysis</h1>",
         f"<p>Analyze run {html.escape(ctx.analyze_run_id)}, written {created}.</p>",
-        summary(analysis, ctx),
+        report_summary(analysis, ctx),
         f"<p><b>{html.escape(profile_line(ctx.profile, ctx.profile_changes))}</b></p>",
         "<h2>How to read this</h2>", HOW_TO_READ,
         "<h2>Lineage</h2>", lineage,

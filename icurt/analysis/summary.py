@@ -4,7 +4,8 @@ verdict, the fragility headline with the samples it is about, and the rule that 
 Sources: the query run's run.json (`source`: icurt/db/stamp.py's fingerprint; `dataset`: the
 release it read, icurt/stages/query.py), the preprocess run's cohort.json, the train run's
 verdict.json (icurt/analysis/verdict.py), the attack run's attack_config.json and the fragility
-run's fragility.json (its `headline` and `samples`).
+run's fragility.json (its `headline` and `samples`). Also the line under it naming the config
+profile and what the lineage changed from it (profile_line).
 """
 
 from __future__ import annotations
@@ -104,3 +105,50 @@ def summary_section(*, source: dict | None, dataset: dict | None, cohort: dict |
     body = "".join(f'<tr><th class="text">{html.escape(what)}</th><td class="text">{html.escape(value)}</td></tr>'
                    for what, value in rows)
     return f'<section class="summary"><h2>Summary</h2><table class="summary">{body}</table></section>'
+
+
+def report_summary(analysis, ctx) -> str:
+    """The summary of an Analysis (its headline: who was attacked) and a report.ReportContext."""
+    from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE
+
+    attacked = {d: int(analysis.headline.loc[analysis.headline["direction"] == GROUP_TITLE[d], "attacked"].sum())
+                for d in DIRECTIONS}
+    view = ctx.fragility
+    headlines = [h["sentence"] for h in (view.summary.get("headline") or {}).values()] if view else []
+    swept = view.summary.get("samples") if view else None
+    return summary_section(source=ctx.source, dataset=ctx.dataset, cohort=ctx.cohort, verdict=ctx.verdict,
+                           headlines=headlines, attack_config=ctx.attack_config, attacked=attacked, swept=swept)
+
+
+SHOWN_CHANGES = 8
+
+
+def profile_line(profile: str, changes: list[str] | None = None) -> str:
+    """The report's line naming the profile its config came from and the settings changed from it
+    (the first SHOWN_CHANGES of them)."""
+    what = {"reference": " (the reference study's choices, configs/reference.toml)",
+            "default": " (icurt's method, configs/default.toml)"}.get(profile, "")
+    line = f"Profile: {profile or 'unknown'}{what}"
+    if changes:
+        more = f" and {len(changes) - SHOWN_CHANGES} more" if len(changes) > SHOWN_CHANGES else ""
+        line += (f"; its runs changed {len(changes)} setting{'s' if len(changes) > 1 else ''}: "
+                 f"{', '.join(changes[:SHOWN_CHANGES])}{more}")
+    return line
+
+
+def lineage_profile_changes(metas: list[tuple[str, dict]], profile: str) -> list[str] | None:
+    """What the runs of one lineage, as (stage, run.json) pairs, changed from `profile`: the union of
+    the profile_changes they recorded (icurt/config.py profile_changes), and "the <stage> run was
+    made with profile <name>" for a run made with another profile. None when a run made with `profile`
+    recorded None (not a shipped profile: nothing to compare with); a run from before icurt recorded
+    changes counts as none."""
+    changes: set[str] = set()
+    for stage, meta in metas:
+        if meta.get("profile") != profile:
+            changes.add(f"the {stage} run was made with profile {meta.get('profile', 'unknown')}")
+            continue
+        recorded = meta.get("profile_changes", [])
+        if recorded is None:
+            return None
+        changes.update(recorded)
+    return sorted(changes)
