@@ -11,7 +11,8 @@ from icurt.analysis.report_html import (CSS, MISSING, figure, fmt, frame, is_mis
                                         unit_of)
 from icurt.analysis.plots import METRIC_LABEL, Plot
 from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE, KINDS, Analysis
-from icurt.analysis.summary import lineage_profile_changes, profile_line, report_summary  # noqa: F401 (imported from here)
+from icurt.analysis.summary import (lineage_profile_changes, profile_line,  # noqa: F401 (imported from here)
+                                    report_summary)
 
 CV_METRICS = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
 @dataclass
