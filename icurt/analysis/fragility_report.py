@@ -179,6 +179,7 @@ def fragility_section(view: FragilityView | None, plots: list[Plot]) -> str:
                        [[name, value, unit_of(name)] for name, value in steps.items()]))
     parts += [figure(p) for p in plots if p.section == "fragility" and not p.name.startswith("fragility_example")]
     shown = view.curves.copy()
+    shown["direction"] = shown["direction"].map(lambda d: GROUP_TITLE.get(d, d))
     for column in ("success_rate", "ci_low", "ci_high"):
         shown[column] = [None if pd.isna(v) else f"{100 * v:.1f} %" for v in shown[column]]
     parts.append(table(list(shown.columns), [list(r) for r in shown.itertuples(index=False)]))

@@ -18,6 +18,7 @@ COLUMN_TITLES = {
     "sample_frequency": "fraction of samples", "max_abs": "max |P|", "peak_hour": "peak hour",
     "median_abs_p": "median |P| (scaled)", "scale_min": "scale min", "scale_max": "scale max",
     "median_change": "typical change", "max_change": "largest change",
+    "ci_low": "95 % CI low", "ci_high": "95 % CI high", "successes": "flipped",
 }
 MISSING = "–"
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
