@@ -171,10 +171,9 @@ def _distribution_section(analysis: Analysis, plots: list[Plot]) -> str:
     parts = ["<h2>Perturbation sizes</h2>"]
     if analysis.distributions.empty:
         return "".join(parts) + note("No successful sample: there are no adversarial examples to measure.")
-    else:
-        shown = analysis.distributions.copy()
-        shown["metric"] = shown["metric"].map(METRIC_LABEL)
-        parts.append(frame(shown))
+    shown = analysis.distributions.copy()
+    shown["metric"] = shown["metric"].map(METRIC_LABEL)
+    parts.append(frame(shown))
     parts += [figure(p) for p in plots if p.section == "distributions"]
     return "".join(parts)
 
