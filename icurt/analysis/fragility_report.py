@@ -10,15 +10,16 @@ import numpy as np
 import pandas as pd
 
 from icurt.analysis.fragility import DIRECTIONS, changes_table, minimal_budgets, success_curves, worked_examples
-from icurt.analysis.report_html import figure, note, table
+from icurt.analysis.report_html import figure, note, number, table, unit_of
 from icurt.analysis.plots import COLORS, Plot, _new_figure, _png, _say_empty
 from icurt.analysis.stats import CLINICAL_UNITS, GROUP_TITLE
+from icurt.analysis.summary import DECISION_THRESHOLD
 from icurt.attack.budget import to_clinical
 from icurt.attack.fragility_run import FragilityRun, example_of
 
 CELL_STYLE = {"measured": "-", "all": "--"}
-CURVE_TITLE = {"k": "L0 budget k (changed cells), each |change| ≤ its clinical step",
-               "linf": "L∞ scale s (|change| ≤ s × clinical step), any number of cells"}
+CURVE_TITLE = {"k": "L0 budget k (non-zero elements), each |change| ≤ its clinical step",
+               "linf": "L∞ scale s (|change| ≤ s × clinical step), any number of non-zero elements"}
 
 
 @dataclass
@@ -86,7 +87,7 @@ def curves_plot(view: FragilityView) -> Plot:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(CURVE_TITLE[curve])
         ax.set_ylabel("share of attacked samples flipped")
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False, fontsize=8, loc="best")
     return Plot("fragility_curves.png", "fragility", "Success rate against the budget, per direction, on "
                 "measured cells only (solid) or any cell (dashed); bands are 95 % Wilson intervals.", _png(fig))
 
@@ -105,10 +106,10 @@ def minimal_k_plot(view: FragilityView) -> Plot:
             counts = [int((part == b).sum()) for b in budgets] + [int(part.isna().sum())]
             ax.bar(x + offset, counts, width=0.4, color=COLORS[direction], label=GROUP_TITLE[direction])
         ax.set_xticks(x, labels)
-        ax.set_xlabel("each sample's minimal k (changed cells, each within its clinical step)")
+        ax.set_xlabel("each sample's minimal k (non-zero elements, each within its clinical step)")
         ax.set_ylabel("samples")
         ax.legend(frameon=False)
-    return Plot("fragility_minimal_k.png", "fragility", "How many changed cells each sample needed before "
+    return Plot("fragility_minimal_k.png", "fragility", "How many non-zero elements each sample needed before "
                 "its prediction flipped (the smallest k of the sweep), per direction.", _png(fig))
 
 
@@ -122,7 +123,7 @@ def example_plot(index: int, example: WorkedExample) -> Plot:
         changed = example.changes[example.changes["feature"] == name]
         ax.plot(hours, after, "--", color="#d62728", label="adversarial")
         ax.scatter(changed["hour"], changed["after"], color="#d62728", zorder=3)
-        ax.set_ylabel(f"{name} ({CLINICAL_UNITS.get(name, '')})")
+        ax.set_ylabel(f"{name} ({unit_of(name)})")
         ax.legend(frameon=False, fontsize=8)
     axes[-1].set_xlabel("hour of the observation window")
     return Plot(f"fragility_example_{index}.png", "fragility", f"ICU stay {example.stay_id}: the measurements "
@@ -133,6 +134,29 @@ def fragility_plots(view: FragilityView) -> list[Plot]:
     return [curves_plot(view), minimal_k_plot(view), *(example_plot(i, e) for i, e in enumerate(view.examples, 1))]
 
 
+def predicted(p_died: float) -> str:
+    """The predicted class of P(died) at the attack's decision threshold (argmax of two logits)."""
+    return "died" if p_died > DECISION_THRESHOLD else "survived"
+
+
+def probability(p: float) -> str:
+    """P(died) to 3 decimals, or more where 3 would round it onto the decision threshold."""
+    for digits in range(3, 7):
+        text = f"{p:.{digits}f}"
+        if p == DECISION_THRESHOLD or float(text) != DECISION_THRESHOLD:
+            return text
+    return text
+
+
+def example_sentence(example: WorkedExample) -> str:
+    """One worked example in words: its P(died) before and after against the 0.5 decision threshold."""
+    return (f"ICU stay {example.stay_id} ({'died' if example.label else 'survived'}): P(died) "
+            f"{probability(example.p_died_before)} → {probability(example.p_died_after)} (decision threshold "
+            f"{DECISION_THRESHOLD:g}: predicted {predicted(example.p_died_before)} → predicted "
+            f"{predicted(example.p_died_after)}) with {len(example.changes)} non-zero element(s) "
+            f"(minimal k {number(example.minimal_k)}).")
+
+
 def fragility_section(view: FragilityView | None, plots: list[Plot]) -> str:
     """The report's fragility section."""
     parts = ["<h2>Fragility under a budget</h2>"]
@@ -140,27 +164,34 @@ def fragility_section(view: FragilityView | None, plots: list[Plot]) -> str:
         return "".join(parts) + note("No fragility run in this analysis' lineage.")
     headlines = view.summary.get("headline", {})
     parts += [f"<p><b>{html.escape(h['sentence'])}.</b></p>" for h in headlines.values()]
-    parts.append("<p>A budget bounds the adversarial change: at most k hour × feature cells changed (L0), "
+    if headlines:
+        parts.append("<p>These count the samples the attack run attacked (correctly classified ones of its "
+                     "fold; see the summary's Samples attacked), not the whole cohort. A flip is a change of "
+                     f"the predicted class at P(died) > {DECISION_THRESHOLD:g}.</p>")
+    parts.append("<p>A budget bounds the adversarial change: at most k non-zero elements (changed hour × "
+                 "feature values, L0), "
                  "each change at most s × the feature's clinical step (L∞, the steps below, in clinical "
                  "units), on measured cells only (never an interpolated or imputed value) or on any cell. "
                  "An example found under a smaller budget also satisfies every larger one, so the curves "
                  "never fall. Intervals are 95 % Wilson intervals.</p>")
     steps = view.summary.get("clinical_step", {})
     parts.append(table(["feature", "clinical step", "unit"],
-                       [[name, value, CLINICAL_UNITS.get(name, "")] for name, value in steps.items()]))
+                       [[name, value, unit_of(name)] for name, value in steps.items()]))
     parts += [figure(p) for p in plots if p.section == "fragility" and not p.name.startswith("fragility_example")]
     shown = view.curves.copy()
+    shown["direction"] = shown["direction"].map(lambda d: GROUP_TITLE.get(d, d))
     for column in ("success_rate", "ci_low", "ci_high"):
         shown[column] = [None if pd.isna(v) else f"{100 * v:.1f} %" for v in shown[column]]
     parts.append(table(list(shown.columns), [list(r) for r in shown.itertuples(index=False)]))
     parts.append("<h3>Worked examples</h3>")
     if not view.examples:
-        parts.append(note("No sample flipped within the L0 budgets of the sweep."))
+        return "".join(parts) + note("No sample flipped within the L0 budgets of the sweep.")
+    parts.append(f"<p>Predicted class at the decision threshold P(died) > {DECISION_THRESHOLD:g} (the argmax "
+                 "of the model's two outputs), the rule the attack flips.</p>")
     for index, example in enumerate(view.examples, 1):
-        parts.append(f"<p>ICU stay {example.stay_id} ({'died' if example.label else 'survived'}): "
-                     f"P(died) {example.p_died_before:.3f} → {example.p_died_after:.3f} with "
-                     f"{len(example.changes)} changed measurement(s) (minimal k {example.minimal_k:g}).</p>")
+        parts.append(f"<p>{html.escape(example_sentence(example))}</p>")
         parts.append(table(["hour", "feature", "before", "after", "unit"],
-                           [list(r) for r in example.changes.itertuples(index=False)]))
+                           [[r.hour, r.feature, r.before, r.after, unit_of(r.feature, r.unit)]
+                            for r in example.changes.itertuples(index=False)]))
         parts += [figure(p) for p in plots if p.name == f"fragility_example_{index}.png"]
     return "".join(parts)

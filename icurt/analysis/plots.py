@@ -19,6 +19,8 @@ from icurt.analysis.stats import (DIRECTIONS, GROUP_TITLE, KINDS, METRIC_TITLE, 
 
 COLORS = {"0to1": "#1f77b4", "1to0": "#d62728"}
 EMPTY_TEXT = "no successful samples"
+# The report's name for each size (one name per quantity: n_nonzero is "non-zero elements" everywhere)
+METRIC_LABEL = {**METRIC_TITLE, "n_nonzero": "non-zero elements"}
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,11 @@ def histogram_plot(analysis: Analysis, metric: str) -> Plot:
                 counts, _ = np.histogram(v[np.isfinite(v)], bins=edges)
                 ax.stairs(counts, edges, color=COLORS[direction], linewidth=1.8,
                           label=f"{GROUP_TITLE[direction]} (n={len(v)})")
-        ax.set_xlabel(METRIC_TITLE[metric] + ("" if metric == "n_nonzero" else " (scaled units)"))
+        ax.set_xlabel(METRIC_LABEL[metric] + ("" if metric == "n_nonzero" else " (scaled units)"))
         ax.set_ylabel("samples")
         ax.legend(frameon=False)
     return Plot(f"hist_{metric}.png", "distributions",
-                f"Distribution of {METRIC_TITLE[metric]} over successful samples, by direction.", _png(fig))
+                f"Distribution of {METRIC_LABEL[metric]} over successful samples, by direction.", _png(fig))
 
 
 def feature_plot(analysis: Analysis, kind: str) -> Plot:
@@ -170,7 +172,8 @@ def discovery_plot(analysis: Analysis) -> Plot:
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("iteration")
         ax.set_ylabel("share of attacked samples")
-        ax.legend(frameon=False, loc="lower right")
+        # beside the axes: inside, it would cover a curve that climbs to the lower right corner
+        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncols=2, fontsize=8)
     return Plot("discovery.png", "discovery",
                 "Share of attacked samples whose first (solid) and best (dashed) adversarial example was found "
                 "by each iteration; the end value is the success rate.", _png(fig))

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from icurt.analysis.fragility_report import fragility_section
-from icurt.analysis.report_html import CSS, MISSING, figure, fmt, frame, is_missing, note, table
-from icurt.analysis.plots import Plot
-from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE, KINDS, METRIC_TITLE, Analysis
+from icurt.analysis.report_html import (CSS, MISSING, figure, fmt, frame, is_missing, note, table, threshold_text,
+                                        unit_of)
+from icurt.analysis.plots import METRIC_LABEL, Plot
+from icurt.analysis.stats import DIRECTIONS, GROUP_TITLE, KINDS, Analysis
+from icurt.analysis.summary import (lineage_profile_changes, profile_line,  # noqa: F401 (imported from here)
+                                    report_summary)
 from icurt.baselines.report_section import baselines_section
 
 CV_METRICS = ("auroc", "auprc", "brier", "f1", "precision", "recall", "accuracy", "val_loss")
@@ -30,14 +33,19 @@ class ReportContext:
     profile: str = ""                             # the config's profile (default, reference, ...)
     profile_changes: list[str] | None = None      # settings the lineage changed from it (lineage_profile_changes)
     baselines: dict | None = None                 # the train run's baselines.json (icurt/baselines/compare.py)
+    source: dict | None = None                    # the query run's source fingerprint (icurt/db/stamp.py)
+    dataset: dict | None = None                   # the query run's dataset: {"dataset", "release", "schemas"}
 
 
 HOW_TO_READ = """
 <p>Each correctly classified sample (48 hours × the features, scaled to [0, 1]) was attacked: the
-attack searched for a sparse perturbation P that flips the model's prediction. The <b>first</b>
+attack searched for a sparse perturbation P that flips the model's prediction (its predicted class:
+"died" when P(died) > 0.5, the argmax of its two outputs). The <b>first</b>
 example is the first flip found, the <b>best</b> the lowest-loss one. A <b>direction</b> is the
 original label: <b>0 → 1</b> pushes a survivor to "died", <b>1 → 0</b> the reverse. Sizes of P are in
-scaled units (1 = the feature's whole scaling range) unless a table says it is in clinical units.</p>
+scaled units (1 = the feature's whole scaling range) unless a table says it is in clinical units.
+<b>Non-zero elements</b> counts the (hour, feature) values a perturbation changes (P<sub>tj</sub> ≠ 0):
+the L0 size of P, and what an L0 budget k bounds.</p>
 <p>For hour t and feature j, over the successful samples of a direction: PP<sub>tj</sub> is the
 fraction of samples with P<sub>tj</sub> ≠ 0, MP<sub>tj</sub> the largest |P<sub>tj</sub>|,
 S<sub>tj</sub> = MP<sub>tj</sub> · PP<sub>tj</sub> the susceptibility of that location (Sun et al.,
@@ -81,7 +89,7 @@ def _cv_section(ctx: ReportContext) -> str:
                                       f"{ctx.missing.get('cv_summary', 'summary.json has no folds')}.")
     found = {k for fold in summary["folds"] for k in (fold.get("metrics") or {})}
     metrics = [m for m in CV_METRICS if m in found] + sorted(found - set(CV_METRICS))
-    rows = [[f"fold {fold.get('fold')}", fold.get("best_epoch"), fold.get("threshold"),
+    rows = [[f"fold {fold.get('fold')}", fold.get("best_epoch"), threshold_text(fold.get("threshold")),
              *[(fold.get("metrics") or {}).get(m) for m in metrics]] for fold in summary["folds"]]
     mean, sd = summary.get("mean") or {}, summary.get("sd") or {}
     rows.append(["mean ± sd", None, None, *[f"{fmt(mean.get(m))} ± {fmt(sd.get(m))}" for m in metrics]])
@@ -90,11 +98,14 @@ def _cv_section(ctx: ReportContext) -> str:
         rows.append(["training fold, mean ± sd", None, None,
                      *[f"{fmt(train_mean.get(m))} ± {fmt(train_sd.get(m))}" for m in metrics]])
     parts.append(f"<p>{html.escape(rule_text(summary.get('rule') or {}))}.</p>")
-    parts.append(table(["fold", "best epoch", "threshold", *metrics], rows))
+    parts.append(table(["fold", "best epoch", "F1 threshold on P(died)", *metrics], rows))
     parts.append("<p>Metrics on each fold's held-out samples at the natural class distribution; F1, "
-                 "precision, recall and accuracy at the fold's threshold (chosen to maximise F1 on its "
-                 "validation data). The last row measures the same checkpoints on the samples they were "
-                 "fitted on: its distance from the held-out rows is the overfitting gap.</p>")
+                 "precision, recall and accuracy at the fold's threshold on P(died) (chosen to maximise F1 on "
+                 "its validation data; used for these metrics only: a flip is judged at 0.5, see the "
+                 "summary). The mean row averages the folds' own scores; the verdict above pools the folds' "
+                 "held-out predictions before computing F1, precision and recall, so the two differ a little. "
+                 "The last row measures the same checkpoints on the samples they were fitted on: its "
+                 "distance from the held-out rows is the overfitting gap.</p>")
     return "".join(parts)
 
 
@@ -124,7 +135,9 @@ def verdict_section(ctx: ReportContext, plots: list[Plot]) -> str:
                  f"{v.get('n_died')} died. AUROC and AUPRC are the mean over the folds (weighted by size) of "
                  "each fold model's score on its own held-out stays; intervals are "
                  f"{v.get('resamples')} bootstrap resamples drawn within each fold and class (percentile "
-                 "method).</p>")
+                 "method). F1, precision and recall count all folds' held-out predictions together, each "
+                 "judged at its own fold's F1 threshold; the cross-validation table's mean row instead "
+                 "averages each fold's own F1, precision and recall, hence the small difference.</p>")
     config = ctx.attack_config or {}
     if "samples" in config:
         which = ("the held-out samples of fold" if config["samples"] == "held_out" else "all samples; the model of fold")
@@ -139,29 +152,38 @@ def _attack_section(ctx: ReportContext) -> str:
     if not ctx.attack_config:
         return "<h2>Attack settings</h2>" + note(
             f"Attack settings not available: {ctx.missing.get('attack_config', 'not found')}.")
-    return "<h2>Attack settings</h2>" + table(["setting", "value"], [[k, v] for k, v in ctx.attack_config.items()])
+    settings = {k: v for k, v in ctx.attack_config.items() if not isinstance(v, dict)}
+    parts = ["<h2>Attack settings</h2>", table(["setting", "value"], [[k, v] for k, v in settings.items()])]
+    for name, nested in ctx.attack_config.items():
+        if isinstance(nested, dict):
+            parts.append(f"<p>{html.escape(name)}:</p>")
+            parts.append(table(["setting", "value"], [[k, v] for k, v in nested.items()]) if nested
+                         else note(f"The {name} records no settings."))
+    return "".join(parts)
 
 
 def _headline_section(analysis: Analysis) -> str:
     shown = analysis.headline.copy()
     shown["success_rate"] = [None if is_missing(v) else f"{100 * v:.1f} %" for v in shown["success_rate"]]
-    return "<h2>Attack success</h2>" + frame(shown)
+    return ("<h2>Attack success</h2>" + frame(shown) + "<p>A success is a flip of the predicted class at the "
+            "decision threshold P(died) > 0.5; misclassified samples are not attacked.</p>")
 
 
 def _distribution_section(analysis: Analysis, plots: list[Plot]) -> str:
     parts = ["<h2>Perturbation sizes</h2>"]
     if analysis.distributions.empty:
-        parts.append(note("No successful sample: there are no adversarial examples to measure."))
-    else:
-        shown = analysis.distributions.copy()
-        shown["metric"] = shown["metric"].map(METRIC_TITLE)
-        parts.append(frame(shown))
+        return "".join(parts) + note("No successful sample: there are no adversarial examples to measure.")
+    shown = analysis.distributions.copy()
+    shown["metric"] = shown["metric"].map(METRIC_LABEL)
+    parts.append(frame(shown))
     parts += [figure(p) for p in plots if p.section == "distributions"]
     return "".join(parts)
 
 
 def _where_section(analysis: Analysis, plots: list[Plot]) -> str:
     parts = ["<h2>Where perturbations fall</h2>"]
+    if not _any_success(analysis):
+        return "".join(parts) + note(NO_SUCCESS)
     for group in DIRECTIONS:
         if not analysis.locations["best", group].n_samples:
             parts.append(note(f"No successful {GROUP_TITLE[group]} sample: its plots are empty."))
@@ -171,6 +193,8 @@ def _where_section(analysis: Analysis, plots: list[Plot]) -> str:
 
 def _susceptibility_section(analysis: Analysis) -> str:
     parts = ["<h2>Susceptibility by feature and hour</h2>"]
+    if not _any_success(analysis):
+        return "".join(parts) + note(NO_SUCCESS)
     hours = analysis.hour_stats
     for direction in DIRECTIONS:
         for kind in KINDS:
@@ -198,11 +222,14 @@ def _clinical_section(analysis: Analysis, ctx: ReportContext) -> str:
     if "normalisation" in ctx.missing:
         parts.append(note(f"No scaling statistics ({ctx.missing['normalisation']}): sizes stay in "
                            "scaled units."))
+    if not _any_success(analysis):
+        return "".join(parts) + note(NO_SUCCESS)
     for direction in DIRECTIONS:
         for kind in KINDS:
-            table = analysis.clinical[direction, kind]
+            shown = analysis.clinical[direction, kind].copy()
+            shown["unit"] = [unit_of(f, u) for f, u in zip(shown["feature"], shown["unit"])]
             parts.append(f"<h3>{html.escape(GROUP_TITLE[direction])}, {kind} example</h3>")
-            parts.append(frame(table) if len(table) else
+            parts.append(frame(shown) if len(shown) else
                          note(f"No perturbed feature for {GROUP_TITLE[direction]} ({kind} example)."))
     return "".join(parts)
 
@@ -211,6 +238,8 @@ def _discovery_section(analysis: Analysis, plots: list[Plot]) -> str:
     from icurt.analysis.reference_stats import discovery_summary
 
     parts = ["<h2>When adversarial examples are found</h2>"]
+    if not _any_success(analysis):
+        return "".join(parts) + note(NO_SUCCESS)
     if analysis.discovery is None or analysis.discovery.empty:
         parts.append(note("The attack run records no iterations: no discovery curve."))
     else:
@@ -226,6 +255,8 @@ def _magnitude_and_sign_section(analysis: Analysis, plots: list[Plot]) -> str:
              "feature j; sensitivity<sub>tj</sub> = PP<sub>tj</sub> / ganzp<sub>tj</sub>, high where small "
              "perturbations often make an example (the reference study's maps). ↑ counts the non-zero "
              "elements that raised a feature, ↓ those that lowered it.</p>"]
+    if not _any_success(analysis):
+        return "".join(parts) + note(NO_SUCCESS)
     parts += [figure(p) for p in plots if p.section == "reference_maps"]
     signs = analysis.signs
     if signs is not None and (signs["raised"].sum() + signs["lowered"].sum()):
@@ -238,47 +269,21 @@ def _magnitude_and_sign_section(analysis: Analysis, plots: list[Plot]) -> str:
     return "".join(parts)
 
 
-SHOWN_CHANGES = 8
+NO_SUCCESS = "The attack flipped no sample: there is nothing to show here."
 
 
-def profile_line(profile: str, changes: list[str] | None = None) -> str:
-    """The report's line naming the profile its config came from and the settings changed from it
-    (the first SHOWN_CHANGES of them)."""
-    what = {"reference": " (the reference study's choices, configs/reference.toml)",
-            "default": " (icurt's method, configs/default.toml)"}.get(profile, "")
-    line = f"Profile: {profile or 'unknown'}{what}"
-    if changes:
-        more = f" and {len(changes) - SHOWN_CHANGES} more" if len(changes) > SHOWN_CHANGES else ""
-        line += (f"; its runs changed {len(changes)} setting{'s' if len(changes) > 1 else ''}: "
-                 f"{', '.join(changes[:SHOWN_CHANGES])}{more}")
-    return line
-
-
-def lineage_profile_changes(metas: list[tuple[str, dict]], profile: str) -> list[str] | None:
-    """What the runs of one lineage, as (stage, run.json) pairs, changed from `profile`: the union of
-    the profile_changes they recorded (icurt/config.py profile_changes), and "the <stage> run was
-    made with profile <name>" for a run made with another profile. None when a run made with `profile`
-    recorded None (not a shipped profile: nothing to compare with); a run from before icurt recorded
-    changes counts as none."""
-    changes: set[str] = set()
-    for stage, meta in metas:
-        if meta.get("profile") != profile:
-            changes.add(f"the {stage} run was made with profile {meta.get('profile', 'unknown')}")
-            continue
-        recorded = meta.get("profile_changes", [])
-        if recorded is None:
-            return None
-        changes.update(recorded)
-    return sorted(changes)
+def _any_success(analysis: Analysis) -> bool:
+    return any(analysis.locations["best", d].n_samples for d in DIRECTIONS)
 
 
 def build_report(analysis: Analysis, ctx: ReportContext, plots: list[Plot]) -> str:
-    """The whole report as one HTML document."""
+    """The whole report as one HTML document: a list of sections, the summary first."""
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lineage = table(["stage", "run id"], [list(item) for item in ctx.lineage])
     body = "".join([
         "<h1>icurt: adversarial attack analysis</h1>",
         f"<p>Analyze run {html.escape(ctx.analyze_run_id)}, written {created}.</p>",
+        report_summary(analysis, ctx),
         f"<p><b>{html.escape(profile_line(ctx.profile, ctx.profile_changes))}</b></p>",
         "<h2>How to read this</h2>", HOW_TO_READ,
         "<h2>Lineage</h2>", lineage,

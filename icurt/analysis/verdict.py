@@ -219,6 +219,7 @@ def reliability_png(verdict: dict) -> bytes | None:
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="perfectly calibrated")
     ax.plot(curve["mean_predicted"], curve["fraction_died"], marker="o", color="#1f77b4", label="model")
+    ax.axvline(0.5, color="#d62728", linestyle=":", linewidth=1, label="decision threshold P(died) = 0.5")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted P(died)", ylabel="observed fraction died",
            title=f"reliability, {CALIBRATION_BINS} quantile bins")
     ax.legend(loc="upper left", fontsize=8)

@@ -81,9 +81,10 @@ def _verdict_plots(verdict: dict | None) -> list:
     from icurt.analysis.verdict import reliability_png
 
     png = reliability_png(verdict) if verdict else None
-    caption = ("Reliability of the held-out P(died): mean prediction against the observed death rate per "
-               "tenth of the predictions; above the diagonal the model overestimates the risk (expected "
-               "after training on oversampled deaths)")
+    caption = ("Reliability of the held-out P(died): mean prediction (x) against the observed death rate (y) "
+               "per tenth of the predictions; points below the diagonal mean the model overestimates the "
+               "risk (predicts more deaths than occur, expected after training on oversampled deaths), "
+               "points above it that it underestimates the risk")
     return [Plot("reliability.png", "verdict", caption, png)] if png else []
 
 
@@ -107,6 +108,11 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
     attack = read_attack_run(attack_run.path)
     preprocess = _ancestor(store, attack_run, "preprocess")
     ctx = _context(attack_run, attack.config, preprocess, _ancestor(store, attack_run, "train"))
+    query = _ancestor(store, attack_run, "query")
+    if query is not None:
+        ctx.source, ctx.dataset = query.meta.get("source"), query.meta.get("dataset")
+    elif preprocess is not None:   # a preprocess run copies its query run's dataset
+        ctx.dataset = preprocess.meta.get("dataset")
     normalisation = {}
     if preprocess is not None:
         normalisation = _read_json(preprocess.file("normalisation.json"), f"preprocess run "
