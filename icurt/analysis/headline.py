@@ -10,7 +10,7 @@ from icurt.analysis.report_html import MISSING, is_missing
 def headline_text(headline: pd.DataFrame) -> str:
     """The headline table for the terminal: aligned columns, shares as percentages, sizes with units,
     and a legend saying what each column counts."""
-    titles = ["direction", "samples", "attacked", "adversarial", "success", "cells changed",
+    titles = ["direction", "samples", "attacked", "adversarial", "success", "non-zero elements",
               "L1 (scaled)", "max |P| (scaled)", "note"]
     rows = []
     for row in headline.to_dict(orient="records"):
@@ -26,8 +26,8 @@ def headline_text(headline: pd.DataFrame) -> str:
     return "\n".join([line(titles)] + [line(r) for r in rows] + [
         "attacked: samples the attack ran on (% of the samples; the others, e.g. misclassified ones, were "
         "skipped); adversarial: those it flipped; success: adversarial / attacked.",
-        "The last three columns are medians over the adversarial samples' best examples: cells changed = "
-        "(hour, feature) values altered; L1 = sum of |change|; max |P| = largest change; changes in scaled "
+        "The last three columns are medians over the adversarial samples' best examples: non-zero "
+        "elements = (hour, feature) values altered; L1 = sum of |change|; max |P| = largest change; changes in scaled "
         "units (each feature min-max scaled to [0, 1] between its [preprocess].winsorize_percentiles)."])
 
 

@@ -69,6 +69,20 @@ def verdict_text(verdict: dict | None) -> str:
     return text
 
 
+def baselines_text(baselines: dict | None) -> str:
+    """The best baseline beside the BiLSTM, from the train run's baselines.json (icurt/baselines/):
+    its held-out AUROC and the paired BiLSTM − baseline difference, with whether the BiLSTM is shown
+    better (the difference's 95 % interval above 0)."""
+    if not baselines:
+        return "not fitted (a train run from before icurt fitted baselines)"
+    best = baselines["models"][baselines["best"]]
+    d = baselines["difference"]
+    verdict = ("the BiLSTM is better" if not baselines.get("warnings")
+               else "the BiLSTM is not shown to be better")
+    return (f"best: {best['label']}, held-out AUROC {_interval(best.get('auroc'))}; BiLSTM − {best['label']} "
+            f"{number(d.get('value'))} (paired 95 % CI {number(d.get('low'))}–{number(d.get('high'))}): {verdict}")
+
+
 def targets_text(attack_config: dict | None, attacked: dict[str, int], swept: int | None,
                  cohort_deaths: int | None) -> str:
     """Which samples the headline counts: the attack run's candidates, the correctly classified ones
@@ -94,12 +108,12 @@ def targets_text(attack_config: dict | None, attacked: dict[str, int], swept: in
 
 def summary_section(*, source: dict | None, dataset: dict | None, cohort: dict | None, verdict: dict | None,
                     headlines: list[str], attack_config: dict | None, attacked: dict[str, int],
-                    swept: int | None) -> str:
+                    swept: int | None, baselines: dict | None = None) -> str:
     """The report's opening summary as HTML: one table of what, and the flip rule."""
     deaths = int(cohort["n_died"]) if cohort and cohort.get("n_died") is not None else None
     fragility = " ".join(f"{h}." for h in headlines) or "no fragility run in this analysis' lineage"
     rows = [("Data", data_source_text(source, dataset)), ("Cohort", cohort_text(cohort)),
-            ("Model", verdict_text(verdict)), ("Fragility", fragility),
+            ("Model", verdict_text(verdict)), ("Baselines", baselines_text(baselines)), ("Fragility", fragility),
             ("Samples attacked", targets_text(attack_config, attacked, swept, deaths)),
             ("What a flip is", FLIP_RULE)]
     body = "".join(f'<tr><th class="text">{html.escape(what)}</th><td class="text">{html.escape(value)}</td></tr>'
@@ -117,7 +131,8 @@ def report_summary(analysis, ctx) -> str:
     headlines = [h["sentence"] for h in (view.summary.get("headline") or {}).values()] if view else []
     swept = view.summary.get("samples") if view else None
     return summary_section(source=ctx.source, dataset=ctx.dataset, cohort=ctx.cohort, verdict=ctx.verdict,
-                           headlines=headlines, attack_config=ctx.attack_config, attacked=attacked, swept=swept)
+                           headlines=headlines, attack_config=ctx.attack_config, attacked=attacked, swept=swept,
+                           baselines=ctx.baselines)
 
 
 SHOWN_CHANGES = 8
@@ -129,10 +144,14 @@ def profile_line(profile: str, changes: list[str] | None = None) -> str:
     what = {"reference": " (the reference study's choices, configs/reference.toml)",
             "default": " (icurt's method, configs/default.toml)"}.get(profile, "")
     line = f"Profile: {profile or 'unknown'}{what}"
-    if changes:
-        more = f" and {len(changes) - SHOWN_CHANGES} more" if len(changes) > SHOWN_CHANGES else ""
-        line += (f"; its runs changed {len(changes)} setting{'s' if len(changes) > 1 else ''}: "
-                 f"{', '.join(changes[:SHOWN_CHANGES])}{more}")
+    others = [c for c in changes or [] if c.startswith("the ")]     # "the <stage> run was made with profile …"
+    settings = [c for c in changes or [] if not c.startswith("the ")]
+    if others:
+        line += "; " + "; ".join(others)
+    if settings:
+        more = f" and {len(settings) - SHOWN_CHANGES} more" if len(settings) > SHOWN_CHANGES else ""
+        line += (f"; its runs changed {len(settings)} setting{'s' if len(settings) > 1 else ''}: "
+                 f"{', '.join(settings[:SHOWN_CHANGES])}{more}")
     return line
 
 

@@ -153,10 +153,22 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore) -> Run:
 
 
 def show(run: Run, cfg: Config) -> str:
+    """The data's source, the headline table, the fragility sentences, the best baseline beside the
+    BiLSTM (and its banner), the profile line and the report's path."""
     from icurt.analysis.headline import headline_text
     from icurt.analysis.report import profile_line
+    from icurt.analysis.summary import baselines_text, data_source_text
     from icurt.analysis.tables import read_fragility_headline, read_headline
+    from icurt.baselines.compare import read_baselines
 
+    store = RunStore.from_config(cfg)
+    query, preprocess, train = (_ancestor(store, run, stage) for stage in ("query", "preprocess", "train"))
+    source = query.meta.get("source") if query else None
+    dataset = (query or preprocess).meta.get("dataset") if (query or preprocess) else None
+    baselines = read_baselines(train.path) if train else None
     sentences = [f"{h['sentence']}." for h in read_fragility_headline(run.path).values()]
-    return "\n".join([headline_text(read_headline(run.path)), *sentences, profile_line(run.meta.get("profile", ""), run.meta.get("profile_changes")),
+    warnings = [f"WARNING: {w}" for w in (baselines or {}).get("warnings", [])]
+    return "\n".join([f"data: {data_source_text(source, dataset)}", headline_text(read_headline(run.path)),
+                      *sentences, f"baselines: {baselines_text(baselines)}", *warnings,
+                      profile_line(run.meta.get("profile", ""), run.meta.get("profile_changes")),
                       f"report: {run.file(REPORT_FILE).resolve()}"])

@@ -197,6 +197,10 @@ def test_profile_line_lists_the_first_eight_changes():
     changes = [f"train.k{i}={i}" for i in range(10)]
     assert profile_line("demo", changes) == ("Profile: demo; its runs changed 10 settings: "
                                              + ", ".join(changes[:8]) + " and 2 more")
+    # a run made with another profile is said as such, not counted as a setting
+    assert profile_line("reference", ["attack.seed=9", "the query run was made with profile default"]) == (
+        "Profile: reference (the reference study's choices, configs/reference.toml); the query run was made with "
+        "profile default; its runs changed 1 setting: attack.seed=9")
 
 
 def test_lineage_profile_changes_is_the_union_and_names_a_run_of_another_profile():

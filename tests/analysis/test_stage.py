@@ -209,7 +209,10 @@ def test_analyze_command_prints_headline_and_report_path(cfg, tmp_path, capsys):
     _, fragility = make_runs(RunStore(tmp_path), cfg)
     assert main(["analyze", "--from", fragility.run_id, "--set", f"paths.data={tmp_path}"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("direction") and out[2].startswith("0 → 1") and "100.0%" in out[2]
+    # made by hand, this lineage has no query run (no source to name) and a train run without baselines
+    assert out[0] == "data: unknown (no query run in this analysis' lineage records its source)"
+    assert out[1].startswith("direction") and out[3].startswith("0 → 1") and "100.0%" in out[3]
+    assert out[-4] == "baselines: not fitted (a train run from before icurt fitted baselines)"
     report = out[-2]
     assert report.startswith("report: ") and report.endswith("report.html")
     # the cfg fixture's analyze.top_features=2 is read by no run here: this analyze run has the default

@@ -75,3 +75,18 @@ def test_every_feature_has_a_unit():
     assert unit_of("ph", "") == "pH units"
     assert unit_of("sodium") == "mEq/L" and unit_of("sodium", "mmol/L") == "mmol/L"
     assert unit_of("feature_7") == "–"
+
+
+def test_the_baselines_row_names_the_best_and_the_paired_difference():
+    from icurt.analysis.summary import baselines_text
+
+    result = {"best": "logistic", "warnings": [],
+              "models": {"logistic": {"label": "logistic regression",
+                                      "auroc": {"value": 0.812, "low": 0.78, "high": 0.84}}},
+              "difference": {"value": 0.021, "low": 0.004, "high": 0.038}}
+    assert baselines_text(result) == (
+        "best: logistic regression, held-out AUROC 0.812 (95 % CI 0.78–0.84); BiLSTM − logistic regression "
+        "0.021 (paired 95 % CI 0.004–0.038): the BiLSTM is better")
+    result["warnings"] = ["not better"]
+    assert baselines_text(result).endswith(": the BiLSTM is not shown to be better")
+    assert baselines_text(None).startswith("not fitted")
