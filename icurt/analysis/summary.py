@@ -76,11 +76,13 @@ def baselines_text(baselines: dict | None) -> str:
     if not baselines:
         return "not fitted (a train run from before icurt fitted baselines)"
     best = baselines["models"][baselines["best"]]
-    d = baselines["difference"]
+    auroc, d = best["auroc"], baselines["difference"]
     verdict = ("the BiLSTM is better" if not baselines.get("warnings")
                else "the BiLSTM is not shown to be better")
-    return (f"best: {best['label']}, held-out AUROC {_interval(best.get('auroc'))}; BiLSTM − {best['label']} "
-            f"{number(d.get('value'))} (paired 95 % CI {number(d.get('low'))}–{number(d.get('high'))}): {verdict}")
+    signed = lambda v: f"{v:+.3f}".replace("-", "−")  # noqa: E731
+    return (f"best: {best['label']}, held-out AUROC {auroc['value']:.3f} (95 % CI {auroc['low']:.3f} to "
+            f"{auroc['high']:.3f}); BiLSTM − {best['label']} {signed(d['value'])} (paired 95 % CI "
+            f"{signed(d['low'])} to {signed(d['high'])}): {verdict}")
 
 
 def targets_text(attack_config: dict | None, attacked: dict[str, int], swept: int | None,

@@ -167,8 +167,7 @@ def show(run: Run, cfg: Config) -> str:
     dataset = (query or preprocess).meta.get("dataset") if (query or preprocess) else None
     baselines = read_baselines(train.path) if train else None
     sentences = [f"{h['sentence']}." for h in read_fragility_headline(run.path).values()]
-    warnings = [f"WARNING: {w}" for w in (baselines or {}).get("warnings", [])]
     return "\n".join([f"data: {data_source_text(source, dataset)}", headline_text(read_headline(run.path)),
-                      *sentences, f"baselines: {baselines_text(baselines)}", *warnings,
+                      *sentences, f"baselines: {baselines_text(baselines)}",
                       profile_line(run.meta.get("profile", ""), run.meta.get("profile_changes")),
                       f"report: {run.file(REPORT_FILE).resolve()}"])

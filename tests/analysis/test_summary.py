@@ -85,8 +85,10 @@ def test_the_baselines_row_names_the_best_and_the_paired_difference():
                                       "auroc": {"value": 0.812, "low": 0.78, "high": 0.84}}},
               "difference": {"value": 0.021, "low": 0.004, "high": 0.038}}
     assert baselines_text(result) == (
-        "best: logistic regression, held-out AUROC 0.812 (95 % CI 0.78–0.84); BiLSTM − logistic regression "
-        "0.021 (paired 95 % CI 0.004–0.038): the BiLSTM is better")
+        "best: logistic regression, held-out AUROC 0.812 (95 % CI 0.780 to 0.840); BiLSTM − logistic regression "
+        "+0.021 (paired 95 % CI +0.004 to +0.038): the BiLSTM is better")
     result["warnings"] = ["not better"]
-    assert baselines_text(result).endswith(": the BiLSTM is not shown to be better")
+    result["difference"] = {"value": -0.0284, "low": -0.0454, "high": 0.0012}
+    assert baselines_text(result).endswith("−0.028 (paired 95 % CI −0.045 to +0.001): the BiLSTM is not shown "
+                                           "to be better")
     assert baselines_text(None).startswith("not fitted")
