@@ -11,6 +11,7 @@ profile and what the lineage changed from it (profile_line).
 from __future__ import annotations
 
 import html
+import math
 
 from icurt.analysis.report_html import MISSING, number
 
@@ -54,7 +55,14 @@ def cohort_text(cohort: dict | None) -> str:
 def _interval(estimate: dict | None) -> str:
     if not estimate:
         return MISSING
-    return f"{number(estimate.get('value'))} (95 % CI {number(estimate.get('low'))}–{number(estimate.get('high'))})"
+    value, low, high = (estimate.get(k) for k in ("value", "low", "high"))
+    if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (value, low, high)):
+        return f"{value:.3f} (95 % CI {low:.3f} to {high:.3f})"   # AUROC/AUPRC as the verdict prints them
+    return f"{number(value)} (95 % CI {number(low)} to {number(high)})"
+
+
+def _count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else MISSING
 
 
 def verdict_text(verdict: dict | None) -> str:
@@ -62,7 +70,7 @@ def verdict_text(verdict: dict | None) -> str:
     if not verdict:
         return "no verdict (the train run has no verdict.json)"
     text = (f"held-out AUROC {_interval(verdict.get('auroc'))}, AUPRC {_interval(verdict.get('auprc'))}, "
-            f"over {verdict.get('n_samples', MISSING)} held-out predictions ({verdict.get('n_died', MISSING)} died)")
+            f"over {_count(verdict.get('n_samples'))} held-out predictions ({_count(verdict.get('n_died'))} died)")
     warnings = verdict.get("warnings") or []
     if warnings:
         text += f"; {len(warnings)} warning{'s' if len(warnings) > 1 else ''} (see Model quality below)"

@@ -32,8 +32,8 @@ def test_cohort_and_verdict_in_words():
     verdict = {"auroc": {"value": 0.8123, "low": 0.78, "high": 0.84}, "auprc": {"value": 0.41, "low": 0.35,
                "high": 0.47}, "n_samples": 2000, "n_died": 159, "warnings": ["one"]}
     text = verdict_text(verdict)
-    assert "AUROC 0.8123 (95 % CI 0.78–0.84)" in text and "AUPRC 0.41 (95 % CI 0.35–0.47)" in text
-    assert "2000 held-out predictions (159 died)" in text and "1 warning (see Model quality" in text
+    assert "AUROC 0.812 (95 % CI 0.780 to 0.840)" in text and "AUPRC 0.410 (95 % CI 0.350 to 0.470)" in text
+    assert "2,000 held-out predictions (159 died)" in text and "1 warning (see Model quality" in text
 
 
 def test_the_targets_are_the_attacked_held_out_samples_not_the_cohort():
