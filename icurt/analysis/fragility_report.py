@@ -174,6 +174,7 @@ def fragility_section(view: FragilityView | None, plots: list[Plot]) -> str:
                  "units), on measured cells only (never an interpolated or imputed value) or on any cell. "
                  "An example found under a smaller budget also satisfies every larger one, so the curves "
                  "never fall. Intervals are 95 % Wilson intervals.</p>")
+    parts.append(baseline_comparison(view.summary.get("baseline")))
     steps = view.summary.get("clinical_step", {})
     parts.append(table(["feature", "clinical step", "unit"],
                        [[name, value, unit_of(name)] for name, value in steps.items()]))
@@ -194,4 +195,23 @@ def fragility_section(view: FragilityView | None, plots: list[Plot]) -> str:
                            [[r.hour, r.feature, r.before, r.after, unit_of(r.feature, r.unit)]
                             for r in example.changes.itertuples(index=False)]))
         parts += [figure(p) for p in plots if p.name == f"fragility_example_{index}.png"]
+    return "".join(parts)
+
+
+def baseline_comparison(baseline: dict | None) -> str:
+    """The BiLSTM's and the logistic-regression baseline's L0 curves side by side on the samples
+    both classify correctly (icurt/baselines/fragility.py), or "" for a run without one."""
+    if not baseline:
+        return ""
+    rate = lambda r, name: f"{100 * r[name + '_rate']:.1f} % ({100 * r[name + '_ci_low']:.1f}–{100 * r[name + '_ci_high']:.1f} %)"  # noqa: E731
+    rows = [[r["budget"], GROUP_TITLE.get(r["direction"], r["direction"]), r["samples"], rate(r, "bilstm"),
+             rate(r, "baseline")] for r in baseline["rows"] if r["samples"]]
+    parts = [f"<h3>Beside a {html.escape(baseline['model'])}</h3>",
+             *[f"<p>{html.escape(s[0].upper() + s[1:])}.</p>" for s in baseline["headline"].values()],
+             "<p>The same budgets and attack settings (tuned on the BiLSTM) on the fold's "
+             f"{html.escape(baseline['model'])} baseline (fitted on the same training fold), over the "
+             f"{baseline['samples']:,} swept samples both models classify correctly.</p>"]
+    if rows:
+        parts.append(table(["L0 budget k", "direction", "samples", "BiLSTM success (95 % CI)",
+                            f"{baseline['model']} success (95 % CI)"], rows))
     return "".join(parts)

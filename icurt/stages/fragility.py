@@ -38,6 +38,8 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
     from icurt.attack.results import BatchStore, dense_results, read_attack_run
     from icurt.attack.sweep import sweep_curves
     from icurt.attack.sweep_runner import SweepTask, run_sweep
+    from icurt.baselines.compare import read_baselines
+    from icurt.baselines.fragility import baseline_sweep
     from icurt.config import section_from_dict
     from icurt.dataset import load_dataset
     from icurt.model.checkpoint import load_fold
@@ -119,6 +121,14 @@ def run(cfg: Config, input_run: Run | None = None, *, store: RunStore, resume: s
             "headline": {d: headline(curves_table, fc.headline_k, d,
                                      attacked=int((table["label"] == (1 if d == "1to0" else 0)).sum()))
                          for d in ("1to0", "0to1")}}
+        summary["baseline"] = baseline_sweep(
+            read_baselines(store.ancestor(attack_run, "train").path), int(attack.config["fold"]),
+            dataset.features[samples], dataset.labels[samples], samples,
+            None if dataset.measured is None else dataset.measured[samples], sweep, curves, hp, method, steps,
+            fc.iterations, fc.headline_k)
+        if summary["baseline"]:
+            log.info("fragility beside the %s: %s", summary["baseline"]["model"],
+                     summary["baseline"]["headline"]["1to0"])
         files.write_fragility_run(writer.path, sweep, examples, summary)
         task_store.remove()
         if summary["unverified"]:
