@@ -54,8 +54,8 @@ def common_options(with_config_file: bool = True) -> argparse.ArgumentParser:
                        default=[], help="override one setting, typed by the schema (repeatable)")
     group.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     group.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    group.add_argument("-v", "--verbose", action="store_true", help="also every evaluated epoch's scores "
-                       "(always in the run's run.log)")
+    group.add_argument("-v", "--verbose", action="store_true", help="also every evaluated epoch's scores and "
+                       "every finished tuning trial (always in the run's run.log)")
     return common
 
 

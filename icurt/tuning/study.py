@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from icurt.errors import IcurtError
+from icurt.run_log import VERBOSE
 from icurt.tune_interrupt import raise_if_interrupted, sigint_stops_tune
 from icurt.tuning.trials import (CUT_OFF, FAIL_REASON, RERUN_OF, TRIALS_FILE, StudyPlan, cut_off, finished,
                                  sampler_seed, trial_end_state, trials_to_rerun, write_study_files)
@@ -200,7 +201,7 @@ def _searcher_and_scheduler(plan: StudyPlan, space, storage_url: str, seed: int)
                                 state=optuna.trial.TrialState[state])
             self._completed_trials.add(trial_id)
             log.info("trial %d %s at %s %s: %s %.4g", ot_trial.number, state.lower(), plan.step_attr, step,
-                     plan.metric, math.nan if value is None else value)
+                     plan.metric, math.nan if value is None else value, extra=VERBOSE)
 
     # constant_liar: trials run side by side, so running ones count as bad until they finish
     sampler = optuna.samplers.TPESampler(n_startup_trials=plan.startup_trials, seed=seed,
