@@ -451,7 +451,7 @@ def test_interrupted_run_resumes_its_study(ray_session, make_config, tmp_path, p
     assert main(["show", "tune-model", run_id, "--trial", str(last.number), *settings]) == 0
     shown = capsys.readouterr().out
     assert f"trial {last.number}: {last.state.name}" in shown
-    assert f"learning_rate = {last.params['learning_rate']}" in shown
+    assert f"learning_rate = {last.params['learning_rate']:.4g}" in shown   # 4 significant digits
     assert main(["show", "tune-model", run_id, "--trial", "99", *settings]) == 2
     assert "no trial 99" in capsys.readouterr().err
 
