@@ -33,7 +33,7 @@ fragility     here: test_a_stopped_sweep_resumes_to_the_same_     here: test_a_s
 
 Not covered by a real signal here: tune-model × SIGKILL and tune-attack × SIGINT/SIGTERM (their
 code paths are the ones the cells above name). The other stages (query, preprocess, analyze) do
-not resume; SIGINT/SIGTERM to them: test_cli.py::test_a_stop_signal_names_the_run_it_kept_and_why.
+not resume; SIGINT/SIGTERM to preprocess: test_cli.py::test_a_stop_signal_names_the_run_it_kept_and_why.
 
 "At a random point": each test here stops its stage once k of its n units (fold records, sweep
 task files, finished trials) exist, k drawn with numpy's default_rng(SEED) and named in every
