@@ -165,19 +165,18 @@ FOLDS = 3
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, pg_dsn):
-    """A tune-model lineage and its uninterrupted train run (`icurt train`, one CPU), in a data root
-    each test copies."""
+def trained(tmp_path_factory, pg_dsn, ray_session):
+    """A tune-model lineage and its uninterrupted train run (two folds at a time on the session's
+    Ray), in a data root each test copies."""
     from icurt.config import load_config
+    from icurt.stages.train import run
 
     data = tmp_path_factory.mktemp("trained")
-    settings = [*train_resume.SETTINGS, f"paths.data={data}", f"db.dsn={pg_dsn}", "ray.num_cpus=1"]
-    assert f"train.num_folds={FOLDS}" in settings
-    cfg = with_overrides(load_config(env={}), settings)
-    tune_run, _ = train_resume.crossval.fake_tune_run(RunStore(data), cfg)
-    proc = icurt("train", "--from", tune_run.run_id, settings=settings)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
+    cfg = with_overrides(load_config(env={}), [*train_resume.SETTINGS, f"paths.data={data}", f"db.dsn={pg_dsn}"])
+    assert cfg.train.num_folds == FOLDS
+    store = RunStore(data)
+    tune_run, _ = train_resume.crossval.fake_tune_run(store, cfg)
+    run(cfg, tune_run, store=store)
     return data, tune_run.run_id
 
 
@@ -190,7 +189,7 @@ def test_a_stopped_train_run_resumes_to_the_uninterrupted_result(trained, tmp_pa
     shutil.copytree(trained[0], data)
     store = RunStore(data)
     [whole] = store.list("train")
-    settings = [*train_resume.SETTINGS, f"paths.data={data}", f"db.dsn={pg_dsn}", "ray.num_cpus=1"]
+    settings = [*train_resume.SETTINGS, f"paths.data={data}", f"db.dsn={pg_dsn}", "ray.num_cpus=2"]
     k = draw(1, FOLDS - 1, salt=signum)
     point = f"stopped by {signum.name} after {k} of {FOLDS} folds (seed {SEED})"
 
