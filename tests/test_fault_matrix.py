@@ -6,30 +6,34 @@ SIGINT and SIGTERM: one `icurt:` line, exit 130 or 143, the run kept as `.failed
 reason and the `--resume` command (tests/helpers/signals.py). SIGKILL (of the driver and the local
 Ray it started, as a crashed machine): the run left as `.tmp-<id>`, which `--resume` continues.
 
-Which test covers each stage × signal (→ resume → finished work kept [→ equal result]):
+Which test covers each stage × signal (→ resume → finished work kept; "equal": the result equals
+an uninterrupted run's); "here" is this file:
 
-============  ==================================================  ==================================================  ==================================================
-stage         SIGINT                                              SIGTERM                                             SIGKILL
-============  ==================================================  ==================================================  ==================================================
-tune-model    model/test_tune.py::test_interrupted_run_resumes_   model/test_tune.py::test_interrupted_run_resumes_   not a real signal: model/test_tune.py::test_trials_
-              its_study[SIGINT] (finished trials kept, cut-off    its_study[SIGTERM] (the same)                       a_killed_driver_left_running_are_failed_when_the_
-              trials rerun with their own parameters)                                                                 study_reopens (a killed driver's RUNNING trials are
-                                                                                                                      failed and queued again); tune-attack's SIGKILL
-                                                                                                                      below runs the same tuning code (icurt/tuning/)
-train         model/test_crossval.py::test_ctrl_c_during_the_     here: test_a_stopped_train_run_resumes_to_the_      here: test_a_stopped_train_run_resumes_to_the_
-              folds_is_an_interruption (one line, exit 130, kept  uninterrupted_result[SIGTERM] (equal)               uninterrupted_result[SIGKILL] (equal)
-              as .failed); resume to an equal result after a
-              crash between folds: model/test_train_resume.py
-tune-attack   not a real signal: attack/test_tune_attack.py::     the shared handling of SIGTERM in a Tune run:       here: test_a_killed_tuning_run_resumes_its_study
-              test_tuning_run_writes_its_study_and_resumes (a     test_tune_interrupt.py, and tune-model's            (finished trials kept, the cut-off ones rerun with
-              run left as .failed resumes its study); SIGINT in   SIGTERM test above                                  their own parameters, num_trials finished)
-              a Tune run: test_tune_interrupt.py
-attack        attack/test_attack_resume.py::test_a_stopped_       the same [SIGTERM] (byte-equal)                     the same [SIGKILL] (byte-equal)
-              attack_resumes_with_its_missing_batches_and_
-              equals_an_uninterrupted_run[SIGINT] (byte-equal)
-fragility     here: test_a_stopped_sweep_resumes_to_the_same_     here: test_a_stopped_sweep_resumes_to_the_same_     attack/test_fragility_stage.py::test_an_interrupted
-              result[SIGINT] (equal)                              result[SIGTERM] (equal)                             _sweep_resumes_to_the_same_result (equal)
-============  ==================================================  ==================================================  ==================================================
+tune-model   SIGINT   model/test_tune.py::test_interrupted_run_resumes_its_study[SIGINT] (finished
+                      trials kept, each cut-off trial rerun with its own parameters)
+             SIGTERM  model/test_tune.py::test_interrupted_run_resumes_its_study[SIGTERM] (the same)
+             SIGKILL  no real signal: model/test_tune.py::test_trials_a_killed_driver_left_running_are_
+                      failed_when_the_study_reopens (a killed driver's RUNNING trials are failed and
+                      queued again); tune-attack × SIGKILL here runs the same tuning code (icurt/tuning/)
+train        SIGINT   model/test_crossval.py::test_ctrl_c_during_the_folds_is_an_interruption (one
+                      line, exit 130, kept as .failed; not resumed there); resume to an equal result
+                      after a crash between folds: model/test_train_resume.py
+             SIGTERM  here: test_a_stopped_train_run_resumes_to_the_uninterrupted_result[SIGTERM] (equal)
+             SIGKILL  here: test_a_stopped_train_run_resumes_to_the_uninterrupted_result[SIGKILL] (equal)
+tune-attack  SIGINT   no real signal: attack/test_tune_attack.py::test_tuning_run_writes_its_study_and_
+                      resumes (a run left as .failed resumes its study); a signal in a Ray Tune run:
+                      test_tune_interrupt.py
+             SIGTERM  as SIGINT, and tune-model × SIGTERM above (the same icurt/tuning/ code)
+             SIGKILL  here: test_a_killed_tuning_run_resumes_its_study (finished trials kept, the cut-off
+                      ones rerun with their own parameters, num_trials finished)
+attack       SIGINT   attack/test_attack_resume.py::test_a_stopped_attack_resumes_with_its_missing_
+                      batches_and_equals_an_uninterrupted_run[SIGINT] (byte-equal)
+             SIGTERM  the same [SIGTERM] (byte-equal)
+             SIGKILL  the same [SIGKILL] (byte-equal)
+fragility    SIGINT   here: test_a_stopped_sweep_resumes_to_the_same_result[SIGINT] (equal)
+             SIGTERM  here: test_a_stopped_sweep_resumes_to_the_same_result[SIGTERM] (equal)
+             SIGKILL  attack/test_fragility_stage.py::test_an_interrupted_sweep_resumes_to_the_same_
+                      result (equal)
 
 Not covered by a real signal here: tune-model × SIGKILL and tune-attack × SIGINT/SIGTERM (their
 code paths are the ones the cells above name). The other stages (query, preprocess, analyze) do
@@ -209,8 +213,10 @@ def test_a_stopped_train_run_resumes_to_the_uninterrupted_result(trained, tmp_pa
             in (again.path / "run.log").read_text()), point
     # the finished folds' checkpoints are the first attempt's
     for name, state in kept.items():
-        assert all(torch.equal(state[key], value) for key, value in checkpoint.load(again.path / name).state_dict.items())
-    assert json.loads(again.file("summary.json").read_text()) == json.loads(whole.file("summary.json").read_text()), point
+        now = checkpoint.load(again.path / name).state_dict
+        assert all(torch.equal(state[key], value) for key, value in now.items()), f"{point}: {name}"
+    summary = json.loads(again.file("summary.json").read_text())
+    assert summary == json.loads(whole.file("summary.json").read_text()), point
     for fold in range(FOLDS):
         a = checkpoint.load(whole.path / f"fold_{fold}").state_dict
         b = checkpoint.load(again.path / f"fold_{fold}").state_dict
@@ -270,7 +276,7 @@ def test_a_killed_tuning_run_resumes_its_study(tmp_path, make_config, ray_sessio
 
     stop_once(proc, signal.SIGKILL, finished, k, point)
     proc.communicate(timeout=120)
-    run_id, folder = check_stopped(proc, "", signal.SIGKILL, store, "tune-attack", point)
+    run_id, _ = check_stopped(proc, "", signal.SIGKILL, store, "tune-attack", point)
     study = optuna.load_study(study_name=f"icurt-tune-attack-{run_id}", storage=storage)
     before = {t.number: (t.state, t.value, t.params) for t in study.trials
               if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
