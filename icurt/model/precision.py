@@ -9,6 +9,7 @@ icurt/choices.py, below the config.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from functools import lru_cache
 
 from icurt.choices import PRECISIONS
 from icurt.errors import IcurtError
@@ -35,6 +36,25 @@ def check_precision(precision: str, device) -> None:
     if precision == "bf16" and kind == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         raise IcurtError("train.precision is bf16 but this CUDA device does not support bfloat16; "
                          "set train.precision=fp32 (or fp16)")
+    if precision == "bf16" and kind == "cpu" and not cpu_runs_bf16_lstm():
+        raise IcurtError("train.precision is bf16 but this CPU cannot run the LSTM in bfloat16 (oneDNN has no "
+                         "bf16 LSTM for it: no AVX-512 BF16 or AMX); set train.precision=fp32")
+
+
+@lru_cache(maxsize=1)
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether this CPU runs an LSTM under bf16 autocast: oneDNN has no bf16 LSTM primitive on CPUs
+    without AVX-512 BF16 or AMX (e.g. many AMD EPYC), where the forward pass raises RuntimeError.
+    Probed once with a tiny LSTM, so the answer is what training would meet."""
+    import torch
+
+    lstm = torch.nn.LSTM(2, 2, batch_first=True)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 2, 2))
+    except RuntimeError:
+        return False
+    return True
 
 
 def autocast(precision: str, device):

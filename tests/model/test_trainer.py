@@ -261,13 +261,34 @@ def test_a_precision_the_device_cannot_run_is_refused_with_one_line(monkeypatch)
     assert "\n" not in str(refused.value)
     check_precision("fp16", "cuda:0")
     check_precision("fp32", "cuda")
+    monkeypatch.setattr("icurt.model.precision.cpu_runs_bf16_lstm", lambda: True)    # a CPU with a bf16 LSTM
     check_precision("bf16", "cpu")
+    monkeypatch.setattr("icurt.model.precision.cpu_runs_bf16_lstm", lambda: False)   # one without (AMD EPYC)
+    with pytest.raises(IcurtError, match="this CPU cannot run the LSTM in bfloat16"):
+        check_precision("bf16", "cpu")
     assert [needs_grad_scaler(p, d) for p, d in [("fp16", "cuda"), ("bf16", "cuda"), ("fp32", "cuda")]] == \
         [True, False, False]
 
 
-def test_bf16_trains_and_evaluates_on_cpu():
+def test_bf16_trains_and_evaluates_on_cpu_or_is_refused_in_one_line():
+    """A CPU without oneDNN's bf16 LSTM (no AVX-512 BF16/AMX, e.g. AMD EPYC) is refused before training
+    (the forward pass would raise deep inside torch); one that has it trains and evaluates in bf16."""
+    from icurt.errors import IcurtError
+    from icurt.model.precision import cpu_runs_bf16_lstm
+
     x, y, _ = planted_dataset(n=120, seed=2)
+    lstm = torch.nn.LSTM(2, 2, batch_first=True)
+    try:   # what the probe must say, found independently: run the LSTM under bf16 autocast
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 2, 2))
+        runs = True
+    except RuntimeError:
+        runs = False
+    assert cpu_runs_bf16_lstm() == runs
+    if not runs:
+        with pytest.raises(IcurtError, match="cannot run the LSTM in bfloat16.*set train.precision=fp32"):
+            Trainer(HP, x[:80], y[:80], x[80:], y[80:], seed=0, precision="bf16")
+        return
     trainer = Trainer(HP, x[:80], y[:80], x[80:], y[80:], seed=0, precision="bf16")
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     assert np.isfinite(trainer.train_epoch())
