@@ -274,7 +274,9 @@ def test_attack_uses_the_recorded_method_and_says_when_todays_differs(ray_sessio
     hp = AttackHparams(kappa=0.1, lambda_1=0.02, learning_rate=0.05, optimizer="adam", batch_size=8)
     index = read_attack_run(attack_run.path).table["sample_index"].to_numpy()
     want = reference(model, ds, index, hp, iterations=30, method=METHOD)
-    np.testing.assert_array_equal(dense_results(read_attack_run(attack_run.path)).best_p, want.best_p)
+    # to float rounding: the run attacks in its auto batch, the reference in batches of 8 (a BLAS kernel
+    # may sum in another order: 9e-8 seen); today's method (lambda_decay 1.0) would differ far more
+    np.testing.assert_allclose(dense_results(read_attack_run(attack_run.path)).best_p, want.best_p, rtol=0, atol=1e-5)
     # with today's method equal to the recorded one there is no notice
     assert run(with_overrides(today, ["attack_method.early_stop_patience=6", "attack_method.lambda_decay=0.5"]),
                tune_run, store=store)
