@@ -175,7 +175,8 @@ def warnings_of(verdict: dict) -> list[str]:
     return out
 
 
-def _ci(estimate: dict) -> str:
+def interval_text(estimate: dict) -> str:
+    """An estimate with its interval as the console prints it: "0.812 [0.780, 0.840]"."""
     return f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
 
 
@@ -185,14 +186,14 @@ def format_verdict(verdict: dict) -> str:
     t = verdict["at_threshold"]
     lines += [f"model quality on {verdict['n_samples']} held-out predictions ({verdict['n_died']} died), mean over "
               f"{verdict.get('n_folds', 1)} fold(s), 95 % bootstrap intervals:",
-              f"  AUROC {_ci(verdict['auroc'])}   AUPRC {_ci(verdict['auprc'])}   Brier {verdict['brier']:.4f}",
+              f"  AUROC {interval_text(verdict['auroc'])}   AUPRC {interval_text(verdict['auprc'])}   Brier {verdict['brier']:.4f}",
               f"  at each fold's validation-chosen threshold: F1 {t['f1']:.3f}, precision {t['precision']:.3f}, "
               f"recall {t['recall']:.3f}"]
     for name, what in (("oracle", "oracle (knows the latent severity)"),
                        ("ceiling", "achievable ceiling (what the measurements carry)")):
         if name in verdict:
             lines.append(f"  {what}: AUROC {verdict[name]['auroc']:.3f}; model − {name} "
-                         f"{_ci(verdict[name]['gap'])}")
+                         f"{interval_text(verdict[name]['gap'])}")
     return "\n".join(lines)
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from icurt.analysis.verdict import CONFIDENCE, RESAMPLES, bootstrap_interval, fold_mean_auroc, strata
+from icurt.analysis.verdict import (CONFIDENCE, RESAMPLES, bootstrap_interval, fold_mean_auroc, interval_text,
+                                    strata)
 from icurt.baselines.auprc import fold_mean_auprc
 from icurt.baselines.fit import MODELS, FoldFit
 from icurt.errors import IcurtError
@@ -102,10 +103,6 @@ def build_baselines(bilstm: pd.DataFrame, baseline_frame: pd.DataFrame, fits: li
     return {**result, "summaries": summaries, "settings": settings, "logistic_weights": logistic_weights(fits)}
 
 
-def _ci(e: dict) -> str:
-    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
-
-
 def format_baselines(result: dict) -> str:
     """baselines.json as console text: the banner first, then one line per model."""
     lines = [f"WARNING: {w}" for w in result.get("warnings", [])]
@@ -113,7 +110,7 @@ def format_baselines(result: dict) -> str:
                  f"inputs: {', '.join(result.get('summaries', []))} per feature):")
     rows = [("BiLSTM", result["bilstm"])] + [(m["label"], m) for m in result["models"].values()]
     width = max(len(name) for name, _ in rows)
-    lines += [f"  {name:<{width}}  AUROC {_ci(r['auroc'])}   AUPRC {_ci(r['auprc'])}" for name, r in rows]
+    lines += [f"  {name:<{width}}  AUROC {interval_text(r['auroc'])}   AUPRC {interval_text(r['auprc'])}" for name, r in rows]
     d = result["difference"]
     lines.append(f"  BiLSTM − {result['models'][result['best']]['label']} (best baseline) AUROC "
                  f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (paired)")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import html
 
 from icurt.analysis.report_html import note, table
+from icurt.analysis.verdict import interval_text
 
 
 def _ci(e: dict | None) -> str:
     if not e:
         return "–"
-    return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+    return interval_text(e)
 
 
 def baselines_section(baselines: dict | None) -> str:
